@@ -1,0 +1,637 @@
+//! The wire codec: BitTorrent's peer wire protocol (BEP 3), the handshake
+//! and the length-prefixed frames that carry [`Message`]s between two nodes.
+//!
+//! ```text
+//! handshake  19 | "BitTorrent protocol" | reserved [u8; 8] | info_hash [u8; 20] | peer_id [u8; 20]
+//! frame      length u32 BE | id u8 | body          (length counts id + body)
+//! keep-alive 0u32                                   (a frame of length 0, no id)
+//!   0 choke, 1 unchoke, 2 interested, 3 not interested   no body
+//!   4 have      piece u32
+//!   5 bitfield  ceil(pieces / 8) bytes, high bit of the first byte = piece 0
+//!   6 request, 8 cancel   piece u32 | offset u32 | len u32
+//!   7 piece     piece u32 | offset u32 | payload       ([`Message::Block`])
+//! ```
+//!
+//! All integers are big-endian. A frame occupies exactly
+//! [`Message::wire_len`] bytes, the size the simulator charges a link for it.
+//!
+//! # Decoding
+//!
+//! [`decode`] and [`decode_handshake`] read from the caller's buffer and
+//! return what they decoded with the number of bytes it took, or `None` when
+//! the buffer holds only part of it: read more from the socket, call again.
+//! Every length and count read from the wire is checked against [`Limits`] as
+//! soon as it is read — before anything is allocated, and before waiting for
+//! the rest of a frame that could never be accepted. A block's payload is not
+//! copied: [`Frame::Block`] borrows it from the buffer, so the driver copies
+//! it once, to storage.
+//!
+//! The codec checks framing only: lengths, counts and message ids, and that
+//! every block is 1 to [`MAX_BLOCK_SIZE`] bytes. Whether a block is one of
+//! the file's blocks, or a piece index is in range, is for the protocol core
+//! to judge ([`peerlab_core::PieceLayout::is_valid_block`]), so that a peer
+//! breaking it shows up as the same protocol-violation event in the
+//! simulator and on a real network.
+//!
+//! Message ids beyond BEP 3's 0 to 8 are rejected as
+//! [`WireError::UnknownMessage`]: peerlab sets no reserved bit in its
+//! handshake, so a conforming peer never sends the Fast extension's (BEP 6),
+//! the DHT port (BEP 5) or extension-protocol (BEP 10) messages.
+//!
+//! # Example
+//!
+//! ```
+//! use peerlab_core::{BlockRef, Message};
+//! use peerlab_net::wire::{self, Frame, Limits};
+//!
+//! let block = BlockRef { piece: 3, offset: 16_384, len: 4 };
+//! let mut out = Vec::new();
+//! wire::encode(&Message::Request(block), None, &mut out)?;
+//! wire::encode(&Message::Block(block), Some(b"data"), &mut out)?;
+//!
+//! // The receiving side: decode frames from the front of its buffer.
+//! let limits = Limits::new(10);
+//! let mut buf = &out[..];
+//! let mut frames = Vec::new();
+//! while let Some((frame, used)) = wire::decode(buf, &limits)? {
+//!     frames.push(frame);
+//!     buf = &buf[used..];
+//! }
+//! assert_eq!(frames, [
+//!     Frame::Message(Message::Request(block)),
+//!     Frame::Block { block, payload: b"data" },
+//! ]);
+//! # Ok::<(), wire::WireError>(())
+//! ```
+
+use peerlab_core::pieces::MAX_BLOCK_SIZE;
+use peerlab_core::{Bitfield, BlockRef, Message};
+
+/// The protocol name a BEP 3 handshake starts with (after its length, 19).
+pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
+
+/// Bytes in a handshake: 1 + 19 + 8 + 20 + 20.
+pub const HANDSHAKE_LEN: usize = 68;
+
+/// The default [`Limits::max_frame_len`]: a piece message carrying a block of
+/// [`MAX_BLOCK_SIZE`] bytes (length prefix, id, piece, offset, payload).
+pub const DEFAULT_MAX_FRAME_LEN: u32 = MAX_BLOCK_SIZE + 13;
+
+const ID_CHOKE: u8 = 0;
+const ID_UNCHOKE: u8 = 1;
+const ID_INTERESTED: u8 = 2;
+const ID_NOT_INTERESTED: u8 = 3;
+const ID_HAVE: u8 = 4;
+const ID_BITFIELD: u8 = 5;
+const ID_REQUEST: u8 = 6;
+const ID_PIECE: u8 = 7;
+const ID_CANCEL: u8 = 8;
+
+/// Bytes of a length prefix.
+const PREFIX: u64 = 4;
+/// Length (id + piece + offset) of a piece message without its payload.
+const PIECE_HEADER: u32 = 9;
+
+/// Unwraps a [`Reader`] result, or returns `Ok(None)` ("read more") from the
+/// decoder when the buffer ends first.
+macro_rules! need {
+    ($read:expr) => {
+        match $read {
+            Some(value) => value,
+            None => return Ok(None),
+        }
+    };
+}
+
+/// The opening message each side of a connection sends first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handshake {
+    /// Extension bits; peerlab sets none and ignores the peer's.
+    pub reserved: [u8; 8],
+    /// The SHA-1 of the metainfo's info dictionary: which file this
+    /// connection is about.
+    pub info_hash: [u8; 20],
+    /// The sender's peer id.
+    pub peer_id: [u8; 20],
+}
+
+impl Handshake {
+    /// A handshake for `info_hash` from `peer_id`, advertising no extension.
+    pub fn new(info_hash: [u8; 20], peer_id: [u8; 20]) -> Self {
+        Handshake {
+            reserved: [0; 8],
+            info_hash,
+            peer_id,
+        }
+    }
+}
+
+/// Bounds on what [`decode`] accepts from a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest frame accepted, in bytes, length prefix included (the
+    /// unit of [`Message::wire_len`]).
+    pub max_frame_len: u32,
+    /// Pieces in the file: a bitfield must have exactly `ceil(pieces / 8)`
+    /// bytes and no bit set past the last piece.
+    pub pieces: u32,
+}
+
+impl Limits {
+    /// Limits for a file of `pieces` pieces: frames up to
+    /// [`DEFAULT_MAX_FRAME_LEN`] bytes, or the size of the file's bitfield
+    /// message if that is larger.
+    pub fn new(pieces: u32) -> Self {
+        let bitfield_frame = 5 + pieces.div_ceil(8);
+        Limits {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN.max(bitfield_frame),
+            pieces,
+        }
+    }
+}
+
+/// One decoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A zero-length frame: the peer is still there (BEP 3 keep-alive).
+    KeepAlive,
+    /// Any message except [`Message::Block`], which arrives as
+    /// [`Frame::Block`].
+    Message(Message),
+    /// A block and its payload, borrowed from the buffer given to
+    /// [`decode`]; `payload.len() == block.len`.
+    Block {
+        /// The block (its `len` is the payload's length).
+        block: BlockRef,
+        /// The block's bytes.
+        payload: &'a [u8],
+    },
+}
+
+impl Frame<'_> {
+    /// The message to hand the protocol core ([`Message::Block`] for a
+    /// block, whose payload the driver keeps), or `None` for a keep-alive.
+    pub fn into_message(self) -> Option<Message> {
+        match self {
+            Frame::KeepAlive => None,
+            Frame::Message(msg) => Some(msg),
+            Frame::Block { block, .. } => Some(Message::Block(block)),
+        }
+    }
+}
+
+/// Why bytes could not be encoded or decoded. Each decoding error means the
+/// peer broke the protocol and the connection should be closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The handshake does not start with 19, the length of
+    /// "BitTorrent protocol".
+    #[error(
+        "handshake names a protocol of {len} bytes, expected 19 (\"BitTorrent protocol\"); \
+         the peer does not speak BitTorrent"
+    )]
+    HandshakeProtocolLength {
+        /// The length byte received.
+        len: u8,
+    },
+    /// The handshake's protocol name is not "BitTorrent protocol".
+    #[error(
+        "handshake protocol name differs from \"BitTorrent protocol\" at byte {at} \
+         ({byte:#04x}); the peer does not speak BitTorrent"
+    )]
+    HandshakeProtocolName {
+        /// Offset of the first wrong byte in the handshake.
+        at: usize,
+        /// The byte received there.
+        byte: u8,
+    },
+    /// A frame is longer than [`Limits::max_frame_len`].
+    #[error("frame of {len} bytes exceeds the {limit}-byte limit")]
+    FrameTooLong {
+        /// The frame's length, prefix included.
+        len: u64,
+        /// The limit.
+        limit: u32,
+    },
+    /// A message id outside BEP 3's 0 to 8.
+    #[error("unknown message id {id} (BEP 3 defines ids 0 to 8)")]
+    UnknownMessage {
+        /// The id received.
+        id: u8,
+    },
+    /// A fixed-size message whose length prefix is not that size.
+    #[error("{message} message has length {len}, expected {expected}")]
+    LengthMismatch {
+        /// The message, by its BEP 3 name.
+        message: &'static str,
+        /// The length prefix received (id + body).
+        len: u32,
+        /// The length that message always has.
+        expected: u32,
+    },
+    /// A piece message too short to hold its piece index and offset.
+    #[error("piece message has length {len}, shorter than its 9-byte header")]
+    TruncatedPiece {
+        /// The length prefix received (id + body).
+        len: u32,
+    },
+    /// A bitfield whose size does not match the file's piece count.
+    #[error("bitfield of {len} bytes does not match the file's {pieces} pieces ({expected} bytes)")]
+    BitfieldLength {
+        /// Bytes received.
+        len: u32,
+        /// `ceil(pieces / 8)`.
+        expected: u32,
+        /// Pieces in the file ([`Limits::pieces`]).
+        pieces: u32,
+    },
+    /// A bitfield with bits set past the last piece.
+    #[error("bitfield sets bits past the last of the file's {pieces} pieces (last byte {byte:#010b})")]
+    BitfieldSpareBits {
+        /// Pieces in the file ([`Limits::pieces`]).
+        pieces: u32,
+        /// The bitfield's last byte.
+        byte: u8,
+    },
+    /// A request, piece or cancel for a zero-length block.
+    #[error("{message} message names a zero-length block (piece {piece}, offset {offset})")]
+    EmptyBlock {
+        /// The message, by its BEP 3 name.
+        message: &'static str,
+        /// The block's piece.
+        piece: u32,
+        /// The block's offset.
+        offset: u32,
+    },
+    /// A request, piece or cancel for a block larger than [`MAX_BLOCK_SIZE`].
+    #[error("{message} message names a block of {len} bytes, more than the {max}-byte maximum")]
+    BlockTooLarge {
+        /// The message, by its BEP 3 name.
+        message: &'static str,
+        /// The block's length.
+        len: u32,
+        /// [`MAX_BLOCK_SIZE`].
+        max: u32,
+    },
+    /// [`encode`] was given a [`Message::Block`] without its payload.
+    #[error("block (piece {piece}, offset {offset}, {len} bytes) needs its payload to be sent")]
+    MissingPayload {
+        /// The block's piece.
+        piece: u32,
+        /// The block's offset.
+        offset: u32,
+        /// The block's length.
+        len: u32,
+    },
+    /// [`encode`] was given a payload whose length is not the block's.
+    #[error("payload of {actual} bytes for a block of {expected} bytes")]
+    PayloadLenMismatch {
+        /// The block's length.
+        expected: u32,
+        /// The payload's length.
+        actual: usize,
+    },
+    /// [`encode`] was given a payload for a message that carries none.
+    #[error("{message} message carries no payload, but {len} bytes were given")]
+    UnexpectedPayload {
+        /// The message, by its BEP 3 name.
+        message: &'static str,
+        /// The payload's length.
+        len: usize,
+    },
+    /// [`encode`] was given a message that has no BEP 3 encoding.
+    #[error("message has no BitTorrent wire encoding: {message:?}")]
+    Unencodable {
+        /// The message.
+        message: Box<Message>,
+    },
+}
+
+/// Appends the handshake's 68 bytes to `out`.
+pub fn encode_handshake(handshake: &Handshake, out: &mut Vec<u8>) {
+    out.reserve(HANDSHAKE_LEN);
+    out.push(19);
+    out.extend_from_slice(PROTOCOL);
+    out.extend_from_slice(&handshake.reserved);
+    out.extend_from_slice(&handshake.info_hash);
+    out.extend_from_slice(&handshake.peer_id);
+}
+
+/// Decodes a handshake from the front of `buf`: the handshake and the bytes
+/// it took ([`HANDSHAKE_LEN`]), or `None` if `buf` holds only part of one.
+/// A peer that does not speak BitTorrent is rejected from its first bytes.
+pub fn decode_handshake(buf: &[u8]) -> Result<Option<(Handshake, usize)>, WireError> {
+    let mut r = Reader(buf);
+    let [len] = need!(r.array());
+    if usize::from(len) != PROTOCOL.len() {
+        return Err(WireError::HandshakeProtocolLength { len });
+    }
+    if let Some(i) = r.0.iter().zip(PROTOCOL).position(|(got, want)| got != want) {
+        return Err(WireError::HandshakeProtocolName {
+            at: 1 + i,
+            byte: r.0[i],
+        });
+    }
+    need!(r.array::<19>());
+    let handshake = Handshake {
+        reserved: need!(r.array()),
+        info_hash: need!(r.array()),
+        peer_id: need!(r.array()),
+    };
+    Ok(Some((handshake, r.consumed(buf))))
+}
+
+/// Appends a keep-alive (a zero-length frame) to `out`.
+pub fn encode_keep_alive(out: &mut Vec<u8>) {
+    out.extend_from_slice(&0u32.to_be_bytes());
+}
+
+/// Appends `msg`'s frame, [`Message::wire_len`] bytes, to `out`.
+///
+/// `payload` is the block's bytes for a [`Message::Block`] and must be
+/// `None` for every other message. Blocks in requests, pieces and cancels
+/// must be 1 to [`MAX_BLOCK_SIZE`] bytes, as [`decode`] demands. On error
+/// nothing is appended.
+pub fn encode(msg: &Message, payload: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), WireError> {
+    match (msg, payload) {
+        (Message::Block(b), None) => {
+            return Err(WireError::MissingPayload {
+                piece: b.piece,
+                offset: b.offset,
+                len: b.len,
+            });
+        }
+        (Message::Block(b), Some(payload)) if payload.len() != b.len as usize => {
+            return Err(WireError::PayloadLenMismatch {
+                expected: b.len,
+                actual: payload.len(),
+            });
+        }
+        (Message::Block(_), Some(_)) => {}
+        (other, Some(payload)) => {
+            return Err(WireError::UnexpectedPayload {
+                message: name(other),
+                len: payload.len(),
+            });
+        }
+        (_, None) => {}
+    }
+    if let Message::Request(b) | Message::Cancel(b) | Message::Block(b) = msg {
+        check_block_len(name(msg), *b)?;
+    }
+    out.reserve(usize::try_from(msg.wire_len()).unwrap_or(0));
+    match msg {
+        Message::Choke => header(out, 1, ID_CHOKE),
+        Message::Unchoke => header(out, 1, ID_UNCHOKE),
+        Message::Interested => header(out, 1, ID_INTERESTED),
+        Message::NotInterested => header(out, 1, ID_NOT_INTERESTED),
+        Message::Have { piece } => {
+            header(out, 5, ID_HAVE);
+            out.extend_from_slice(&piece.to_be_bytes());
+        }
+        Message::Bitfield(bits) => {
+            header(out, 1 + bits.wire_len(), ID_BITFIELD);
+            let start = out.len();
+            out.resize(start + bits.wire_len() as usize, 0);
+            for piece in bits.iter() {
+                out[start + (piece / 8) as usize] |= 0x80 >> (piece % 8);
+            }
+        }
+        Message::Request(b) => {
+            header(out, 13, ID_REQUEST);
+            put_block(out, *b);
+        }
+        Message::Cancel(b) => {
+            header(out, 13, ID_CANCEL);
+            put_block(out, *b);
+        }
+        Message::Block(b) => {
+            header(out, PIECE_HEADER + b.len, ID_PIECE);
+            out.extend_from_slice(&b.piece.to_be_bytes());
+            out.extend_from_slice(&b.offset.to_be_bytes());
+            out.extend_from_slice(payload.unwrap_or_default());
+        }
+        other => {
+            return Err(WireError::Unencodable {
+                message: Box::new(other.clone()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one frame from the front of `buf`: the frame and the bytes it
+/// took, or `None` if `buf` holds only part of one (read more and call
+/// again with the bytes appended).
+///
+/// The length prefix, the message id and the body's length are checked as
+/// soon as they are in `buf`, so an oversized or malformed frame is
+/// rejected without waiting for (or allocating) its body. The only
+/// allocation is a bitfield's, of [`Limits::pieces`] bits.
+pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Frame<'a>, usize)>, WireError> {
+    let mut r = Reader(buf);
+    let len = need!(r.u32());
+    let frame_len = PREFIX + u64::from(len);
+    if frame_len > u64::from(limits.max_frame_len) {
+        return Err(WireError::FrameTooLong {
+            len: frame_len,
+            limit: limits.max_frame_len,
+        });
+    }
+    if len == 0 {
+        return Ok(Some((Frame::KeepAlive, r.consumed(buf))));
+    }
+    let [id] = need!(r.array());
+    let frame = match id {
+        ID_CHOKE | ID_UNCHOKE | ID_INTERESTED | ID_NOT_INTERESTED => {
+            expect_len(id, len, 1)?;
+            Frame::Message(match id {
+                ID_CHOKE => Message::Choke,
+                ID_UNCHOKE => Message::Unchoke,
+                ID_INTERESTED => Message::Interested,
+                _ => Message::NotInterested,
+            })
+        }
+        ID_HAVE => {
+            expect_len(id, len, 5)?;
+            Frame::Message(Message::Have {
+                piece: need!(r.u32()),
+            })
+        }
+        ID_BITFIELD => {
+            let expected = limits.pieces.div_ceil(8);
+            if len - 1 != expected {
+                return Err(WireError::BitfieldLength {
+                    len: len - 1,
+                    expected,
+                    pieces: limits.pieces,
+                });
+            }
+            let bytes = need!(r.take(expected));
+            Frame::Message(Message::Bitfield(bitfield(bytes, limits.pieces)?))
+        }
+        ID_REQUEST | ID_CANCEL => {
+            expect_len(id, len, 13)?;
+            let block = BlockRef {
+                piece: need!(r.u32()),
+                offset: need!(r.u32()),
+                len: need!(r.u32()),
+            };
+            let message = id_name(id);
+            check_block_len(message, block)?;
+            Frame::Message(if id == ID_REQUEST {
+                Message::Request(block)
+            } else {
+                Message::Cancel(block)
+            })
+        }
+        ID_PIECE => {
+            let Some(block_len) = len.checked_sub(PIECE_HEADER) else {
+                return Err(WireError::TruncatedPiece { len });
+            };
+            if block_len > MAX_BLOCK_SIZE {
+                return Err(WireError::BlockTooLarge {
+                    message: id_name(id),
+                    len: block_len,
+                    max: MAX_BLOCK_SIZE,
+                });
+            }
+            let block = BlockRef {
+                piece: need!(r.u32()),
+                offset: need!(r.u32()),
+                len: block_len,
+            };
+            check_block_len(id_name(id), block)?; // rejects an empty block
+            let payload = need!(r.take(block_len));
+            Frame::Block { block, payload }
+        }
+        _ => return Err(WireError::UnknownMessage { id }),
+    };
+    Ok(Some((frame, r.consumed(buf))))
+}
+
+/// Reads big-endian fields off the front of a buffer; `None` when it ends.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    fn take(&mut self, len: u32) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(usize::try_from(len).ok()?)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    /// Bytes read so far from `buf`, the buffer this reader started on.
+    fn consumed(&self, buf: &[u8]) -> usize {
+        buf.len() - self.0.len()
+    }
+}
+
+fn header(out: &mut Vec<u8>, len: u32, id: u8) {
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(id);
+}
+
+fn put_block(out: &mut Vec<u8>, b: BlockRef) {
+    out.extend_from_slice(&b.piece.to_be_bytes());
+    out.extend_from_slice(&b.offset.to_be_bytes());
+    out.extend_from_slice(&b.len.to_be_bytes());
+}
+
+fn expect_len(id: u8, len: u32, expected: u32) -> Result<(), WireError> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(WireError::LengthMismatch {
+            message: id_name(id),
+            len,
+            expected,
+        })
+    }
+}
+
+fn check_block_len(message: &'static str, block: BlockRef) -> Result<(), WireError> {
+    if block.len == 0 {
+        return Err(WireError::EmptyBlock {
+            message,
+            piece: block.piece,
+            offset: block.offset,
+        });
+    }
+    if block.len > MAX_BLOCK_SIZE {
+        return Err(WireError::BlockTooLarge {
+            message,
+            len: block.len,
+            max: MAX_BLOCK_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// A bitfield of `pieces` pieces from exactly `ceil(pieces / 8)` bytes.
+fn bitfield(bytes: &[u8], pieces: u32) -> Result<Bitfield, WireError> {
+    let spare = match (bytes.last(), pieces % 8) {
+        (Some(&last), used @ 1..) => last & (0xff >> used),
+        _ => 0,
+    };
+    if spare != 0 {
+        return Err(WireError::BitfieldSpareBits {
+            pieces,
+            byte: bytes.last().copied().unwrap_or_default(),
+        });
+    }
+    let mut bits = Bitfield::new(pieces);
+    for (first, &byte) in (0u32..).step_by(8).zip(bytes) {
+        for bit in 0..8 {
+            if byte & (0x80 >> bit) != 0 {
+                bits.insert(first + bit);
+            }
+        }
+    }
+    Ok(bits)
+}
+
+/// The BEP 3 name of message `id` (one the decoder knows).
+fn id_name(id: u8) -> &'static str {
+    match id {
+        ID_CHOKE => "choke",
+        ID_UNCHOKE => "unchoke",
+        ID_INTERESTED => "interested",
+        ID_NOT_INTERESTED => "not interested",
+        ID_HAVE => "have",
+        ID_BITFIELD => "bitfield",
+        ID_REQUEST => "request",
+        ID_PIECE => "piece",
+        ID_CANCEL => "cancel",
+        _ => "unknown",
+    }
+}
+
+/// The BEP 3 name of `msg`.
+fn name(msg: &Message) -> &'static str {
+    id_name(match msg {
+        Message::Choke => ID_CHOKE,
+        Message::Unchoke => ID_UNCHOKE,
+        Message::Interested => ID_INTERESTED,
+        Message::NotInterested => ID_NOT_INTERESTED,
+        Message::Have { .. } => ID_HAVE,
+        Message::Bitfield(_) => ID_BITFIELD,
+        Message::Request(_) => ID_REQUEST,
+        Message::Block(_) => ID_PIECE,
+        Message::Cancel(_) => ID_CANCEL,
+        _ => u8::MAX,
+    })
+}
+
+#[cfg(test)]
+mod tests;

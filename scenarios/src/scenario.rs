@@ -1,0 +1,552 @@
+//! The scenario file: one JSON document that drives the simulator, loopback
+//! and Mininet alike (DESIGN.md §6). Unknown fields and impossible values are
+//! errors that name the field.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use peerlab_core::PieceLayout;
+use peerlab_core::client_server::ClientServerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::overrides::apply_override;
+use crate::units::{Dur, Rate, Size};
+
+/// The distribution protocol a scenario runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// One server uploads the whole file to every client (seed 001, part 1).
+    ClientServer,
+    /// The seed lab's P2P: a tracker file maps each chunk to an owner peer.
+    StaticTracker,
+    /// BitTorrent-style swarm with a tracker.
+    Swarm,
+    /// A sender streams to a destination and fails over to a relay (seed 000).
+    Relay,
+}
+
+impl Protocol {
+    /// The name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::ClientServer => "client-server",
+            Protocol::StaticTracker => "static-tracker",
+            Protocol::Swarm => "swarm",
+            Protocol::Relay => "relay",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A scenario as written in its file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, shown in tables and reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the scenario shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The protocol to run.
+    pub protocol: Protocol,
+    /// Seed of every random choice in the run.
+    #[serde(default)]
+    pub seed: u64,
+    /// The file to distribute.
+    pub file: FileSpec,
+    /// The host that holds the file at the start.
+    pub server: HostSpec,
+    /// The hosts that download it.
+    pub peers: PeerGroup,
+    /// Properties of the whole network.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Knobs of the client-server protocol.
+    #[serde(default)]
+    pub client_server: ClientServerOptions,
+    /// Bounds on the run, so that no run goes on forever.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The file to distribute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Its length.
+    pub size: Size,
+    /// The unit that is hash-checked and advertised (default 256 KiB).
+    #[serde(default = "default_piece_size")]
+    pub piece_size: Size,
+    /// The unit that is requested (default 16 KiB, at most 128 KiB).
+    #[serde(default = "default_block_size")]
+    pub block_size: Size,
+}
+
+fn default_piece_size() -> Size {
+    Size(256 * 1024)
+}
+
+fn default_block_size() -> Size {
+    Size(u64::from(peerlab_core::pieces::DEFAULT_BLOCK_SIZE))
+}
+
+/// One host's access link.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Upload capacity.
+    pub upload: Rate,
+    /// Download capacity (default unlimited).
+    #[serde(default = "unlimited")]
+    pub download: Rate,
+    /// One-way latency of the access link (default: `network.latency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Dur>,
+}
+
+fn unlimited() -> Rate {
+    Rate::UNLIMITED
+}
+
+/// The downloading hosts: `count` alike, plus individual `hosts`; the
+/// group's values are the defaults of each individual host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerGroup {
+    /// Number of identical peers (named p1, p2, …).
+    #[serde(default)]
+    pub count: u32,
+    /// Upload capacity of each peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Rate>,
+    /// Download capacity of each peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Rate>,
+    /// One-way latency of each peer's access link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Dur>,
+    /// Peers with their own values, after the `count` identical ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<PeerSpec>,
+}
+
+/// One individually described peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    /// Its name (default p<k>).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Upload capacity (default: the group's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Rate>,
+    /// Download capacity (default: the group's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Rate>,
+    /// One-way latency (default: the group's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Dur>,
+}
+
+/// Properties of the whole network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Share of a link's capacity left for peerlab's own frames once
+    /// TCP/IP/Ethernet headers are paid (0 < goodput <= 1). 1.0, the
+    /// default, models no protocol overhead; calibrate it against Mininet.
+    #[serde(default = "one")]
+    pub goodput: f64,
+    /// Default one-way latency of every access link (default 0).
+    #[serde(default)]
+    pub latency: Dur,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            goodput: 1.0,
+            latency: Dur::default(),
+        }
+    }
+}
+
+/// Knobs of the client-server protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientServerOptions {
+    /// Block requests each client keeps outstanding (default 64).
+    #[serde(default = "default_pipeline")]
+    pub pipeline: u32,
+}
+
+fn default_pipeline() -> u32 {
+    ClientServerConfig::default().pipeline
+}
+
+impl Default for ClientServerOptions {
+    fn default() -> Self {
+        ClientServerOptions {
+            pipeline: default_pipeline(),
+        }
+    }
+}
+
+/// Bounds on a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most events the simulator processes before it gives up.
+    #[serde(default = "default_max_events")]
+    pub max_events: u64,
+    /// Latest (virtual) time a run may reach before it gives up.
+    #[serde(default = "default_max_time")]
+    pub max_time: Dur,
+}
+
+fn default_max_events() -> u64 {
+    1_000_000_000
+}
+
+fn default_max_time() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events: default_max_events(),
+            max_time: default_max_time(),
+        }
+    }
+}
+
+/// A scenario that cannot be used, with the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {}{message}", field_prefix(.field))]
+pub struct ScenarioError {
+    /// Where the scenario came from (a path or a library name).
+    pub origin: String,
+    /// The field at fault, as a dotted path (`peers.hosts[2].upload`); empty
+    /// for the document as a whole.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!("field `{field}`: ")
+    }
+}
+
+/// The role a host plays in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Holds the file at the start.
+    Server,
+    /// Downloads the file.
+    Peer,
+}
+
+/// A host of the run with every default resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    /// Its name (`server`, `p1`, …).
+    pub name: String,
+    /// What it does.
+    pub role: Role,
+    /// Upload capacity.
+    pub upload: Rate,
+    /// Download capacity.
+    pub download: Rate,
+    /// One-way latency of its access link.
+    pub latency: Duration,
+}
+
+impl Scenario {
+    /// Reads a scenario file and applies `--set path=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: origin.clone(),
+            field: String::new(),
+            message: format!("cannot read the scenario file: {e}"),
+        })?;
+        Scenario::from_json(&text, &origin, overrides)
+    }
+
+    /// Parses a scenario from JSON text, applies overrides and validates it.
+    /// `origin` names the source in errors.
+    pub fn from_json(text: &str, origin: &str, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+        let err = |field: String, message: String| ScenarioError {
+            origin: origin.to_string(),
+            field,
+            message,
+        };
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            err(
+                String::new(),
+                format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
+            )
+        })?;
+        for o in overrides {
+            apply_override(&mut value, o).map_err(|(field, message)| err(field, message))?;
+        }
+        let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            err(field, e.into_inner().to_string())
+        })?;
+        scenario
+            .validate()
+            .map_err(|(field, message)| err(field.to_string(), message))?;
+        Ok(scenario)
+    }
+
+    /// Checks what the types alone cannot.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let field = |f: &str, m: String| Err((f.to_string(), m));
+        if self.file.size.0 == 0 {
+            return field("file.size", "the file must not be empty".into());
+        }
+        if self.file.piece_size.0 == 0 {
+            return field("file.piece_size", "pieces must not be empty".into());
+        }
+        if self.file.piece_size.0 > u64::from(u32::MAX) {
+            return field("file.piece_size", "pieces must be smaller than 4 GiB".into());
+        }
+        let max_block = u64::from(peerlab_core::pieces::MAX_BLOCK_SIZE);
+        if self.file.block_size.0 == 0 || self.file.block_size.0 > max_block {
+            return field(
+                "file.block_size",
+                format!(
+                    "blocks must be between 1 B and {} (BEP 3 peers refuse larger requests)",
+                    Size(max_block)
+                ),
+            );
+        }
+        if let Err(e) = self.layout_unchecked() {
+            return field("file", e.to_string());
+        }
+        if !(self.network.goodput > 0.0 && self.network.goodput <= 1.0) {
+            return field(
+                "network.goodput",
+                format!(
+                    "{} is not a share of capacity: it must be in (0, 1]",
+                    self.network.goodput
+                ),
+            );
+        }
+        if self.server.upload.is_unlimited() {
+            return field(
+                "server.upload",
+                "an unlimited server upload makes every bound zero; give a rate".into(),
+            );
+        }
+        if self.client_server.pipeline == 0 {
+            return field(
+                "client_server.pipeline",
+                "at least one request must be outstanding".into(),
+            );
+        }
+        if self.limits.max_events == 0 {
+            return field("limits.max_events", "must be at least 1".into());
+        }
+        if self.downloaders() == 0 {
+            return field(
+                "peers",
+                "there are no downloaders: set peers.count or list peers.hosts".into(),
+            );
+        }
+        if self.downloaders() > 1_000_000 {
+            return field(
+                "peers.count",
+                format!(
+                    "{} peers is more than the 1,000,000 supported",
+                    self.downloaders()
+                ),
+            );
+        }
+        let mut names = std::collections::BTreeSet::from(["server".to_string()]);
+        for (i, h) in self.hosts_unchecked().iter().enumerate().skip(1) {
+            let at = |what: &str| {
+                if (i as u32) <= self.peers.count {
+                    format!("peers.{what}")
+                } else {
+                    format!("peers.hosts[{}].{what}", i - 1 - self.peers.count as usize)
+                }
+            };
+            if h.upload.0.is_nan() {
+                return field(
+                    &at("upload"),
+                    "missing: give the group's `upload` or one for this peer".into(),
+                );
+            }
+            if h.download.0.is_nan() {
+                return field(
+                    &at("download"),
+                    "missing: give the group's `download` or one for this peer".into(),
+                );
+            }
+            if !names.insert(h.name.clone()) {
+                return field(&at("name"), format!("the name {:?} is used twice", h.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn layout_unchecked(&self) -> Result<PieceLayout, peerlab_core::pieces::LayoutError> {
+        PieceLayout::new(
+            self.file.size.0,
+            self.file.piece_size.0 as u32,
+            self.file.block_size.0 as u32,
+        )
+    }
+
+    /// The file's piece layout.
+    pub fn layout(&self) -> PieceLayout {
+        self.layout_unchecked()
+            .expect("validated when the scenario was loaded")
+    }
+
+    /// Number of downloading peers (N).
+    pub fn downloaders(&self) -> u32 {
+        self.peers.count.saturating_add(self.peers.hosts.len() as u32)
+    }
+
+    /// Every host of the run, in node-id order: the server first (id 0), then
+    /// the peers (ids 1..=N).
+    pub fn hosts(&self) -> Vec<Host> {
+        self.hosts_unchecked()
+    }
+
+    fn hosts_unchecked(&self) -> Vec<Host> {
+        let missing = Rate(f64::NAN);
+        let lat = |l: Option<Dur>| l.unwrap_or(self.network.latency).0;
+        let mut hosts = vec![Host {
+            name: "server".into(),
+            role: Role::Server,
+            upload: self.server.upload,
+            download: self.server.download,
+            latency: lat(self.server.latency),
+        }];
+        let g = &self.peers;
+        for k in 1..=g.count {
+            hosts.push(Host {
+                name: format!("p{k}"),
+                role: Role::Peer,
+                upload: g.upload.unwrap_or(missing),
+                download: g.download.unwrap_or(missing),
+                latency: lat(g.latency),
+            });
+        }
+        for (i, h) in g.hosts.iter().enumerate() {
+            hosts.push(Host {
+                name: h
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("p{}", g.count as usize + i + 1)),
+                role: Role::Peer,
+                upload: h.upload.or(g.upload).unwrap_or(missing),
+                download: h.download.or(g.download).unwrap_or(missing),
+                latency: lat(h.latency.or(g.latency)),
+            });
+        }
+        hosts
+    }
+
+    /// The client-server knobs as the core takes them.
+    pub fn client_server_config(&self) -> ClientServerConfig {
+        ClientServerConfig {
+            pipeline: self.client_server.pipeline,
+            ..ClientServerConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"{
+        "protocol": "client-server",
+        "file": { "size": "10 MiB" },
+        "server": { "upload": "20 Mbit/s" },
+        "peers": { "count": 2, "upload": "5 Mbit/s", "download": "10 Mbit/s",
+                   "hosts": [ { "name": "slow", "download": "1 Mbit/s" } ] }
+    }"#;
+
+    fn parse(text: &str, sets: &[&str]) -> Result<Scenario, ScenarioError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Scenario::from_json(text, "test.json", &sets)
+    }
+
+    #[test]
+    fn group_values_are_defaults_of_individual_hosts() {
+        let s = parse(OK, &[]).unwrap();
+        let hosts = s.hosts();
+        assert_eq!(hosts.len(), 4);
+        assert_eq!(hosts[3].name, "slow");
+        assert_eq!(hosts[3].upload, Rate(5e6));
+        assert_eq!(hosts[3].download, Rate(1e6));
+        assert_eq!(hosts[1].name, "p1");
+        assert_eq!(s.layout().pieces(), 40);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse(&OK.replace("\"count\"", "\"cuont\""), &[]).unwrap_err();
+        assert_eq!(e.field, "peers.cuont");
+        assert!(e.message.contains("unknown field `cuont`"), "{e}");
+        let e = parse(&OK.replace("\"10 MiB\"", "\"-10 MiB\""), &[]).unwrap_err();
+        assert_eq!(e.field, "file.size");
+        assert!(e.to_string().contains("negative"), "{e}");
+        let e = parse(&OK.replace("\"protocol\": \"client-server\",", ""), &[]).unwrap_err();
+        assert!(e.message.contains("missing field `protocol`"), "{e}");
+        let e = parse(&OK.replace("\"1 Mbit/s\"", "\"1 parsec\""), &[]).unwrap_err();
+        assert_eq!(e.field, "peers.hosts[0].download");
+    }
+
+    #[test]
+    fn missing_rates_and_duplicate_names_are_caught() {
+        let e = parse(&OK.replace("\"download\": \"10 Mbit/s\",", ""), &[]).unwrap_err();
+        assert_eq!(e.field, "peers.download");
+        let e = parse(&OK.replace("\"slow\"", "\"p1\""), &[]).unwrap_err();
+        assert_eq!(e.field, "peers.hosts[0].name");
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let s = parse(OK, &["peers.count=7", "file.size=1 MiB", "seed=42"]).unwrap();
+        assert_eq!(s.downloaders(), 8);
+        assert_eq!(s.file.size, Size(1 << 20));
+        assert_eq!(s.seed, 42);
+        let e = parse(OK, &["network.goodput=1.5"]).unwrap_err();
+        assert_eq!(e.field, "network.goodput");
+        let e = parse(OK, &["peers.colour=red"]).unwrap_err();
+        assert_eq!(e.field, "peers.colour");
+    }
+
+    #[test]
+    fn a_scenario_survives_a_round_trip_through_json() {
+        let s = parse(OK, &[]).unwrap();
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(parse(&text, &[]).unwrap(), s);
+    }
+}

@@ -1,0 +1,194 @@
+//! `peerlab run`: simulate a scenario, print the table, write the report.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use peerlab_scenarios::{Outcome, Report, Role};
+use peerlab_sim::Simulation;
+
+use crate::human;
+use crate::scenario_arg;
+
+/// Arguments of `peerlab run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (JSON) or library scenario name.
+    scenario: String,
+    /// Where to write the JSON report [default: <scenario name>.report.json].
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Override a scenario field, e.g. --set peers.count=8 (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Print every host in the table, not only the first and last few.
+    #[arg(long)]
+    all: bool,
+    /// Print no table, only errors and the report's path.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Runs `peerlab run`.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
+    let sim = Simulation::new(&scenario, &origin)?;
+    let bar = progress_bar(args.quiet);
+    let started = Instant::now();
+    let report = sim.run(|p| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.bytes_wanted.max(1));
+            bar.set_position(p.bytes_down);
+            bar.set_message(format!(
+                "t={} · {}/{} done · {} events",
+                human::secs(p.now.as_secs_f64()),
+                p.completed,
+                p.downloaders,
+                human::count(p.events)
+            ));
+        }
+    });
+    let wall = started.elapsed();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let name = scenario.name.clone().unwrap_or_else(|| "scenario".into());
+    let path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.report.json")));
+    write_report(&path, &report)?;
+    if !args.quiet {
+        print_table(&report, args.all, wall);
+    }
+    println!("report: {}", path.display());
+    Ok(match report.outcome {
+        Outcome::Complete => ExitCode::SUCCESS,
+        _ => ExitCode::from(3),
+    })
+}
+
+fn progress_bar(quiet: bool) -> Option<ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(1);
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Writes the report next to its final place, then renames it there, so an
+/// interrupted run never leaves a half-written report behind.
+fn write_report(path: &Path, report: &Report) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.partial");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, report)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("cannot write the report to {}", path.display()))
+}
+
+fn print_table(r: &Report, all: bool, wall: Duration) {
+    println!(
+        "{} · {} · seed {} · {} backend",
+        r.scenario.as_deref().unwrap_or("scenario"),
+        r.protocol,
+        r.seed,
+        r.backend
+    );
+    println!(
+        "file {} in {} pieces · {} downloaders · goodput factor {}",
+        human::bytes(r.file_bytes),
+        r.file_bytes.div_ceil(r.piece_bytes),
+        r.downloaders,
+        r.goodput_factor
+    );
+    println!();
+    println!(
+        "{:<12} {:<7} {:>12} {:>12} {:>12}",
+        "host", "role", "completed", "down", "up"
+    );
+    let mut rows: Vec<&_> = r.hosts.iter().collect();
+    // Peers by completion time (unfinished last), the server first.
+    rows.sort_by(|a, b| {
+        let key = |h: &&peerlab_scenarios::report::HostReport| {
+            (h.role != Role::Server, h.completed_s.unwrap_or(f64::INFINITY))
+        };
+        key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let shown: Vec<usize> = if all || rows.len() <= 16 {
+        (0..rows.len()).collect()
+    } else {
+        (0..8).chain(rows.len() - 5..rows.len()).collect()
+    };
+    let mut last = None;
+    for i in shown {
+        if last.is_some_and(|l: usize| i > l + 1) {
+            println!(
+                "{:<12} ({} more; --all shows every host)",
+                "…",
+                i - last.unwrap_or(0) - 1
+            );
+        }
+        last = Some(i);
+        let h = rows[i];
+        let role = match h.role {
+            Role::Server => "server",
+            Role::Peer => "peer",
+        };
+        let done = h.completed_s.map_or_else(|| "-".to_string(), human::secs);
+        println!(
+            "{:<12} {:<7} {:>12} {:>12} {:>12}",
+            h.name,
+            role,
+            done,
+            human::bytes(h.bytes_down),
+            human::bytes(h.bytes_up)
+        );
+    }
+    println!();
+    let bound = r.bound_s();
+    match r.distribution_time_s {
+        Some(d) => println!("distribution time      {}", human::secs(d)),
+        None => println!("distribution time      - (run ended: {:?})", r.outcome),
+    }
+    println!("client-server bound    {}", human::secs(r.bounds.client_server_s));
+    println!("peer-to-peer bound     {}", human::secs(r.bounds.p2p_s));
+    if let Some(ratio) = r.ratio_to_bound {
+        let which = if r.protocol == peerlab_scenarios::Protocol::ClientServer {
+            "client-server"
+        } else {
+            "peer-to-peer"
+        };
+        println!("time / {which} bound  {ratio:.4} (bound {})", human::secs(bound));
+    }
+    let c = &r.counters;
+    if c.sources_lost + c.pieces_corrupt + c.protocol_violations + c.storage_failures > 0 {
+        println!(
+            "trouble: {} sources lost, {} corrupt pieces, {} protocol violations, {} storage failures",
+            c.sources_lost, c.pieces_corrupt, c.protocol_violations, c.storage_failures
+        );
+    }
+    if let Some(sim) = &r.sim {
+        println!(
+            "simulated {} events in {} wall ({} events/s) · trace {}",
+            human::count(sim.events),
+            human::secs(wall.as_secs_f64()),
+            human::count((sim.events as f64 / wall.as_secs_f64().max(1e-9)) as u64),
+            r.trace_hash.as_deref().unwrap_or("-")
+        );
+    }
+}
