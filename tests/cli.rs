@@ -39,7 +39,10 @@ fn run_json(name: &str, json: &str) -> (Option<i32>, String) {
         "--report",
         report.to_str().expect("utf-8 path"),
     ]);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -48,13 +51,24 @@ fn a_good_scenario_prints_the_table_and_writes_the_report() {
     let file = dir.join("tiny.json");
     std::fs::write(&file, GOOD).expect("write scenario");
     let report = dir.join("out").join("tiny-report.json");
-    let out = peerlab(&["run", file.to_str().expect("path"), "--report", report.to_str().expect("path")]);
+    let out = peerlab(&[
+        "run",
+        file.to_str().expect("path"),
+        "--report",
+        report.to_str().expect("path"),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("distribution time"), "{stdout}");
     assert!(stdout.contains("client-server bound"), "{stdout}");
     let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report written")).expect("report is JSON");
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
+            .expect("report is JSON");
     assert_eq!(r["backend"], "sim");
     assert_eq!(r["protocol"], "client-server");
     assert_eq!(r["file_bytes"], 1 << 20);
@@ -69,7 +83,10 @@ fn a_good_scenario_prints_the_table_and_writes_the_report() {
 
 #[test]
 fn an_unknown_field_is_named() {
-    let (code, err) = run_json("unknown", &GOOD.replace("\"upload\": \"10 Mbit/s\" }", "\"uplaod\": \"10 Mbit/s\" }"));
+    let (code, err) = run_json(
+        "unknown",
+        &GOOD.replace("\"upload\": \"10 Mbit/s\" }", "\"uplaod\": \"10 Mbit/s\" }"),
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("server.uplaod"), "{err}");
     assert!(err.contains("unknown field"), "{err}");
@@ -125,7 +142,12 @@ fn a_run_cut_short_by_its_time_limit_exits_3_and_says_so() {
         "--report",
         report.to_str().expect("path"),
     ]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     assert_eq!(r["outcome"], "time-limit");

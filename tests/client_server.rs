@@ -19,14 +19,30 @@ const BASE: &str = r#"{
 /// Asserts the run completed no sooner than the bound and within `slack` of it.
 fn assert_near_cs_bound(r: &Report, slack: f64, what: &str) {
     assert_eq!(r.outcome, Outcome::Complete, "{what}: run did not complete");
-    let d = r.distribution_time_s.expect("complete runs have a distribution time");
+    let d = r
+        .distribution_time_s
+        .expect("complete runs have a distribution time");
     let bound = r.bounds.client_server_s;
-    assert!(d >= bound * (1.0 - 1e-9), "{what}: {d} s beats the bound {bound} s");
-    assert!(d <= bound * (1.0 + slack), "{what}: {d} s is more than {slack} over the bound {bound} s");
+    assert!(
+        d >= bound * (1.0 - 1e-9),
+        "{what}: {d} s beats the bound {bound} s"
+    );
+    assert!(
+        d <= bound * (1.0 + slack),
+        "{what}: {d} s is more than {slack} over the bound {bound} s"
+    );
     for h in &r.hosts[1..] {
-        assert_eq!(h.bytes_down, r.file_bytes, "{what}: {} received the wrong byte count", h.name);
+        assert_eq!(
+            h.bytes_down, r.file_bytes,
+            "{what}: {} received the wrong byte count",
+            h.name
+        );
     }
-    assert_eq!(r.server_bytes_up, r.file_bytes * u64::from(r.downloaders), "{what}: server upload");
+    assert_eq!(
+        r.server_bytes_up,
+        r.file_bytes * u64::from(r.downloaders),
+        "{what}: server upload"
+    );
 }
 
 #[test]
@@ -41,15 +57,22 @@ fn homogeneous_clients_land_within_half_a_percent_for_n_1_to_64() {
 #[test]
 fn the_slowest_download_link_sets_the_pace_when_the_server_is_fast() {
     // u_s = 1 Gbit/s: N*F/u_s is small, F/d_min (the 2 Mbit/s client) dominates.
-    let json = BASE
-        .replace("\"20 Mbit/s\" }", "\"1 Gbit/s\" }")
-        .replace("\"count\": 1,", "\"count\": 9, \"hosts\": [ { \"name\": \"slow\", \"download\": \"2 Mbit/s\" } ],");
+    let json = BASE.replace("\"20 Mbit/s\" }", "\"1 Gbit/s\" }").replace(
+        "\"count\": 1,",
+        "\"count\": 9, \"hosts\": [ { \"name\": \"slow\", \"download\": \"2 Mbit/s\" } ],",
+    );
     let r = simulate(&scenario(&json, &[]));
     assert_near_cs_bound(&r, 0.005, "fast server, one slow client");
     let f_bits = r.file_bytes as f64 * 8.0;
-    assert!((r.bounds.client_server_s - f_bits / 2e6).abs() < 1e-9, "bound should be F/d_min");
+    assert!(
+        (r.bounds.client_server_s - f_bits / 2e6).abs() < 1e-9,
+        "bound should be F/d_min"
+    );
     let slow = r.hosts.iter().find(|h| h.name == "slow").expect("slow host");
-    assert_eq!(slow.completed_s, r.distribution_time_s, "the slow client finishes last");
+    assert_eq!(
+        slow.completed_s, r.distribution_time_s,
+        "the slow client finishes last"
+    );
 }
 
 #[test]
@@ -60,7 +83,10 @@ fn heterogeneous_download_rates_for_n_1_to_64() {
         let hosts: Vec<String> = (0..n)
             .map(|i| format!("{{ \"download\": \"{} Mbit/s\" }}", 1 + (i * 37 + n * 11) % 40))
             .collect();
-        let json = BASE.replace("\"count\": 1,", &format!("\"count\": 0, \"hosts\": [{}],", hosts.join(",")));
+        let json = BASE.replace(
+            "\"count\": 1,",
+            &format!("\"count\": 0, \"hosts\": [{}],", hosts.join(",")),
+        );
         let r = simulate(&scenario(&json, &[]));
         assert_near_cs_bound(&r, 0.005, &format!("heterogeneous N={n}"));
     }
@@ -69,7 +95,10 @@ fn heterogeneous_download_rates_for_n_1_to_64() {
 #[test]
 fn goodput_factor_scales_the_bound_and_the_run_alike() {
     let full = simulate(&scenario(BASE, &sets(&[("peers.count", "8".into())])));
-    let s = scenario(BASE, &sets(&[("peers.count", "8".into()), ("network.goodput", "0.9".into())]));
+    let s = scenario(
+        BASE,
+        &sets(&[("peers.count", "8".into()), ("network.goodput", "0.9".into())]),
+    );
     let lossy = simulate(&s);
     assert_near_cs_bound(&lossy, 0.005, "goodput 0.9");
     let expected = full.bounds.client_server_s / 0.9;
@@ -92,14 +121,21 @@ fn too_short_a_pipeline_on_a_long_path_leaves_the_server_idle() {
     let shallow = simulate(&scenario(BASE, &pairs(2)));
     let deep = simulate(&scenario(BASE, &pairs(64)));
     let ratio = |r: &Report| r.ratio_to_bound.expect("complete");
-    assert!(ratio(&shallow) > 1.5, "shallow pipeline ratio {}", ratio(&shallow));
+    assert!(
+        ratio(&shallow) > 1.5,
+        "shallow pipeline ratio {}",
+        ratio(&shallow)
+    );
     // With a deep pipeline only latency's fixed cost remains: the connection
     // handshake (one 40 ms round trip), the first request (20 ms) and the
     // last block's propagation (20 ms), plus the 0.08% of BEP 3 headers.
     let d = deep.distribution_time_s.expect("complete");
     let fixed = 0.040 + 0.020 + 0.020;
     let expected = deep.bounds.client_server_s * (1.0 + 13.0 / 16384.0) + fixed;
-    assert!((d - expected).abs() < 0.002, "deep pipeline: {d} s, expected {expected} s");
+    assert!(
+        (d - expected).abs() < 0.002,
+        "deep pipeline: {d} s, expected {expected} s"
+    );
 }
 
 proptest! {

@@ -27,7 +27,8 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 /// One push and one pop per event on a heap holding `depth` entries.
 fn bare_queue(events: u64, depth: u64) -> Duration {
     let start = Instant::now();
-    let mut heap: BinaryHeap<Reverse<(u64, u64)>> = (0..depth).map(|i| Reverse((i * 7919 % depth, i))).collect();
+    let mut heap: BinaryHeap<Reverse<(u64, u64)>> =
+        (0..depth).map(|i| Reverse((i * 7919 % depth, i))).collect();
     let mut seq = depth;
     for _ in 0..events {
         let Reverse((t, _)) = heap.pop().expect("never empty");
@@ -63,10 +64,19 @@ fn main() {
     let base = median(base_times).as_secs_f64();
     let sim_rate = events as f64 / sim;
     let base_rate = events as f64 / base;
-    println!("client-server, N = {n}, {} per client (median of {REPEATS} runs)", scenario.file.size);
+    println!(
+        "client-server, N = {n}, {} per client (median of {REPEATS} runs)",
+        scenario.file.size
+    );
     println!("{:<38} {:>14} {:>12} {:>16}", "", "events", "wall", "events/s");
-    println!("{:<38} {:>14} {:>10.3} s {:>16.0}", "simulator (cs-1000)", events, sim, sim_rate);
-    println!("{:<38} {:>14} {:>10.3} s {:>16.0}", "baseline: bare heap push+pop", events, base, base_rate);
+    println!(
+        "{:<38} {:>14} {:>10.3} s {:>16.0}",
+        "simulator (cs-1000)", events, sim, sim_rate
+    );
+    println!(
+        "{:<38} {:>14} {:>10.3} s {:>16.0}",
+        "baseline: bare heap push+pop", events, base, base_rate
+    );
     println!("simulator speed / bare event queue = {:.3}", sim_rate / base_rate);
     println!("trace {hash}");
 }
