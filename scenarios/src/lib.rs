@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod bounds;
+pub mod faults;
 pub mod library;
 pub mod nodes;
 pub mod overrides;

@@ -183,6 +183,11 @@ impl ReportBuilder {
             .all(|(h, s)| h.role != Role::Peer || s.completed.is_some())
     }
 
+    /// Counts one fault applied to the run.
+    pub fn count_fault(&mut self) {
+        self.counters.faults += 1;
+    }
+
     /// Payload bytes received by all hosts so far.
     pub fn bytes_down(&self) -> u64 {
         self.bytes_down

@@ -10,6 +10,7 @@ use peerlab_core::PieceLayout;
 use peerlab_core::client_server::ClientServerConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::faults::Fault;
 use crate::overrides::apply_override;
 use crate::units::{Dur, Rate, Size};
 
@@ -75,6 +76,9 @@ pub struct Scenario {
     /// Bounds on the run, so that no run goes on forever.
     #[serde(default)]
     pub limits: Limits,
+    /// Faults injected during the run, each at a time (see [`crate::faults`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
 }
 
 /// The file to distribute.
@@ -407,6 +411,35 @@ impl Scenario {
             if !names.insert(h.name.clone()) {
                 return field(&at("name"), format!("the name {:?} is used twice", h.name));
             }
+        }
+        self.validate_faults(&names)?;
+        Ok(())
+    }
+
+    fn validate_faults(&self, names: &std::collections::BTreeSet<String>) -> Result<(), (String, String)> {
+        for (i, f) in self.faults.iter().enumerate() {
+            if !names.contains(&f.host) {
+                let known: Vec<&str> = names.iter().map(String::as_str).take(8).collect();
+                return Err((
+                    format!("faults[{i}].host"),
+                    format!(
+                        "there is no host {:?}; hosts are named {}, …",
+                        f.host,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if f.at.0 > self.limits.max_time.0 {
+                return Err((
+                    format!("faults[{i}].at"),
+                    format!(
+                        "{} is after the end of the run (limits.max_time = {})",
+                        f.at, self.limits.max_time
+                    ),
+                ));
+            }
+            f.check()
+                .map_err(|(field, message)| (format!("faults[{i}].{field}"), message))?;
         }
         Ok(())
     }

@@ -22,8 +22,11 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::Duration;
 
-use peerlab_core::{Command, ConnectionEvent, Event, Message, Node, NodeId, Output, StorageResult, Time};
-use peerlab_scenarios::nodes::{build_nodes, check_runnable};
+use peerlab_core::{
+    Bitfield, Command, ConnectionEvent, Event, Message, Node, NodeId, Output, StorageResult, Time,
+};
+use peerlab_scenarios::faults::FaultKind;
+use peerlab_scenarios::nodes::{build_node, build_nodes, check_runnable};
 use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError};
 
@@ -47,13 +50,18 @@ pub struct Progress {
     pub bytes_wanted: u64,
 }
 
+/// Something scheduled to happen. Inputs for a node carry the node's
+/// incarnation when they were scheduled, so nothing reaches a restarted
+/// process that was meant for the one that died.
 #[derive(Debug)]
 enum SimEvent {
     Start {
         node: u32,
+        inc: u32,
     },
     Timer {
         node: u32,
+        inc: u32,
         deadline: Time,
     },
     FlowDone {
@@ -69,13 +77,32 @@ enum SimEvent {
     Connection {
         conn: Option<u32>,
         node: u32,
+        inc: u32,
         peer: u32,
         event: ConnectionEvent,
     },
     Storage {
         node: u32,
+        inc: u32,
         result: StorageResult,
     },
+    Fault {
+        host: u32,
+        index: usize,
+    },
+}
+
+impl SimEvent {
+    /// The node whose process this input is for.
+    fn target(&self) -> Option<(u32, u32)> {
+        match *self {
+            SimEvent::Start { node, inc }
+            | SimEvent::Timer { node, inc, .. }
+            | SimEvent::Connection { node, inc, .. }
+            | SimEvent::Storage { node, inc, .. } => Some((node, inc)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,6 +141,12 @@ struct Conn {
     close_after_drain: [bool; 2],
 }
 
+impl Conn {
+    fn side(&self, node: u32) -> usize {
+        usize::from(self.ends[1] == node)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Channel {
     queue: VecDeque<Message>,
@@ -126,10 +159,41 @@ struct Channel {
     active: bool,
 }
 
+/// What faults have done to one host.
+#[derive(Debug)]
+struct HostState {
+    /// The process is alive.
+    up: bool,
+    /// The process is stopped (SIGSTOP); its inputs wait in `held`.
+    hung: bool,
+    /// Its access link is cut; traffic through it waits in `held_link`.
+    link_down: bool,
+    /// Bumped at every crash and restart.
+    incarnation: u32,
+    held: Vec<SimEvent>,
+    held_link: Vec<SimEvent>,
+    /// Pieces verified on disk: what a restart starts from.
+    disk: BTreeSet<u32>,
+    /// Current access-link capacities (bytes/s, goodput applied).
+    capacity: (f64, f64),
+}
+
+/// A fault of the scenario, resolved: host index, rates in bytes/s with
+/// goodput applied.
+#[derive(Clone, Copy, Debug)]
+struct ScheduledFault {
+    at: Time,
+    host: u32,
+    kind: FaultKind,
+    upload: Option<f64>,
+    download: Option<f64>,
+}
+
 /// One simulated run of a scenario.
 pub struct Simulation {
     scenario: Scenario,
     nodes: Vec<Box<dyn Node>>,
+    hosts: Vec<HostState>,
     latency: Vec<Duration>,
     node_timer: Vec<Option<Time>>,
     now: Time,
@@ -142,7 +206,9 @@ pub struct Simulation {
     dirty: bool,
     allocator: Allocator,
     flows: Vec<Flow>,
+    flow_chans: Vec<u32>,
     rates: Vec<f64>,
+    faults: Vec<ScheduledFault>,
     report: ReportBuilder,
     trace: TraceHasher,
     events: u64,
@@ -166,6 +232,7 @@ const TAG_CONNECTION: u8 = 4;
 const TAG_STORAGE: u8 = 5;
 const TAG_EVENT: u8 = 6;
 const TAG_COMMAND: u8 = 7;
+const TAG_FAULT: u8 = 8;
 
 impl Simulation {
     /// A simulation of `scenario` at time zero. `origin` names the scenario
@@ -178,8 +245,41 @@ impl Simulation {
             .iter()
             .map(|h| (h.upload.bytes_per_sec() * g, h.download.bytes_per_sec() * g))
             .collect();
+        let index: BTreeMap<&str, u32> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.as_str(), i as u32))
+            .collect();
+        let mut faults = Vec::new();
+        for f in &scenario.faults {
+            let host = index[f.host.as_str()];
+            let rate = |r: Option<peerlab_scenarios::Rate>| r.map(|r| r.bytes_per_sec() * g);
+            for (at, kind) in f.expand() {
+                let (upload, download) = (rate(f.upload), rate(f.download));
+                faults.push(ScheduledFault {
+                    at: Time::ZERO + at.0,
+                    host,
+                    kind,
+                    upload,
+                    download,
+                });
+            }
+        }
         let mut sim = Simulation {
             nodes: build_nodes(scenario),
+            hosts: caps
+                .iter()
+                .map(|&capacity| HostState {
+                    up: true,
+                    hung: false,
+                    link_down: false,
+                    incarnation: 0,
+                    held: Vec::new(),
+                    held_link: Vec::new(),
+                    disk: BTreeSet::new(),
+                    capacity,
+                })
+                .collect(),
             latency: hosts.iter().map(|h| h.latency).collect(),
             node_timer: vec![None; hosts.len()],
             now: Time::ZERO,
@@ -192,7 +292,9 @@ impl Simulation {
             dirty: false,
             allocator: Allocator::new(&caps),
             flows: Vec::new(),
+            flow_chans: Vec::new(),
             rates: Vec::new(),
+            faults: Vec::new(),
             report: ReportBuilder::new(scenario),
             trace: TraceHasher::default(),
             events: 0,
@@ -200,8 +302,12 @@ impl Simulation {
             scenario: scenario.clone(),
         };
         for node in 0..hosts.len() as u32 {
-            sim.schedule(Time::ZERO, SimEvent::Start { node });
+            sim.schedule(Time::ZERO, SimEvent::Start { node, inc: 0 });
         }
+        for (index, f) in faults.iter().enumerate() {
+            sim.schedule(f.at, SimEvent::Fault { host: f.host, index });
+        }
+        sim.faults = faults;
         Ok(sim)
     }
 
@@ -212,6 +318,10 @@ impl Simulation {
             seq: self.seq,
             event,
         }));
+    }
+
+    fn inc(&self, node: u32) -> u32 {
+        self.hosts[node as usize].incarnation
     }
 
     fn path_latency(&self, a: u32, b: u32) -> Duration {
@@ -271,16 +381,58 @@ impl Simulation {
         }
     }
 
+    /// Whether `event` must wait: its process is hung, or it has to cross a
+    /// cut access link. Returns the host to hold it for.
+    fn held_by(&self, event: &SimEvent) -> Option<(u32, bool)> {
+        let down = |h: u32| self.hosts[h as usize].link_down;
+        match *event {
+            SimEvent::Deliver { from, to, .. } => {
+                if down(from) {
+                    return Some((from, true));
+                }
+                if down(to) {
+                    return Some((to, true));
+                }
+                self.hosts[to as usize].hung.then_some((to, false))
+            }
+            SimEvent::Connection {
+                conn: Some(_),
+                node,
+                peer,
+                ..
+            } if down(node) || down(peer) => Some((if down(node) { node } else { peer }, true)),
+            _ => {
+                let (node, _) = event.target()?;
+                self.hosts[node as usize].hung.then_some((node, false))
+            }
+        }
+    }
+
     fn process(&mut self, event: SimEvent) {
+        if let Some((node, inc)) = event.target() {
+            let h = &self.hosts[node as usize];
+            if !h.up || h.incarnation != inc {
+                return; // meant for a process that died
+            }
+        }
+        if let Some((host, link)) = self.held_by(&event) {
+            let h = &mut self.hosts[host as usize];
+            if link {
+                h.held_link.push(event)
+            } else {
+                h.held.push(event)
+            }
+            return;
+        }
         let now = self.now;
         match event {
-            SimEvent::Start { node } => {
+            SimEvent::Start { node, .. } => {
                 self.events += 1;
                 self.trace.record(TAG_START, now.as_nanos(), node, &());
                 self.nodes[node as usize].handle_start(now);
                 self.drain(node);
             }
-            SimEvent::Timer { node, deadline } => {
+            SimEvent::Timer { node, deadline, .. } => {
                 if self.node_timer[node as usize] != Some(deadline) {
                     return; // superseded
                 }
@@ -299,8 +451,7 @@ impl Simulation {
             }
             SimEvent::Deliver { conn, from, to, msg } => {
                 let c = &self.conns[conn as usize];
-                let side = usize::from(c.ends[1] == to);
-                if !c.open[side] {
+                if !c.open[c.side(to)] {
                     return; // the receiver has seen the connection close
                 }
                 self.events += 1;
@@ -313,10 +464,11 @@ impl Simulation {
                 node,
                 peer,
                 event,
+                ..
             } => {
                 if let Some(conn) = conn {
                     let c = &mut self.conns[conn as usize];
-                    let side = usize::from(c.ends[1] == node);
+                    let side = c.side(node);
                     match event {
                         ConnectionEvent::Opened if c.closed => return,
                         ConnectionEvent::Opened => c.open[side] = true,
@@ -329,13 +481,112 @@ impl Simulation {
                 self.nodes[node as usize].handle_connection(NodeId(peer), event, now);
                 self.drain(node);
             }
-            SimEvent::Storage { node, result } => {
+            SimEvent::Storage { node, result, .. } => {
                 self.events += 1;
                 self.trace.record(TAG_STORAGE, now.as_nanos(), node, &result);
                 self.nodes[node as usize].handle_storage(result, now);
                 self.drain(node);
             }
+            SimEvent::Fault { host, index } => {
+                self.events += 1;
+                let f = self.faults[index];
+                self.trace
+                    .record(TAG_FAULT, now.as_nanos(), host, &(index, f.kind.name()));
+                self.apply_fault(host, f.kind, f.upload, f.download);
+            }
         }
+    }
+
+    fn apply_fault(&mut self, host: u32, kind: FaultKind, upload: Option<f64>, download: Option<f64>) {
+        let h = host as usize;
+        let disruptive = matches!(
+            kind,
+            FaultKind::Crash
+                | FaultKind::Hang
+                | FaultKind::LinkDown
+                | FaultKind::Bandwidth
+                | FaultKind::Leave
+        );
+        if disruptive {
+            self.report.count_fault();
+        }
+        match kind {
+            FaultKind::Crash | FaultKind::Leave => self.crash(host),
+            FaultKind::Restart | FaultKind::Join => self.restart(host),
+            FaultKind::Hang if self.hosts[h].up => {
+                self.hosts[h].hung = true;
+                self.dirty = true;
+            }
+            FaultKind::Hang => {}
+            FaultKind::Resume => {
+                self.hosts[h].hung = false;
+                self.release(host, false);
+            }
+            FaultKind::LinkDown => {
+                self.hosts[h].link_down = true;
+                self.dirty = true;
+            }
+            FaultKind::LinkUp => {
+                self.hosts[h].link_down = false;
+                self.release(host, true);
+            }
+            FaultKind::Bandwidth => {
+                let (u, d) = self.hosts[h].capacity;
+                let cap = (upload.unwrap_or(u), download.unwrap_or(d));
+                self.hosts[h].capacity = cap;
+                self.allocator.set_capacity(host, cap.0, cap.1);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Re-schedules, in their order, the inputs held for `host`.
+    fn release(&mut self, host: u32, link: bool) {
+        let h = &mut self.hosts[host as usize];
+        let held = std::mem::take(if link { &mut h.held_link } else { &mut h.held });
+        for event in held {
+            self.schedule(self.now, event);
+        }
+        self.dirty = true;
+    }
+
+    fn crash(&mut self, host: u32) {
+        let h = &mut self.hosts[host as usize];
+        if !h.up {
+            return;
+        }
+        h.up = false;
+        h.hung = false;
+        h.held.clear();
+        h.incarnation += 1;
+        self.node_timer[host as usize] = None;
+        let conns: Vec<u32> = self
+            .live
+            .iter()
+            .filter(|&(&(a, b), _)| a == host || b == host)
+            .map(|(_, &c)| c)
+            .collect();
+        for conn in conns {
+            self.close(conn, host, false);
+        }
+        self.dirty = true;
+    }
+
+    fn restart(&mut self, host: u32) {
+        let h = &mut self.hosts[host as usize];
+        if h.up {
+            return;
+        }
+        h.up = true;
+        h.incarnation += 1;
+        let inc = h.incarnation;
+        let pieces = self.scenario.layout().pieces();
+        let mut have = Bitfield::new(pieces);
+        for &p in &self.hosts[host as usize].disk {
+            have.insert(p);
+        }
+        self.nodes[host as usize] = build_node(&self.scenario, NodeId(host), Some(have));
+        self.schedule(self.now, SimEvent::Start { node: host, inc });
     }
 
     /// Carries out every output of `node`, then re-arms its timer.
@@ -351,7 +602,8 @@ impl Simulation {
         if next != self.node_timer[node as usize] {
             self.node_timer[node as usize] = next;
             if let Some(deadline) = next {
-                self.schedule(deadline.max(self.now), SimEvent::Timer { node, deadline });
+                let inc = self.inc(node);
+                self.schedule(deadline.max(self.now), SimEvent::Timer { node, inc, deadline });
             }
         }
     }
@@ -359,8 +611,12 @@ impl Simulation {
     fn node_event(&mut self, node: u32, event: Event) {
         self.trace.record(TAG_EVENT, self.now.as_nanos(), node, &event);
         self.report.record(self.now, NodeId(node), &event);
-        if event == Event::DownloadComplete {
-            self.all_complete = self.report.all_complete();
+        match event {
+            Event::DownloadComplete => self.all_complete = self.report.all_complete(),
+            Event::PieceVerified { piece } => {
+                self.hosts[node as usize].disk.insert(piece);
+            }
+            _ => {}
         }
     }
 
@@ -373,40 +629,53 @@ impl Simulation {
             // The simulator models no disk: blocks are "stored" at once and
             // every piece passes its check (corruption is a fault to inject).
             Command::StoreBlock { .. } => {}
-            Command::VerifyPiece { piece } => self.schedule(
-                self.now,
-                SimEvent::Storage {
-                    node,
-                    result: StorageResult::Verified { piece },
-                },
-            ),
+            Command::VerifyPiece { piece } => {
+                let inc = self.inc(node);
+                let result = StorageResult::Verified { piece };
+                self.schedule(self.now, SimEvent::Storage { node, inc, result });
+            }
             other => tracing::warn!(node, ?other, "command not modelled by the simulator"),
         }
+    }
+
+    fn connection_event(
+        &mut self,
+        at: Time,
+        conn: Option<u32>,
+        node: u32,
+        peer: u32,
+        event: ConnectionEvent,
+    ) {
+        let inc = self.inc(node);
+        self.schedule(
+            at,
+            SimEvent::Connection {
+                conn,
+                node,
+                inc,
+                peer,
+                event,
+            },
+        );
     }
 
     fn connect(&mut self, node: u32, peer: u32) {
         let key = (node.min(peer), node.max(peer));
         if peer == node || peer as usize >= self.nodes.len() {
-            let failed = SimEvent::Connection {
-                conn: None,
-                node,
-                peer,
-                event: ConnectionEvent::Failed,
-            };
-            self.schedule(self.now, failed);
+            self.connection_event(self.now, None, node, peer, ConnectionEvent::Failed);
+            return;
+        }
+        let rtt = 2 * self.path_latency(node, peer);
+        if !self.hosts[peer as usize].up {
+            // Nobody listens: the peer's kernel refuses after a round trip.
+            self.connection_event(self.now + rtt, None, node, peer, ConnectionEvent::Failed);
             return;
         }
         if let Some(&conn) = self.live.get(&key) {
             // Already open or opening: the node hears `Opened` (again).
             let c = &self.conns[conn as usize];
-            if c.open[usize::from(c.ends[1] == node)] {
-                let opened = SimEvent::Connection {
-                    conn: Some(conn),
-                    node,
-                    peer,
-                    event: ConnectionEvent::Opened,
-                };
-                self.schedule(self.now, opened);
+            if c.open[c.side(node)] {
+                self.connection_event(self.now, Some(conn), node, peer, ConnectionEvent::Opened);
             }
             return;
         }
@@ -420,37 +689,37 @@ impl Simulation {
         self.chans.push(Channel::default());
         self.chans.push(Channel::default());
         self.live.insert(key, conn);
-        let at = self.now + 2 * self.path_latency(node, peer);
-        for (n, p) in [(node, peer), (peer, node)] {
-            let opened = SimEvent::Connection {
-                conn: Some(conn),
-                node: n,
-                peer: p,
-                event: ConnectionEvent::Opened,
-            };
-            self.schedule(at, opened);
-        }
+        let at = self.now + rtt;
+        self.connection_event(at, Some(conn), node, peer, ConnectionEvent::Opened);
+        self.connection_event(at, Some(conn), peer, node, ConnectionEvent::Opened);
     }
 
     fn disconnect(&mut self, node: u32, peer: u32) {
         let Some(&conn) = self.live.get(&(node.min(peer), node.max(peer))) else {
             return;
         };
-        let dir = usize::from(self.conns[conn as usize].ends[1] == node);
+        let dir = self.conns[conn as usize].side(node);
         let chan = &self.chans[(conn * 2) as usize + dir];
         if chan.queue.is_empty() {
-            self.close(conn, node);
+            self.close(conn, node, true);
         } else {
             self.conns[conn as usize].close_after_drain[dir] = true;
         }
     }
 
-    /// Tears `conn` down now; `closer` hears of it at once, the other end
-    /// after the path latency.
-    fn close(&mut self, conn: u32, closer: u32) {
+    /// Tears `conn` down now. The other end hears of it after the path
+    /// latency (`Failed` if it was still connecting); `closer` hears at once
+    /// if `tell_closer` (a crashed closer hears nothing).
+    fn close(&mut self, conn: u32, closer: u32, tell_closer: bool) {
         let c = &mut self.conns[conn as usize];
         c.closed = true;
         let ends = c.ends;
+        let closer_side = c.side(closer);
+        let other_side = 1 - closer_side;
+        let other_was_open = c.open[other_side];
+        if !tell_closer {
+            c.open[closer_side] = false;
+        }
         self.live.remove(&(ends[0].min(ends[1]), ends[0].max(ends[1])));
         for chan in [conn * 2, conn * 2 + 1] {
             let ch = &mut self.chans[chan as usize];
@@ -462,16 +731,16 @@ impl Simulation {
                 self.dirty = true;
             }
         }
-        let other = if ends[0] == closer { ends[1] } else { ends[0] };
+        let other = ends[other_side];
         let later = self.now + self.path_latency(closer, other);
-        for (n, p, at) in [(closer, other, self.now), (other, closer, later)] {
-            let closed = SimEvent::Connection {
-                conn: Some(conn),
-                node: n,
-                peer: p,
-                event: ConnectionEvent::Closed,
-            };
-            self.schedule(at, closed);
+        let news = if other_was_open {
+            ConnectionEvent::Closed
+        } else {
+            ConnectionEvent::Failed
+        };
+        self.connection_event(later, Some(conn), other, closer, news);
+        if tell_closer {
+            self.connection_event(self.now, Some(conn), closer, other, ConnectionEvent::Closed);
         }
     }
 
@@ -481,7 +750,7 @@ impl Simulation {
             return;
         };
         let c = &self.conns[conn as usize];
-        let dir = usize::from(c.ends[1] == from);
+        let dir = c.side(from);
         if !c.open[dir] || c.close_after_drain[dir] {
             tracing::debug!(from, to, ?msg, "message on a connection not open dropped");
             return;
@@ -493,15 +762,18 @@ impl Simulation {
         }
     }
 
+    fn endpoints(&self, chan: u32) -> (u32, u32, u32) {
+        let conn = chan / 2;
+        let dir = (chan % 2) as usize;
+        let c = &self.conns[conn as usize];
+        (conn, c.ends[dir], c.ends[1 - dir])
+    }
+
     /// Sends the control messages at the head of an idle direction and starts
     /// the first payload message, if any.
     fn pump(&mut self, chan: u32) {
-        let conn = chan / 2;
+        let (conn, from, to) = self.endpoints(chan);
         let dir = (chan % 2) as usize;
-        let (from, to) = {
-            let c = &self.conns[conn as usize];
-            (c.ends[dir], c.ends[1 - dir])
-        };
         let arrival = self.now + self.path_latency(from, to);
         loop {
             let ch = &mut self.chans[chan as usize];
@@ -512,7 +784,7 @@ impl Simulation {
                     self.dirty = true;
                 }
                 if self.conns[conn as usize].close_after_drain[dir] {
-                    self.close(conn, from);
+                    self.close(conn, from, true);
                 }
                 return;
             };
@@ -523,10 +795,9 @@ impl Simulation {
                 if ch.active {
                     // Same rate as the message before it: schedule directly.
                     let (rate, remaining, version) = (ch.rate, ch.remaining, ch.version);
-                    self.schedule(
-                        self.now + transfer_time(remaining, rate),
-                        SimEvent::FlowDone { chan, version },
-                    );
+                    if let Some(t) = transfer_time(remaining, rate) {
+                        self.schedule(self.now + t, SimEvent::FlowDone { chan, version });
+                    }
                 } else {
                     ch.active = true;
                     ch.rate = 0.0;
@@ -544,12 +815,7 @@ impl Simulation {
 
     /// The head message of `chan` has been fully sent.
     fn finish_head(&mut self, chan: u32) {
-        let conn = chan / 2;
-        let dir = (chan % 2) as usize;
-        let (from, to) = {
-            let c = &self.conns[conn as usize];
-            (c.ends[dir], c.ends[1 - dir])
-        };
+        let (conn, from, to) = self.endpoints(chan);
         if let Some(msg) = self.chans[chan as usize].queue.pop_front() {
             let arrival = self.now + self.path_latency(from, to);
             self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
@@ -557,21 +823,39 @@ impl Simulation {
         self.pump(chan);
     }
 
+    /// Whether `host` moves no bytes at the moment (hung, cut off or dead).
+    fn stalled(&self, host: u32) -> bool {
+        let h = &self.hosts[host as usize];
+        h.hung || h.link_down || !h.up
+    }
+
     /// Recomputes the max-min fair rates of every busy direction and
-    /// reschedules the ones whose rate changed.
+    /// reschedules the ones whose rate changed. Directions through a stalled
+    /// host get rate zero.
     fn reallocate(&mut self) {
         self.dirty = false;
         self.flows.clear();
+        self.flow_chans.clear();
+        let mut stalled = Vec::new();
         for &chan in &self.active {
-            let c = &self.conns[(chan / 2) as usize];
-            let dir = (chan % 2) as usize;
-            self.flows.push((c.ends[dir], c.ends[1 - dir]));
+            let (_, from, to) = self.endpoints(chan);
+            if self.stalled(from) || self.stalled(to) {
+                stalled.push(chan);
+            } else {
+                self.flows.push((from, to));
+                self.flow_chans.push(chan);
+            }
         }
         self.allocator.allocate(&self.flows, &mut self.rates);
+        let updates: Vec<(u32, f64)> = self
+            .flow_chans
+            .iter()
+            .copied()
+            .zip(self.rates.iter().copied())
+            .chain(stalled.into_iter().map(|c| (c, 0.0)))
+            .collect();
         let now = self.now;
-        let active: Vec<u32> = self.active.iter().copied().collect();
-        for (i, chan) in active.into_iter().enumerate() {
-            let rate = self.rates[i];
+        for (chan, rate) in updates {
             let ch = &mut self.chans[chan as usize];
             if ch.rate == rate {
                 continue;
@@ -584,21 +868,24 @@ impl Simulation {
             ch.rate = rate;
             ch.version += 1;
             let (remaining, version) = (ch.remaining, ch.version);
-            self.schedule(
-                now + transfer_time(remaining, rate),
-                SimEvent::FlowDone { chan, version },
-            );
+            if let Some(t) = transfer_time(remaining, rate) {
+                self.schedule(now + t, SimEvent::FlowDone { chan, version });
+            }
         }
     }
 }
 
 /// Time to send `bytes` at `rate` bytes per second, rounded up to the next
-/// nanosecond so that nothing ever arrives sooner than the link allows.
-fn transfer_time(bytes: f64, rate: f64) -> Duration {
+/// nanosecond so that nothing ever arrives sooner than the link allows;
+/// `None` at rate zero (a stalled flow never finishes by itself).
+fn transfer_time(bytes: f64, rate: f64) -> Option<Duration> {
     if bytes <= 0.0 || rate.is_infinite() {
-        return Duration::ZERO;
+        return Some(Duration::ZERO);
     }
-    Duration::from_nanos((bytes / rate * 1e9).ceil() as u64)
+    if rate <= 0.0 {
+        return None;
+    }
+    Some(Duration::from_nanos((bytes / rate * 1e9).ceil() as u64))
 }
 
 /// Runs `scenario` to the end and returns its report.

@@ -1,0 +1,128 @@
+//! Faults a scenario injects (DESIGN.md §4): each happens at a time, to one
+//! host, and is reproduced exactly from the scenario.
+//!
+//! ```json
+//! "faults": [
+//!   { "kind": "hang",      "host": "p1",     "at": "3 s", "for": "5 s" },
+//!   { "kind": "crash",     "host": "server", "at": "8 s", "for": "2 s" },
+//!   { "kind": "link-down", "host": "p2",     "at": "1 s", "for": "500 ms" },
+//!   { "kind": "bandwidth", "host": "p3",     "at": "4 s", "upload": "1 Mbit/s" }
+//! ]
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{Dur, Rate};
+
+/// What happens to the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// The process dies: its memory and connections are lost, the pieces it
+    /// had verified on disk are kept. With `for`, it restarts after that long.
+    Crash,
+    /// A crashed host starts again from what it has on disk.
+    Restart,
+    /// The process stops reading (SIGSTOP): messages to it wait, its timers
+    /// wait, its connections stall so senders see no progress. With `for`,
+    /// it resumes after that long.
+    Hang,
+    /// A hung host carries on (SIGCONT).
+    Resume,
+    /// The host's access link is cut: nothing crosses it, the process keeps
+    /// running. With `for`, the link comes back after that long.
+    LinkDown,
+    /// The host's access link works again.
+    LinkUp,
+    /// The host's access link changes capacity (`upload` and/or `download`).
+    Bandwidth,
+    /// The host leaves the distribution (churn); with `for`, it joins again
+    /// after that long, from what it has on disk.
+    Leave,
+    /// A departed host joins again.
+    Join,
+}
+
+impl FaultKind {
+    /// The fault that undoes this one when it is given a `for`.
+    pub fn recovery(self) -> Option<FaultKind> {
+        match self {
+            FaultKind::Crash => Some(FaultKind::Restart),
+            FaultKind::Hang => Some(FaultKind::Resume),
+            FaultKind::LinkDown => Some(FaultKind::LinkUp),
+            FaultKind::Leave => Some(FaultKind::Join),
+            _ => None,
+        }
+    }
+
+    /// Its name in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Restart => "restart",
+            FaultKind::Hang => "hang",
+            FaultKind::Resume => "resume",
+            FaultKind::LinkDown => "link-down",
+            FaultKind::LinkUp => "link-up",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Leave => "leave",
+            FaultKind::Join => "join",
+        }
+    }
+}
+
+/// One timed fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// What happens.
+    pub kind: FaultKind,
+    /// The host it happens to (`server`, `p3`, …).
+    pub host: String,
+    /// When it happens.
+    pub at: Dur,
+    /// For crash, hang, link-down and leave: undo it after this long.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// For bandwidth: the new upload capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Rate>,
+    /// For bandwidth: the new download capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Rate>,
+}
+
+impl Fault {
+    /// Checks the fields that only some kinds take; returns `(field, message)`
+    /// relative to this fault.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let kind = self.kind.name();
+        if self.duration.is_some() && self.kind.recovery().is_none() {
+            return Err(("for", format!("a `{kind}` fault takes no `for`")));
+        }
+        let rates = self.upload.is_some() || self.download.is_some();
+        if self.kind == FaultKind::Bandwidth && !rates {
+            return Err((
+                "upload",
+                "a `bandwidth` fault needs `upload` and/or `download`".into(),
+            ));
+        }
+        if self.kind != FaultKind::Bandwidth && rates {
+            return Err((
+                "upload",
+                format!("only `bandwidth` faults take rates, not `{kind}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This fault and, if it has a `for`, the one that undoes it, as
+    /// `(at, kind)` pairs.
+    pub fn expand(&self) -> Vec<(Dur, FaultKind)> {
+        let mut out = vec![(self.at, self.kind)];
+        if let (Some(d), Some(undo)) = (self.duration, self.kind.recovery()) {
+            out.push((Dur(self.at.0 + d.0), undo));
+        }
+        out
+    }
+}
