@@ -6,7 +6,10 @@
 mod human;
 mod run;
 mod scenario_arg;
+mod sweep;
+mod trace_file;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +54,19 @@ enum Command {
     /// Run a scenario in the simulator, print a table and write the report.
     #[command(after_help = RUN_HELP)]
     Run(run::RunArgs),
+    /// Run a scenario over a grid of --set values in parallel: every report,
+    /// a plot of distribution time against the bounds, and a table.
+    #[command(after_help = sweep::HELP)]
+    Sweep(sweep::SweepArgs),
+    /// Run a recorded trace (`peerlab run --trace FILE`) again and say
+    /// whether the outcome is identical, or where it first diverged.
+    #[command(
+        after_help = "Example:\n  peerlab run relay-seed000 --trace t.jsonl\n  peerlab replay t.jsonl\n\nExit status: 0 identical, 4 diverged, 1 unreadable trace."
+    )]
+    Replay {
+        /// The trace file.
+        trace: PathBuf,
+    },
     /// List the library of named scenarios.
     List,
     /// Print a scenario (file or library name) as JSON, overrides applied:
@@ -79,11 +95,38 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+fn replay(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (verdict, report) = trace_file::replay(path)?;
+    match verdict {
+        trace_file::Verdict::Identical { records, trace_hash } => {
+            println!(
+                "identical: {} records, outcome {:?}, distribution time {}, trace {trace_hash}",
+                human::count(records),
+                report.outcome,
+                report.distribution_time_s.map_or_else(|| "-".into(), human::secs)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        trace_file::Verdict::Diverged {
+            line,
+            recorded,
+            replayed,
+        } => {
+            println!("diverged at line {line} of {}:", path.display());
+            println!("  recorded: {recorded}");
+            println!("  replayed: {replayed}");
+            Ok(ExitCode::from(4))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::Replay { trace } => replay(&trace),
         Command::List => {
             for name in peerlab_scenarios::library::names() {
                 let text = peerlab_scenarios::library::get(name).unwrap_or_default();

@@ -25,6 +25,11 @@ pub struct RunArgs {
     /// Override a scenario field, e.g. --set peers.count=8 (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     set: Vec<String>,
+    /// Record every event of the run to FILE (JSON lines) so that
+    /// `peerlab replay FILE` can run it again and compare. Large runs make
+    /// large traces (about 100 bytes per event).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
     /// Print every host in the table, not only the first and last few.
     #[arg(long)]
     all: bool,
@@ -36,7 +41,11 @@ pub struct RunArgs {
 /// Runs `peerlab run`.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
-    let sim = Simulation::new(&scenario, &origin)?;
+    let mut sim = Simulation::new(&scenario, &origin)?;
+    let trace = match &args.trace {
+        Some(path) => Some(crate::trace_file::TraceWriter::start(path, &scenario, &mut sim)?),
+        None => None,
+    };
     let bar = progress_bar(args.quiet);
     let started = Instant::now();
     let report = sim.run(|p| {
@@ -62,10 +71,20 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{name}.report.json")));
     write_report(&path, &report)?;
+    if let Some(trace) = trace {
+        trace.finish(&report)?;
+    }
     if !args.quiet {
         print_table(&report, args.all, wall);
     }
     println!("report: {}", path.display());
+    if let Some(trace) = &args.trace {
+        println!(
+            "trace:  {} (replay with: peerlab replay {})",
+            trace.display(),
+            trace.display()
+        );
+    }
     Ok(match report.outcome {
         Outcome::Complete => ExitCode::SUCCESS,
         _ => ExitCode::from(3),
@@ -148,6 +167,8 @@ fn print_table(r: &Report, all: bool, wall: Duration) {
         let role = match h.role {
             Role::Server => "server",
             Role::Peer => "peer",
+            Role::Tracker => "tracker",
+            Role::Relay => "relay",
         };
         let done = h.completed_s.map_or_else(|| "-".to_string(), human::secs);
         println!(
@@ -174,6 +195,15 @@ fn print_table(r: &Report, all: bool, wall: Duration) {
             "peer-to-peer"
         };
         println!("time / {which} bound  {ratio:.4} (bound {})", human::secs(bound));
+    }
+    if let Some(t) = r.sender_finished_s {
+        println!(
+            "sender finished        {} ({} failovers, first detected after {}, {} relayed)",
+            human::secs(t),
+            r.counters.failovers,
+            r.detection_s.map_or_else(|| "-".to_string(), human::secs),
+            human::bytes(r.bytes_relayed.unwrap_or(0))
+        );
     }
     let c = &r.counters;
     if c.sources_lost + c.pieces_corrupt + c.protocol_violations + c.storage_failures > 0 {

@@ -24,6 +24,17 @@ fn with_faults(base: &str, faults: &str) -> String {
 
 /// Every downloader completed and verified each piece exactly once.
 fn assert_every_piece_once(r: &Report, what: &str) {
+    assert_every_piece_once_of(r, what, None);
+}
+
+/// As [`assert_every_piece_once`]; with the scenario, a failure saves it and
+/// says how to replay it.
+fn assert_every_piece_once_of(r: &Report, what: &str, s: Option<&peerlab_scenarios::Scenario>) {
+    let what = match s {
+        Some(s) if !is_good(r) => format!("{what}\n{}", common::reproduce_with(s, r)),
+        _ => what.to_string(),
+    };
+    let what = what.as_str();
     assert_eq!(r.outcome, Outcome::Complete, "{what}: outcome {:?}", r.outcome);
     let pieces = r.file_bytes.div_ceil(r.piece_bytes) as u32;
     for h in r.hosts.iter().filter(|h| h.role == peerlab_scenarios::Role::Peer) {
@@ -184,6 +195,15 @@ fn faults_name_their_field_when_wrong() {
     );
 }
 
+fn is_good(r: &Report) -> bool {
+    let pieces = r.file_bytes.div_ceil(r.piece_bytes) as u32;
+    r.outcome == Outcome::Complete
+        && r.hosts
+            .iter()
+            .filter(|h| h.role == peerlab_scenarios::Role::Peer)
+            .all(|h| h.completed_s.is_some() && h.pieces_verified == pieces)
+}
+
 /// One fault of a schedule: which host, what, and when and for how long as
 /// thousandths of the fault-free run's duration (so that faults land while
 /// the transfer is under way).
@@ -208,31 +228,72 @@ fn fault_json((h, kind, at, dur, mbit): FaultDraw, clean_ms: u64) -> String {
     }
 }
 
+/// Runs `base` (hosts `server`, `p1`..`p4`) under the drawn fault schedule
+/// and checks the property: everyone completes, every piece verified
+/// exactly once per downloader, at least one fault landed, and the same
+/// schedule replays to the same trace.
+fn check_schedule(base: &str, draws: &[FaultDraw], size_kib: u64, seed: u64) -> Result<(), TestCaseError> {
+    let sets = [format!("file.size={size_kib} KiB"), format!("seed={seed}")];
+    let clean = simulate(&scenario(base, &sets));
+    prop_assert_eq!(clean.outcome, Outcome::Complete);
+    let clean_ms = (clean.distribution_time_s.unwrap_or(1.0) * 1000.0) as u64;
+    let faults: Vec<String> = draws.iter().map(|&d| fault_json(d, clean_ms)).collect();
+    let json = with_faults(base, &faults.join(","));
+    let s = scenario(&json, &sets);
+    let r = simulate(&s);
+    assert_every_piece_once_of(&r, &format!("faults {json}"), Some(&s));
+    prop_assert!(
+        r.counters.faults >= 1,
+        "the first fault lands before the clean run ends"
+    );
+    let again = simulate(&s);
+    prop_assert_eq!(r.trace_hash, again.trace_hash);
+    Ok(())
+}
+
+/// Seed 000's relay with four hosts besides the sender: p1 is the
+/// destination, p2..p4 relay candidates.
+const RELAY: &str = r#"{
+    "protocol": "relay",
+    "seed": 3,
+    "file": { "size": "256 KiB" },
+    "server": { "upload": "20 Mbit/s" },
+    "peers": { "count": 4, "upload": "10 Mbit/s", "download": "10 Mbit/s" },
+    "relay": { "destination": "p1", "detection_timeout": "200 ms" },
+    "network": { "latency": "2 ms" },
+    "limits": { "max_time": "1 h" }
+}"#;
+
+fn cases() -> u32 {
+    std::env::var("PEERLAB_FAULT_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+fn schedule() -> impl Strategy<Value = Vec<FaultDraw>> {
+    prop::collection::vec((0..5usize, 0..5usize, 0u64..1000, 0u64..1000, 1u32..40), 1..6)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PEERLAB_FAULT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Client-server under arbitrary fault schedules in which every faulty
-    /// host recovers: everyone completes, every piece is verified exactly
-    /// once per host, and the same schedule gives the same trace.
+    /// host recovers.
     #[test]
     fn client_server_survives_any_recovering_fault_schedule(
-        draws in prop::collection::vec((0..5usize, 0..5usize, 0u64..1000, 0u64..1000, 1u32..40), 1..6),
-        size_kib in 64u64..1024,
-        seed in any::<u64>(),
+        draws in schedule(), size_kib in 64u64..1024, seed in any::<u64>(),
     ) {
-        let sets = [format!("file.size={size_kib} KiB"), format!("seed={seed}")];
-        let clean = simulate(&scenario(CS, &sets));
-        let clean_ms = (clean.distribution_time_s.unwrap_or(1.0) * 1000.0) as u64;
-        let faults: Vec<String> = draws.iter().map(|&d| fault_json(d, clean_ms)).collect();
-        let json = with_faults(CS, &faults.join(","));
-        let s = scenario(&json, &sets);
-        let r = simulate(&s);
-        assert_every_piece_once(&r, &format!("faults {json}"));
-        prop_assert!(r.counters.faults >= 1, "the first fault lands before the clean run ends");
-        let again = simulate(&s);
-        prop_assert_eq!(r.trace_hash, again.trace_hash);
+        check_schedule(CS, &draws, size_kib, seed)?;
+    }
+
+    /// The relay protocol under arbitrary recovering fault schedules: the
+    /// destination ends with every chunk exactly once, and the sender is
+    /// never blocked for good.
+    #[test]
+    fn relay_survives_any_recovering_fault_schedule(
+        draws in schedule(), size_kib in 16u64..256, seed in any::<u64>(),
+    ) {
+        check_schedule(RELAY, &draws, size_kib, seed)?;
     }
 }

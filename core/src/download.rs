@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::NodeId;
+use crate::event::Event;
+use crate::node::{Command, Outbox};
 use crate::pieces::{Bitfield, BlockRef, PieceLayout};
 
 /// What became of a block that arrived.
@@ -107,6 +109,43 @@ impl Download {
             .is_some()
     }
 
+    /// Whether `piece` is wanted and none of its blocks is stored or in
+    /// flight (a piece nobody has started on).
+    pub fn is_untouched(&self, piece: u32) -> bool {
+        self.is_wanted(piece)
+            && !self.partial.contains_key(&piece)
+            && self
+                .in_flight
+                .range((piece, 0, NodeId(0))..=(piece, u32::MAX, NodeId(u32::MAX)))
+                .next()
+                .is_none()
+    }
+
+    /// Whether `block` is already stored (its piece not yet verified).
+    pub fn is_stored(&self, block: BlockRef) -> bool {
+        let index = (block.offset / self.layout.block_len()) as usize;
+        self.partial
+            .get(&block.piece)
+            .is_some_and(|p| p.stored.get(index).copied().unwrap_or(false))
+    }
+
+    /// How many peers `block` is requested from right now.
+    pub fn in_flight_copies(&self, block: BlockRef) -> u32 {
+        self.in_flight
+            .range((block.piece, block.offset, NodeId(0))..=(block.piece, block.offset, NodeId(u32::MAX)))
+            .count() as u32
+    }
+
+    /// Whether `block` is requested from `peer` right now.
+    pub fn is_requested_from(&self, block: BlockRef, peer: NodeId) -> bool {
+        self.in_flight.contains(&(block.piece, block.offset, peer))
+    }
+
+    /// Number of pieces whose blocks are all stored and await their check.
+    pub fn verifying_count(&self) -> u32 {
+        self.verifying.len() as u32
+    }
+
     /// Records that `block` was requested from `peer`.
     pub fn mark_requested(&mut self, block: BlockRef, peer: NodeId) {
         if self.in_flight.insert((block.piece, block.offset, peer)) {
@@ -188,6 +227,26 @@ impl Download {
             piece_complete,
             also_requested_from: others,
         }
+    }
+
+    /// Takes in a block that arrived from `from` (already checked to be one
+    /// of the layout's blocks) and queues what every downloader does with
+    /// it: `StoreBlock`, `BlockReceived` and, once its piece is complete,
+    /// `VerifyPiece`; or `BlockDiscarded` when it was not needed. Returns the
+    /// outcome for the protocol's own follow-up (acks, cancels, requests).
+    pub fn receive(&mut self, from: NodeId, block: BlockRef, outbox: &mut Outbox) -> BlockOutcome {
+        let outcome = self.on_block(from, block);
+        match &outcome {
+            BlockOutcome::Accepted { piece_complete, .. } => {
+                outbox.command(Command::StoreBlock { from, block });
+                outbox.event(Event::BlockReceived { from, block });
+                if *piece_complete {
+                    outbox.command(Command::VerifyPiece { piece: block.piece });
+                }
+            }
+            BlockOutcome::Unwanted => outbox.event(Event::BlockDiscarded { from, block }),
+        }
+        outcome
     }
 
     /// Storage finished the hash check of `piece`. On success the piece is

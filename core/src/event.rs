@@ -1,6 +1,8 @@
 //! What a node reports about itself. Events are the metrics: the simulator
 //! and the real backend turn the same event stream into the same report.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
@@ -56,6 +58,43 @@ pub enum Event {
     /// node will try again.
     SourceLost {
         /// The peer that went away.
+        peer: NodeId,
+    },
+    /// Relay failover: the sender stopped waiting for `from` (the
+    /// destination, or a relay that was lost) and redirects every chunk the
+    /// destination has not acknowledged to `relay`.
+    FailoverStarted {
+        /// The peer that stopped making progress.
+        from: NodeId,
+        /// The relay chosen.
+        relay: NodeId,
+        /// How long `from` had made no progress when the sender gave up on
+        /// it (the detection delay).
+        detection: Duration,
+    },
+    /// Relay failover: a relay was lost (connection closed, or silent for
+    /// the detection timeout) while answering for chunks; the sender took
+    /// them back.
+    RelayLost {
+        /// The relay.
+        relay: NodeId,
+        /// Chunks the sender took back.
+        taken_back: u32,
+    },
+    /// Relay failover: this relay forwarded every chunk it held to `dest`.
+    RelayFlushed {
+        /// The destination.
+        dest: NodeId,
+        /// Chunks this relay has forwarded to `dest` so far.
+        chunks: u32,
+    },
+    /// Relay failover: the sender's upload is finished — every chunk is
+    /// acknowledged by the destination or held by a live relay. Emitted
+    /// again if a relay is lost and the sender has to finish a second time.
+    SenderFinished,
+    /// The node stopped trying to reach `peer` after its bounded retries.
+    GaveUp {
+        /// The peer.
         peer: NodeId,
     },
 }

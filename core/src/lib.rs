@@ -79,13 +79,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod client_server;
 pub mod download;
 pub mod event;
 pub mod message;
 pub mod node;
 pub mod pieces;
+pub mod pipeline;
+pub mod relay;
 pub mod rng;
+pub mod static_tracker;
+pub mod swarm;
 pub mod time;
 pub mod timers;
 

@@ -41,6 +41,11 @@ impl<K: Ord + Copy> Timers<K> {
         self.deadlines.contains_key(&key)
     }
 
+    /// The deadline of `key`, if it has one.
+    pub fn get(&self, key: K) -> Option<Time> {
+        self.deadlines.get(&key).copied()
+    }
+
     /// The earliest deadline of all.
     pub fn next(&self) -> Option<Time> {
         self.deadlines.values().copied().min()

@@ -21,8 +21,10 @@ pub mod faults;
 pub mod library;
 pub mod nodes;
 pub mod overrides;
+pub mod relay;
 pub mod report;
 pub mod scenario;
+pub mod swarm;
 pub mod units;
 
 pub use bounds::Bounds;

@@ -8,10 +8,25 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         include_str!("../library/lab-client-server.json"),
     ),
     (
+        "lab-static-tracker",
+        include_str!("../library/lab-static-tracker.json"),
+    ),
+    (
         "cs-heterogeneous",
         include_str!("../library/cs-heterogeneous.json"),
     ),
     ("cs-1000", include_str!("../library/cs-1000.json")),
+    ("cs-faults", include_str!("../library/cs-faults.json")),
+    (
+        "swarm-homogeneous",
+        include_str!("../library/swarm-homogeneous.json"),
+    ),
+    (
+        "swarm-super-seed",
+        include_str!("../library/swarm-super-seed.json"),
+    ),
+    ("swarm-churn", include_str!("../library/swarm-churn.json")),
+    ("relay-seed000", include_str!("../library/relay-seed000.json")),
 ];
 
 /// The JSON text of the named scenario.

@@ -2,6 +2,7 @@
 //! backend.
 
 use peerlab_core::client_server::{Client, Server};
+use peerlab_core::static_tracker::{Peer, TrackerFile};
 use peerlab_core::{Bitfield, Node, NodeId};
 
 use crate::scenario::{Protocol, Role, Scenario, ScenarioError};
@@ -9,15 +10,12 @@ use crate::scenario::{Protocol, Role, Scenario, ScenarioError};
 /// Id of the server in every run.
 pub const SERVER: NodeId = NodeId(0);
 
-/// Checks that `scenario`'s protocol can be run today.
-pub fn check_runnable(scenario: &Scenario, origin: &str) -> Result<(), ScenarioError> {
+/// Checks that `scenario`'s protocol can be run today. Every protocol is;
+/// the check stays so that a protocol added later can be refused with an
+/// error naming the field (`origin`: where the scenario came from).
+pub fn check_runnable(scenario: &Scenario, _origin: &str) -> Result<(), ScenarioError> {
     match scenario.protocol {
-        Protocol::ClientServer => Ok(()),
-        other => Err(ScenarioError {
-            origin: origin.to_string(),
-            field: "protocol".into(),
-            message: format!("protocol `{other}` is not implemented yet; `client-server` is"),
-        }),
+        Protocol::ClientServer | Protocol::StaticTracker | Protocol::Swarm | Protocol::Relay => Ok(()),
     }
 }
 
@@ -31,7 +29,34 @@ pub fn build_node(scenario: &Scenario, id: NodeId, have: Option<Bitfield>) -> Bo
     let layout = scenario.layout();
     let host = &scenario.hosts()[id.0 as usize];
     match (scenario.protocol, host.role) {
-        (Protocol::ClientServer, Role::Server) => Box::new(Server::new(id, layout)),
+        (Protocol::Swarm, Role::Server | Role::Peer) => {
+            let have = have.unwrap_or_else(|| match host.role {
+                Role::Server => Bitfield::full(layout.pieces()),
+                _ => Bitfield::new(layout.pieces()),
+            });
+            Box::new(peerlab_core::swarm::Peer::new(
+                id,
+                swarm_tracker(scenario),
+                layout,
+                have,
+                scenario.swarm_config(),
+                scenario.seed,
+            ))
+        }
+        (Protocol::Swarm, Role::Tracker) => Box::new(peerlab_core::swarm::Tracker::new(
+            id,
+            scenario.swarm.announce_interval.0,
+            scenario.seed,
+        )),
+        (Protocol::ClientServer | Protocol::StaticTracker, Role::Server) => Box::new(Server::new(id, layout)),
+        (Protocol::StaticTracker, Role::Peer) => Box::new(Peer::new(
+            id,
+            SERVER,
+            layout,
+            tracker_file(scenario),
+            have.unwrap_or_else(|| Bitfield::new(layout.pieces())),
+            scenario.static_tracker_config(),
+        )),
         (Protocol::ClientServer, Role::Peer) => Box::new(Client::new(
             id,
             SERVER,
@@ -39,8 +64,52 @@ pub fn build_node(scenario: &Scenario, id: NodeId, have: Option<Bitfield>) -> Bo
             have.unwrap_or_else(|| Bitfield::new(layout.pieces())),
             scenario.client_server_config(),
         )),
+        (Protocol::Relay, Role::Server) => Box::new(peerlab_core::relay::Sender::new(
+            id,
+            layout,
+            crate::relay::destination(scenario),
+            crate::relay::candidates(scenario),
+            scenario.relay.config(),
+        )),
+        (Protocol::Relay, Role::Peer) => Box::new(peerlab_core::relay::Destination::new(
+            id,
+            layout,
+            have.unwrap_or_else(|| Bitfield::new(layout.pieces())),
+        )),
+        (Protocol::Relay, Role::Relay) => Box::new(peerlab_core::relay::Relay::new(
+            id,
+            layout,
+            have.unwrap_or_else(|| Bitfield::new(layout.pieces())),
+            scenario.relay.config(),
+        )),
         (p, _) => panic!("protocol {p} is not runnable; call check_runnable first"),
     }
+}
+
+/// The static-tracker protocol's tracker file for `scenario`: the owners it
+/// names in `static_tracker.owners`, or piece k to the k-th peer mod N.
+pub fn tracker_file(scenario: &Scenario) -> TrackerFile {
+    let hosts = scenario.hosts();
+    let pieces = scenario.layout().pieces();
+    match &scenario.static_tracker.owners {
+        Some(names) => {
+            let ids: std::collections::BTreeMap<&str, NodeId> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.name.as_str(), NodeId(i as u32)))
+                .collect();
+            TrackerFile::new(names.iter().map(|n| ids[n.as_str()]).collect())
+        }
+        None => {
+            let peers: Vec<NodeId> = (1..hosts.len() as u32).map(NodeId).collect();
+            TrackerFile::round_robin(pieces, &peers)
+        }
+    }
+}
+
+/// Id of the swarm protocol's tracker: right after the peers (N+1).
+pub fn swarm_tracker(scenario: &Scenario) -> NodeId {
+    NodeId(scenario.downloaders() + 1)
 }
 
 /// Every node of the run, in id order, in its starting state.

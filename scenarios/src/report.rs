@@ -106,6 +106,18 @@ pub struct Report {
     pub trace_hash: Option<String>,
     /// Simulator statistics (null for real backends).
     pub sim: Option<SimStats>,
+    /// Relay runs: when the sender's upload last finished (every chunk
+    /// acknowledged by the destination or held by a live relay); absent if
+    /// it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_finished_s: Option<f64>,
+    /// Relay runs: how long the destination had made no progress when the
+    /// sender first failed over; absent without a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_s: Option<f64>,
+    /// Relay runs: payload bytes relays accepted from the sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_relayed: Option<u64>,
 }
 
 impl Report {
@@ -134,6 +146,9 @@ pub struct ReportBuilder {
     stats: Vec<Stats>,
     counters: Counters,
     bytes_down: u64,
+    sender_finished: Option<Time>,
+    detection: Option<std::time::Duration>,
+    bytes_relayed: u64,
 }
 
 impl ReportBuilder {
@@ -146,6 +161,9 @@ impl ReportBuilder {
             hosts,
             counters: Counters::default(),
             bytes_down: 0,
+            sender_finished: None,
+            detection: None,
+            bytes_relayed: 0,
         }
     }
 
@@ -161,6 +179,8 @@ impl ReportBuilder {
                 }
                 if matches!(event, Event::BlockDiscarded { .. }) {
                     self.counters.blocks_discarded += 1;
+                } else if self.hosts[i].role == Role::Relay {
+                    self.bytes_relayed += u64::from(block.len);
                 }
             }
             Event::PieceVerified { .. } => self.stats[i].pieces_verified += 1,
@@ -171,6 +191,11 @@ impl ReportBuilder {
             Event::ProtocolViolation { .. } => self.counters.protocol_violations += 1,
             Event::SourceLost { .. } => self.counters.sources_lost += 1,
             Event::StorageFailed { .. } => self.counters.storage_failures += 1,
+            Event::FailoverStarted { detection, .. } => {
+                self.counters.failovers += 1;
+                self.detection.get_or_insert(*detection);
+            }
+            Event::SenderFinished => self.sender_finished = Some(at),
             _ => {}
         }
     }
@@ -181,6 +206,9 @@ impl ReportBuilder {
             .iter()
             .zip(&self.stats)
             .all(|(h, s)| h.role != Role::Peer || s.completed.is_some())
+            // A relay run is over when the sender has also heard that it is
+            // done (normally after the destination completes).
+            && (self.scenario.protocol != Protocol::Relay || self.sender_finished.is_some())
     }
 
     /// Counts one fault applied to the run.
@@ -229,7 +257,7 @@ impl ReportBuilder {
             protocol: s.protocol,
             seed: s.seed,
             file_bytes: s.file.size.0,
-            piece_bytes: s.file.piece_size.0,
+            piece_bytes: u64::from(s.layout().piece_len()),
             downloaders: s.downloaders(),
             goodput_factor: s.network.goodput,
             outcome,
@@ -253,7 +281,15 @@ impl ReportBuilder {
             counters: self.counters,
             trace_hash,
             sim,
+            sender_finished_s: None,
+            detection_s: None,
+            bytes_relayed: None,
         };
+        if s.protocol == Protocol::Relay {
+            report.sender_finished_s = self.sender_finished.map(Time::as_secs_f64);
+            report.detection_s = self.detection.map(|d| d.as_secs_f64());
+            report.bytes_relayed = Some(self.bytes_relayed);
+        }
         report.ratio_to_bound = report.distribution_time_s.map(|d| d / report.bound_s());
         report
     }

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use peerlab_core::PieceLayout;
 use peerlab_core::client_server::ClientServerConfig;
+use peerlab_core::static_tracker::StaticTrackerConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Fault;
 use crate::overrides::apply_override;
+use crate::relay::RelayOptions;
+use crate::swarm::SwarmOptions;
 use crate::units::{Dur, Rate, Size};
 
 /// The distribution protocol a scenario runs.
@@ -73,6 +76,15 @@ pub struct Scenario {
     /// Knobs of the client-server protocol.
     #[serde(default)]
     pub client_server: ClientServerOptions,
+    /// Knobs of the static-tracker protocol.
+    #[serde(default, skip_serializing_if = "StaticTrackerOptions::is_default")]
+    pub static_tracker: StaticTrackerOptions,
+    /// Knobs of the swarm protocol.
+    #[serde(default, skip_serializing_if = "SwarmOptions::is_default")]
+    pub swarm: SwarmOptions,
+    /// Knobs of the relay failover protocol.
+    #[serde(default, skip_serializing_if = "RelayOptions::is_default")]
+    pub relay: RelayOptions,
     /// Bounds on the run, so that no run goes on forever.
     #[serde(default)]
     pub limits: Limits,
@@ -209,6 +221,34 @@ impl Default for ClientServerOptions {
     }
 }
 
+/// Knobs of the static-tracker protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTrackerOptions {
+    /// Block requests each peer keeps outstanding per connection (default 64).
+    #[serde(default = "default_pipeline")]
+    pub pipeline: u32,
+    /// The tracker file: the name of the peer owning each piece, one per
+    /// piece (default: round robin, piece k to the k-th peer mod N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owners: Option<Vec<String>>,
+}
+
+impl Default for StaticTrackerOptions {
+    fn default() -> Self {
+        StaticTrackerOptions {
+            pipeline: default_pipeline(),
+            owners: None,
+        }
+    }
+}
+
+impl StaticTrackerOptions {
+    fn is_default(&self) -> bool {
+        *self == StaticTrackerOptions::default()
+    }
+}
+
 /// Bounds on a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,6 +307,11 @@ pub enum Role {
     Server,
     /// Downloads the file.
     Peer,
+    /// The swarm protocol's tracker (id N+1, after the peers).
+    Tracker,
+    /// A relay candidate of the relay protocol: downloads nothing of its
+    /// own, holds chunks for the destination.
+    Relay,
 }
 
 /// A host of the run with every default resolved.
@@ -345,6 +390,7 @@ impl Scenario {
                 ),
             );
         }
+        self.relay.validate()?;
         if let Err(e) = self.layout_unchecked() {
             return field("file", e.to_string());
         }
@@ -388,7 +434,8 @@ impl Scenario {
             );
         }
         let mut names = std::collections::BTreeSet::from(["server".to_string()]);
-        for (i, h) in self.hosts_unchecked().iter().enumerate().skip(1) {
+        let peers_end = 1 + self.peers.count as usize + self.peers.hosts.len();
+        for (i, h) in self.hosts_unchecked().iter().enumerate().take(peers_end).skip(1) {
             let at = |what: &str| {
                 if (i as u32) <= self.peers.count {
                     format!("peers.{what}")
@@ -412,7 +459,65 @@ impl Scenario {
                 return field(&at("name"), format!("the name {:?} is used twice", h.name));
             }
         }
+        if self.protocol == Protocol::Swarm && names.contains("tracker") {
+            return field(
+                "peers",
+                "no peer may be named \"tracker\" in a swarm: that is the tracker".into(),
+            );
+        }
+        self.swarm.validate()?;
+        self.validate_static_tracker(&names)?;
+        if self.protocol == Protocol::Relay {
+            let peers: Vec<(usize, String)> = self
+                .hosts_unchecked()
+                .into_iter()
+                .enumerate()
+                .filter(|(_, h)| matches!(h.role, Role::Peer | Role::Relay))
+                .map(|(i, h)| (i, h.name))
+                .collect();
+            crate::relay::validate_names(self, &peers)?;
+        }
         self.validate_faults(&names)?;
+        Ok(())
+    }
+
+    fn validate_static_tracker(
+        &self,
+        names: &std::collections::BTreeSet<String>,
+    ) -> Result<(), (String, String)> {
+        let st = &self.static_tracker;
+        if st.pipeline == 0 {
+            let m = "at least one request must be outstanding".to_string();
+            return Err(("static_tracker.pipeline".into(), m));
+        }
+        let Some(owners) = &st.owners else { return Ok(()) };
+        let pieces = self.layout().pieces();
+        if owners.len() != pieces as usize {
+            let m = format!(
+                "lists {} owners but the file has {pieces} pieces ({} in pieces of {}): \
+                 name one owner per piece, or leave `owners` out for round robin",
+                owners.len(),
+                self.file.size,
+                self.file.piece_size
+            );
+            return Err(("static_tracker.owners".into(), m));
+        }
+        for (i, name) in owners.iter().enumerate() {
+            if name == "server" || !names.contains(name) {
+                let known: Vec<String> = self
+                    .hosts_unchecked()
+                    .into_iter()
+                    .skip(1)
+                    .take(8)
+                    .map(|h| h.name)
+                    .collect();
+                let m = format!(
+                    "{name:?} is not a peer; owners must be peers, named {}, …",
+                    known.join(", ")
+                );
+                return Err((format!("static_tracker.owners[{i}]"), m));
+            }
+        }
         Ok(())
     }
 
@@ -445,6 +550,11 @@ impl Scenario {
     }
 
     fn layout_unchecked(&self) -> Result<PieceLayout, peerlab_core::pieces::LayoutError> {
+        if self.protocol == Protocol::Relay {
+            // Relay runs cut the file into chunks of one block each.
+            let chunk = u32::try_from(self.relay.chunk_size.0).unwrap_or(u32::MAX);
+            return peerlab_core::relay::chunk_layout(self.file.size.0, chunk);
+        }
         PieceLayout::new(
             self.file.size.0,
             self.file.piece_size.0 as u32,
@@ -460,11 +570,17 @@ impl Scenario {
 
     /// Number of downloading peers (N).
     pub fn downloaders(&self) -> u32 {
-        self.peers.count.saturating_add(self.peers.hosts.len() as u32)
+        let peers = self.peers.count.saturating_add(self.peers.hosts.len() as u32);
+        // A relay run has one destination; the other peers only relay.
+        if self.protocol == Protocol::Relay {
+            peers.min(1)
+        } else {
+            peers
+        }
     }
 
     /// Every host of the run, in node-id order: the server first (id 0), then
-    /// the peers (ids 1..=N).
+    /// the peers (ids 1..=N), then (swarm only) the tracker (id N+1).
     pub fn hosts(&self) -> Vec<Host> {
         self.hosts_unchecked()
     }
@@ -501,6 +617,20 @@ impl Scenario {
                 latency: lat(h.latency.or(g.latency)),
             });
         }
+        if self.protocol == Protocol::Relay {
+            crate::relay::assign_roles(self, &mut hosts);
+        }
+        if self.protocol == Protocol::Swarm {
+            // After the peers, so server and peer ids are the same for
+            // every protocol; its links are unlimited.
+            hosts.push(Host {
+                name: "tracker".into(),
+                role: Role::Tracker,
+                upload: Rate::UNLIMITED,
+                download: Rate::UNLIMITED,
+                latency: lat(None),
+            });
+        }
         hosts
     }
 
@@ -509,6 +639,19 @@ impl Scenario {
         ClientServerConfig {
             pipeline: self.client_server.pipeline,
             ..ClientServerConfig::default()
+        }
+    }
+
+    /// The swarm knobs as the core takes them.
+    pub fn swarm_config(&self) -> peerlab_core::swarm::SwarmConfig {
+        self.swarm.config()
+    }
+
+    /// The static-tracker knobs as the core takes them.
+    pub fn static_tracker_config(&self) -> StaticTrackerConfig {
+        StaticTrackerConfig {
+            pipeline: self.static_tracker.pipeline,
+            ..StaticTrackerConfig::default()
         }
     }
 }

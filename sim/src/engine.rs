@@ -20,6 +20,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::hash::Hash;
 use std::time::Duration;
 
 use peerlab_core::{
@@ -189,6 +190,11 @@ struct ScheduledFault {
     download: Option<f64>,
 }
 
+/// Receives the trace, one JSON line per record.
+type TraceSink = Box<dyn FnMut(&str)>;
+/// Receives every node event as it happens.
+type Observer = Box<dyn FnMut(Time, NodeId, &Event)>;
+
 /// One simulated run of a scenario.
 pub struct Simulation {
     scenario: Scenario,
@@ -197,7 +203,11 @@ pub struct Simulation {
     latency: Vec<Duration>,
     node_timer: Vec<Option<Time>>,
     now: Time,
+    /// Sequence numbers of ordinary events: they start above every number
+    /// `released` will ever reach.
     seq: u64,
+    /// Sequence numbers of released inputs (see `schedule_first`).
+    released: u64,
     queue: BinaryHeap<Reverse<Queued>>,
     conns: Vec<Conn>,
     live: BTreeMap<(u32, u32), u32>,
@@ -211,8 +221,11 @@ pub struct Simulation {
     faults: Vec<ScheduledFault>,
     report: ReportBuilder,
     trace: TraceHasher,
+    /// Receives one line per trace record when the trace is being recorded.
+    trace_sink: Option<TraceSink>,
     events: u64,
     all_complete: bool,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -233,6 +246,17 @@ const TAG_STORAGE: u8 = 5;
 const TAG_EVENT: u8 = 6;
 const TAG_COMMAND: u8 = 7;
 const TAG_FAULT: u8 = 8;
+const TAG_NAMES: [&str; 9] = [
+    "",
+    "start",
+    "timer",
+    "deliver",
+    "connection",
+    "storage",
+    "event",
+    "command",
+    "fault",
+];
 
 impl Simulation {
     /// A simulation of `scenario` at time zero. `origin` names the scenario
@@ -283,7 +307,8 @@ impl Simulation {
             latency: hosts.iter().map(|h| h.latency).collect(),
             node_timer: vec![None; hosts.len()],
             now: Time::ZERO,
-            seq: 0,
+            seq: 1 << 62,
+            released: 0,
             queue: BinaryHeap::new(),
             conns: Vec::new(),
             live: BTreeMap::new(),
@@ -297,8 +322,10 @@ impl Simulation {
             faults: Vec::new(),
             report: ReportBuilder::new(scenario),
             trace: TraceHasher::default(),
+            trace_sink: None,
             events: 0,
             all_complete: false,
+            observer: None,
             scenario: scenario.clone(),
         };
         for node in 0..hosts.len() as u32 {
@@ -311,6 +338,26 @@ impl Simulation {
         Ok(sim)
     }
 
+    /// Records the whole event trace: `sink` receives one JSON line per
+    /// record, in order: the records the trace hash is made of.
+    pub fn record_trace(&mut self, sink: impl FnMut(&str) + 'static) {
+        self.trace_sink = Some(Box::new(sink));
+    }
+
+    /// Folds one record into the trace hash and, if recording, the trace.
+    fn record<T: Hash + std::fmt::Debug + ?Sized>(&mut self, tag: u8, at: u64, node: u32, fields: &T) {
+        self.trace.record(tag, at, node, fields);
+        if let Some(sink) = &mut self.trace_sink {
+            let line = serde_json::json!({
+                "t": at,
+                "node": node,
+                "kind": TAG_NAMES[tag as usize],
+                "detail": format!("{fields:?}"),
+            });
+            sink(&line.to_string());
+        }
+    }
+
     fn schedule(&mut self, at: Time, event: SimEvent) {
         self.seq += 1;
         self.queue.push(Reverse(Queued {
@@ -320,12 +367,28 @@ impl Simulation {
         }));
     }
 
+    /// Schedules `event` at `now`, ahead of everything else scheduled for
+    /// `now`: inputs that waited for a hung process or a cut link keep their
+    /// place before inputs that arrive at the very instant they are released.
+    fn schedule_first(&mut self, event: SimEvent) {
+        self.released += 1;
+        let (at, seq) = (self.now, self.released);
+        self.queue.push(Reverse(Queued { at, seq, event }));
+    }
+
     fn inc(&self, node: u32) -> u32 {
         self.hosts[node as usize].incarnation
     }
 
     fn path_latency(&self, a: u32, b: u32) -> Duration {
         self.latency[a as usize] + self.latency[b as usize]
+    }
+
+    /// Calls `observer` with every event a node reports, as it happens (for
+    /// tests and tools that need more than the report).
+    pub fn observe(mut self, observer: impl FnMut(Time, NodeId, &Event) + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
     }
 
     /// Runs to the end: every downloader complete, nothing left to happen,
@@ -428,7 +491,7 @@ impl Simulation {
         match event {
             SimEvent::Start { node, .. } => {
                 self.events += 1;
-                self.trace.record(TAG_START, now.as_nanos(), node, &());
+                self.record(TAG_START, now.as_nanos(), node, &());
                 self.nodes[node as usize].handle_start(now);
                 self.drain(node);
             }
@@ -438,7 +501,7 @@ impl Simulation {
                 }
                 self.events += 1;
                 self.node_timer[node as usize] = None;
-                self.trace.record(TAG_TIMER, now.as_nanos(), node, &());
+                self.record(TAG_TIMER, now.as_nanos(), node, &());
                 self.nodes[node as usize].handle_timeout(now);
                 self.drain(node);
             }
@@ -452,10 +515,12 @@ impl Simulation {
             SimEvent::Deliver { conn, from, to, msg } => {
                 let c = &self.conns[conn as usize];
                 if !c.open[c.side(to)] {
-                    return; // the receiver has seen the connection close
+                    // The receiver has seen the connection close.
+                    tracing::debug!(from, to, ?msg, "message on a closed connection lost");
+                    return;
                 }
                 self.events += 1;
-                self.trace.record(TAG_DELIVER, now.as_nanos(), to, &(from, &msg));
+                self.record(TAG_DELIVER, now.as_nanos(), to, &(from, &msg));
                 self.nodes[to as usize].handle_message(NodeId(from), msg, now);
                 self.drain(to);
             }
@@ -476,22 +541,20 @@ impl Simulation {
                     }
                 }
                 self.events += 1;
-                self.trace
-                    .record(TAG_CONNECTION, now.as_nanos(), node, &(peer, event));
+                self.record(TAG_CONNECTION, now.as_nanos(), node, &(peer, event));
                 self.nodes[node as usize].handle_connection(NodeId(peer), event, now);
                 self.drain(node);
             }
             SimEvent::Storage { node, result, .. } => {
                 self.events += 1;
-                self.trace.record(TAG_STORAGE, now.as_nanos(), node, &result);
+                self.record(TAG_STORAGE, now.as_nanos(), node, &result);
                 self.nodes[node as usize].handle_storage(result, now);
                 self.drain(node);
             }
             SimEvent::Fault { host, index } => {
                 self.events += 1;
                 let f = self.faults[index];
-                self.trace
-                    .record(TAG_FAULT, now.as_nanos(), host, &(index, f.kind.name()));
+                self.record(TAG_FAULT, now.as_nanos(), host, &(index, f.kind.name()));
                 self.apply_fault(host, f.kind, f.upload, f.download);
             }
         }
@@ -545,7 +608,7 @@ impl Simulation {
         let h = &mut self.hosts[host as usize];
         let held = std::mem::take(if link { &mut h.held_link } else { &mut h.held });
         for event in held {
-            self.schedule(self.now, event);
+            self.schedule_first(event);
         }
         self.dirty = true;
     }
@@ -609,10 +672,13 @@ impl Simulation {
     }
 
     fn node_event(&mut self, node: u32, event: Event) {
-        self.trace.record(TAG_EVENT, self.now.as_nanos(), node, &event);
+        self.record(TAG_EVENT, self.now.as_nanos(), node, &event);
         self.report.record(self.now, NodeId(node), &event);
+        if let Some(observer) = self.observer.as_mut() {
+            observer(self.now, NodeId(node), &event);
+        }
         match event {
-            Event::DownloadComplete => self.all_complete = self.report.all_complete(),
+            Event::DownloadComplete | Event::SenderFinished => self.all_complete = self.report.all_complete(),
             Event::PieceVerified { piece } => {
                 self.hosts[node as usize].disk.insert(piece);
             }
@@ -621,8 +687,7 @@ impl Simulation {
     }
 
     fn command(&mut self, node: u32, command: Command) {
-        self.trace
-            .record(TAG_COMMAND, self.now.as_nanos(), node, &command);
+        self.record(TAG_COMMAND, self.now.as_nanos(), node, &command);
         match command {
             Command::Connect { peer } => self.connect(node, peer.0),
             Command::Disconnect { peer } => self.disconnect(node, peer.0),

@@ -19,3 +19,22 @@ pub fn simulate(s: &Scenario) -> Report {
 pub fn sets(pairs: &[(&str, String)]) -> Vec<String> {
     pairs.iter().map(|(p, v)| format!("{p}={v}")).collect()
 }
+
+/// Saves a scenario that broke a property to
+/// `target/peerlab-failures/<trace hash>.json` and returns the command that
+/// replays it, for the failure message: a failing case is one command away
+/// from a recorded, replayable trace.
+pub fn reproduce_with(s: &Scenario, r: &Report) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peerlab-failures");
+    let name = r.trace_hash.clone().unwrap_or_else(|| "run".into());
+    let path = dir.join(format!("{name}.json"));
+    let saved = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(s).unwrap_or_default()));
+    match saved {
+        Ok(()) => format!(
+            "reproduce: cargo run --release -- run {} --trace {name}.trace.jsonl",
+            path.display()
+        ),
+        Err(e) => format!("(could not save the scenario to {}: {e})", path.display()),
+    }
+}

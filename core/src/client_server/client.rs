@@ -1,11 +1,11 @@
-use std::time::Duration;
-
 use super::ClientServerConfig;
-use crate::download::{BlockOutcome, Download};
+use crate::backoff::Backoff;
+use crate::download::Download;
 use crate::event::{Event, ViolationKind};
 use crate::message::Message;
 use crate::node::{Command, ConnectionEvent, Node, NodeId, Outbox, Output, StorageResult};
 use crate::pieces::{Bitfield, PieceLayout};
+use crate::pipeline::request_blocks;
 use crate::time::Time;
 use crate::timers::Timers;
 
@@ -33,7 +33,7 @@ pub struct Client {
     /// No piece before this one needs a request.
     cursor: u32,
     link: Link,
-    backoff: Duration,
+    backoff: Backoff,
     stopped: bool,
     announced_complete: bool,
     timers: Timers<Timer>,
@@ -58,7 +58,7 @@ impl Client {
             download: Download::new(layout, have),
             cursor: 0,
             link: Link::Down,
-            backoff: config.reconnect_min,
+            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
             stopped: false,
             announced_complete: false,
             timers: Timers::default(),
@@ -78,8 +78,7 @@ impl Client {
 
     fn schedule_reconnect(&mut self, now: Time) {
         self.link = Link::Down;
-        self.timers.set(Timer::Reconnect, now + self.backoff);
-        self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
+        self.timers.set(Timer::Reconnect, now + self.backoff.next_delay());
     }
 
     fn finish_if_complete(&mut self) -> bool {
@@ -103,15 +102,14 @@ impl Client {
             return;
         }
         let pieces = self.download.layout().pieces();
-        while self.download.in_flight_to(self.server) < self.config.pipeline && self.cursor < pieces {
-            match self.download.next_block_in(self.cursor) {
-                Some(block) => {
-                    self.download.mark_requested(block, self.server);
-                    self.outbox.send(self.server, Message::Request(block));
-                }
-                None => self.cursor += 1,
-            }
-        }
+        let passed = request_blocks(
+            &mut self.download,
+            self.server,
+            self.config.pipeline,
+            self.cursor..pieces,
+            &mut self.outbox,
+        );
+        self.cursor += passed as u32;
     }
 
     fn violation(&mut self, reason: ViolationKind) {
@@ -142,7 +140,7 @@ impl Node for Client {
         match event {
             ConnectionEvent::Opened => {
                 self.link = Link::Up;
-                self.backoff = self.config.reconnect_min;
+                self.backoff.reset();
                 if !self.finish_if_complete() {
                     self.fill_pipeline();
                 }
@@ -166,18 +164,7 @@ impl Node for Client {
         }
         match msg {
             Message::Block(block) if self.download.layout().is_valid_block(block) => {
-                match self.download.on_block(peer, block) {
-                    BlockOutcome::Accepted { piece_complete, .. } => {
-                        self.outbox.command(Command::StoreBlock { from: peer, block });
-                        self.outbox.event(Event::BlockReceived { from: peer, block });
-                        if piece_complete {
-                            self.outbox.command(Command::VerifyPiece { piece: block.piece });
-                        }
-                    }
-                    BlockOutcome::Unwanted => {
-                        self.outbox.event(Event::BlockDiscarded { from: peer, block });
-                    }
-                }
+                let _ = self.download.receive(peer, block, &mut self.outbox);
                 self.fill_pipeline();
             }
             Message::Block(_) => self.violation(ViolationKind::InvalidBlock),

@@ -1,0 +1,974 @@
+//! The swarm peer: announces itself to the tracker, connects to the peers it
+//! hands out, trades pieces with them (BEP 3 peer wire protocol) and, once
+//! complete, seeds or leaves. The initial seed is the same node started
+//! with a full bitfield.
+//!
+//! What it does, by message:
+//!
+//! - on connecting it sends its `Bitfield` (an empty one when
+//!   super-seeding); afterwards a `Have` for each piece it verifies, to
+//!   every neighbour but seeds (they need nothing; a super-seed appears
+//!   incomplete and learns from these `Have`s where its pieces went);
+//! - it is `Interested` in a neighbour exactly while the neighbour holds a
+//!   piece it lacks, and keeps `pipeline` requests outstanding with every
+//!   neighbour that unchoked it ([`super::picker`]);
+//! - it unchokes by [`super::choker`] every `rechoke_interval`, rotates the
+//!   optimistic unchoke every `optimistic_interval`, and fills a slot that
+//!   falls free between rechokes at once;
+//! - it answers a request at once with the block; a `Cancel` arrives after
+//!   the block was handed to the transport and is ignored (the end game's
+//!   duplicates are bounded by `endgame_copies` instead);
+//! - a seed drops connections to other seeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::choker::{Candidate, Choker};
+use super::picker::Picker;
+use super::super_seed::SuperSeed;
+use super::{Leave, SwarmConfig};
+use crate::download::{BlockOutcome, Download};
+use crate::event::{Event, ViolationKind};
+use crate::message::{AnnounceEvent, Message};
+use crate::node::{Command, ConnectionEvent, Node, NodeId, Outbox, Output, StorageResult};
+use crate::pieces::{Bitfield, PieceLayout};
+use crate::rng::{self, NodeRng};
+use crate::time::Time;
+use crate::timers::Timers;
+
+/// Unfinished super-seeding offers per neighbour.
+const SUPER_SEED_OFFERS: u32 = 2;
+
+/// A peer that lost neighbours asks the tracker for more, but no more often
+/// than this.
+const MIN_REANNOUNCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Delay before retrying a tracker that could not be reached.
+const TRACKER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Announce,
+    Rechoke,
+    Optimistic,
+    Leave,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TrackerLink {
+    Down,
+    Connecting,
+    Up,
+}
+
+/// What we know of one neighbour.
+#[derive(Clone, Debug)]
+struct Remote {
+    have: Bitfield,
+    /// Pieces it holds that we do not.
+    wanted: u32,
+    am_choking: bool,
+    am_interested: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    /// Payload bytes it sent us / we sent it since the last rechoke.
+    down_window: u64,
+    up_window: u64,
+    /// Last time it sent us a block, or we became interested in it.
+    last_progress: Time,
+    snubbed: bool,
+}
+
+/// Counters a test or a report may want.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Payload bytes received and kept.
+    pub downloaded: u64,
+    /// `Cancel` messages sent (end game).
+    pub cancels_sent: u64,
+    /// Blocks requested while another request for them was in flight.
+    pub endgame_requests: u64,
+}
+
+/// A swarm peer (also the initial seed). See the [module docs](self).
+#[derive(Debug)]
+pub struct Peer {
+    id: NodeId,
+    tracker: NodeId,
+    config: SwarmConfig,
+    layout: PieceLayout,
+    rng: NodeRng,
+    download: Download,
+    picker: Picker,
+    choker: Choker,
+    super_seed: Option<SuperSeed>,
+    remotes: BTreeMap<NodeId, Remote>,
+    connecting: BTreeSet<NodeId>,
+    /// Peers the tracker named that we have not tried yet.
+    candidates: Vec<NodeId>,
+    tracker_link: TrackerLink,
+    pending_announce: Option<AnnounceEvent>,
+    last_announce: Option<Time>,
+    timers: Timers<Timer>,
+    outbox: Outbox,
+    stats: PeerStats,
+    /// Storage failed: we stop downloading.
+    stopped: bool,
+    /// We left the swarm.
+    gone: bool,
+    completed: bool,
+}
+
+impl Peer {
+    /// Peer `id` of a swarm whose tracker is `tracker`, sharing `layout`
+    /// and already holding the verified pieces `have` (full for the initial
+    /// seed). It super-seeds if `config.super_seed` and it starts with the
+    /// whole file. Its random choices come from `rng::node_rng(seed, id)`.
+    pub fn new(
+        id: NodeId,
+        tracker: NodeId,
+        layout: PieceLayout,
+        have: Bitfield,
+        config: SwarmConfig,
+        seed: u64,
+    ) -> Self {
+        let completed = have.is_full();
+        let super_seed = (config.super_seed && completed).then(|| SuperSeed::new(layout, SUPER_SEED_OFFERS));
+        Peer {
+            id,
+            tracker,
+            layout,
+            rng: rng::node_rng(seed, id),
+            download: Download::new(layout, have),
+            picker: Picker::new(layout.pieces(), config.random_first_pieces, config.endgame_copies),
+            choker: Choker::new(config.unchoke_slots),
+            super_seed,
+            remotes: BTreeMap::new(),
+            connecting: BTreeSet::new(),
+            candidates: Vec::new(),
+            tracker_link: TrackerLink::Down,
+            pending_announce: None,
+            last_announce: None,
+            timers: Timers::default(),
+            outbox: Outbox::default(),
+            stats: PeerStats::default(),
+            stopped: false,
+            gone: false,
+            completed,
+            config,
+        }
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    /// The verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        self.download.have()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PeerStats {
+        self.stats
+    }
+
+    /// Connected neighbours.
+    pub fn neighbours(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.remotes.keys().copied()
+    }
+
+    /// Neighbours we currently upload to (unchoked).
+    pub fn unchoked(&self) -> BTreeSet<NodeId> {
+        self.remotes
+            .iter()
+            .filter(|(_, r)| !r.am_choking)
+            .map(|(&p, _)| p)
+            .collect()
+    }
+
+    /// The neighbour holding the optimistic unchoke.
+    pub fn optimistic(&self) -> Option<NodeId> {
+        self.choker.optimistic()
+    }
+
+    /// Whether the node is still super-seeding.
+    pub fn is_super_seeding(&self) -> bool {
+        self.super_seed.as_ref().is_some_and(SuperSeed::is_active)
+    }
+
+    /// Whether the node has left the swarm.
+    pub fn has_left(&self) -> bool {
+        self.gone
+    }
+
+    // ----- tracker -------------------------------------------------------
+
+    fn bytes_left(&self) -> u64 {
+        let have = self.download.have();
+        (0..self.layout.pieces())
+            .filter(|&p| !have.contains(p))
+            .map(|p| u64::from(self.layout.piece_size(p)))
+            .sum()
+    }
+
+    fn announce(&mut self, event: AnnounceEvent, now: Time) {
+        // A pending Started/Completed is not downgraded to Periodic.
+        if self.pending_announce.is_none() || event != AnnounceEvent::Periodic {
+            self.pending_announce = Some(event);
+        }
+        match self.tracker_link {
+            TrackerLink::Up => self.flush_announce(now),
+            TrackerLink::Connecting => {}
+            TrackerLink::Down => {
+                self.tracker_link = TrackerLink::Connecting;
+                self.outbox.command(Command::Connect { peer: self.tracker });
+            }
+        }
+    }
+
+    fn flush_announce(&mut self, now: Time) {
+        let Some(event) = self.pending_announce.take() else {
+            return;
+        };
+        self.last_announce = Some(now);
+        let msg = Message::Announce {
+            peer: self.id,
+            event,
+            left: self.bytes_left(),
+            uploaded: self.stats.uploaded,
+            downloaded: self.stats.downloaded,
+            numwant: if self.completed && self.config.leave == Leave::AtCompletion {
+                0
+            } else {
+                self.config.numwant
+            },
+        };
+        self.outbox.send(self.tracker, msg);
+    }
+
+    /// Asks the tracker for more peers soon if we are short of neighbours.
+    fn maybe_reannounce(&mut self, now: Time) {
+        if self.gone || self.completed || self.remotes.len() as u32 >= self.config.max_peers / 2 {
+            return;
+        }
+        let at = self.last_announce.map_or(now, |t| (t + MIN_REANNOUNCE).max(now));
+        let next = self.timers.get(Timer::Announce);
+        if next.is_none_or(|n| n > at) {
+            self.timers.set(Timer::Announce, at);
+        }
+    }
+
+    fn connect_more(&mut self) {
+        while (self.remotes.len() + self.connecting.len()) < self.config.max_peers as usize {
+            let Some(p) = self.candidates.pop() else {
+                return;
+            };
+            if p == self.id
+                || p == self.tracker
+                || self.remotes.contains_key(&p)
+                || self.connecting.contains(&p)
+            {
+                continue;
+            }
+            self.connecting.insert(p);
+            self.outbox.command(Command::Connect { peer: p });
+        }
+    }
+
+    // ----- choking -------------------------------------------------------
+
+    /// Whether `r` may get an unchoke slot.
+    fn eligible(&self, r: &Remote) -> bool {
+        if self.is_super_seeding() {
+            !r.have.is_full()
+        } else {
+            r.peer_interested
+        }
+    }
+
+    fn unchoke(&mut self, peer: NodeId) {
+        let Some(r) = self.remotes.get_mut(&peer) else {
+            return;
+        };
+        if !r.am_choking {
+            return;
+        }
+        r.am_choking = false;
+        self.outbox.send(peer, Message::Unchoke);
+        self.offer(peer);
+    }
+
+    fn choke(&mut self, peer: NodeId) {
+        let Some(r) = self.remotes.get_mut(&peer) else {
+            return;
+        };
+        if r.am_choking {
+            return;
+        }
+        r.am_choking = true;
+        self.outbox.send(peer, Message::Choke);
+    }
+
+    /// Super-seeding: offer `peer` new pieces up to its quota.
+    fn offer(&mut self, peer: NodeId) {
+        let Some(ss) = self.super_seed.as_mut() else {
+            return;
+        };
+        for piece in ss.top_up(peer, &mut self.rng) {
+            self.outbox.send(peer, Message::Have { piece });
+        }
+    }
+
+    /// The regular rechoke, every `rechoke_interval` (and, with `rotate`,
+    /// the optimistic rotation every `optimistic_interval`).
+    fn rechoke(&mut self, now: Time, rotate: bool) {
+        let seeding = self.download.is_complete();
+        let mut candidates = Vec::new();
+        let mut protected = Vec::new();
+        for r in self.remotes.values_mut() {
+            r.snubbed = r.am_interested && now.saturating_since(r.last_progress) >= self.config.snub_timeout;
+        }
+        for (&peer, r) in &self.remotes {
+            if !self.eligible(r) {
+                continue;
+            }
+            if self
+                .super_seed
+                .as_ref()
+                .is_some_and(|s| s.has_unfinished_offer(peer))
+            {
+                protected.push(peer);
+            }
+            candidates.push(Candidate {
+                peer,
+                rate: if seeding { r.up_window } else { r.down_window },
+                snubbed: r.snubbed,
+            });
+        }
+        let mut unchoke = self.choker.rechoke(&candidates, rotate, &mut self.rng);
+        unchoke.extend(protected);
+        let peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+        for peer in peers {
+            if unchoke.contains(&peer) {
+                self.unchoke(peer);
+            } else {
+                self.choke(peer);
+            }
+            if let Some(r) = self.remotes.get_mut(&peer) {
+                r.down_window = 0;
+                r.up_window = 0;
+            }
+        }
+    }
+
+    /// Fills unchoke slots that fell free since the last rechoke.
+    fn fill_slots(&mut self) {
+        let unchoked = self.remotes.values().filter(|r| !r.am_choking).count() as u32;
+        let max = self.choker.max_unchoked();
+        if unchoked >= max {
+            return;
+        }
+        let mut waiting: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.am_choking && !r.snubbed && self.eligible(r))
+            .map(|(&p, _)| p)
+            .collect();
+        rng::shuffle(&mut self.rng, &mut waiting);
+        for peer in waiting.into_iter().take((max - unchoked) as usize) {
+            self.unchoke(peer);
+        }
+    }
+
+    // ----- downloading ---------------------------------------------------
+
+    fn update_interest(&mut self, peer: NodeId, now: Time) {
+        let stopped = self.stopped;
+        let Some(r) = self.remotes.get_mut(&peer) else {
+            return;
+        };
+        let want = r.wanted > 0 && !stopped;
+        if want == r.am_interested {
+            return;
+        }
+        r.am_interested = want;
+        if want {
+            r.last_progress = now;
+            self.outbox.send(peer, Message::Interested);
+        } else {
+            self.outbox.send(peer, Message::NotInterested);
+        }
+    }
+
+    /// Keeps `pipeline` requests outstanding with `peer`.
+    fn request_from(&mut self, peer: NodeId) {
+        if self.stopped || self.gone || self.download.is_complete() {
+            return;
+        }
+        let Some(r) = self.remotes.get(&peer) else {
+            return;
+        };
+        if r.peer_choking || !r.am_interested {
+            return;
+        }
+        while self.download.in_flight_to(peer) < self.config.pipeline {
+            let Some(r) = self.remotes.get(&peer) else {
+                return;
+            };
+            let Some(block) = self
+                .picker
+                .next_block(&self.download, peer, &r.have, &mut self.rng)
+            else {
+                return;
+            };
+            if self.download.is_in_flight(block) {
+                self.stats.endgame_requests += 1;
+            }
+            self.download.mark_requested(block, peer);
+            self.outbox.send(peer, Message::Request(block));
+        }
+    }
+
+    fn request_all(&mut self) {
+        let peers: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| !r.peer_choking && r.am_interested)
+            .map(|(&p, _)| p)
+            .collect();
+        for p in peers {
+            self.request_from(p);
+        }
+    }
+
+    fn on_block(&mut self, peer: NodeId, block: crate::pieces::BlockRef, now: Time) {
+        if !self.layout.is_valid_block(block) {
+            self.violation(peer, ViolationKind::InvalidBlock);
+            return;
+        }
+        if let Some(r) = self.remotes.get_mut(&peer) {
+            r.down_window += u64::from(block.len);
+            r.last_progress = now;
+            r.snubbed = false;
+        }
+        match self.download.receive(peer, block, &mut self.outbox) {
+            BlockOutcome::Accepted {
+                also_requested_from, ..
+            } => {
+                self.stats.downloaded += u64::from(block.len);
+                for &other in &also_requested_from {
+                    self.stats.cancels_sent += 1;
+                    self.outbox.send(other, Message::Cancel(block));
+                }
+                self.request_from(peer);
+                for other in also_requested_from {
+                    self.request_from(other);
+                }
+            }
+            BlockOutcome::Unwanted => self.request_from(peer),
+        }
+    }
+
+    fn on_request(&mut self, peer: NodeId, block: crate::pieces::BlockRef) {
+        if !self.layout.is_valid_block(block) {
+            self.violation(peer, ViolationKind::InvalidBlock);
+            return;
+        }
+        let Some(r) = self.remotes.get(&peer) else {
+            return;
+        };
+        if r.am_choking {
+            return; // BEP 3: requests from a choked peer are dropped
+        }
+        if !self.download.have().contains(block.piece) {
+            self.violation(peer, ViolationKind::RequestedMissingPiece);
+            return;
+        }
+        if let Some(ss) = &self.super_seed
+            && !ss.may_serve(peer, block.piece)
+        {
+            return; // not offered to this peer (it cannot know we have it)
+        }
+        self.outbox.send(peer, Message::Block(block));
+        self.stats.uploaded += u64::from(block.len);
+        if let Some(r) = self.remotes.get_mut(&peer) {
+            r.up_window += u64::from(block.len);
+        }
+    }
+
+    /// Every piece has left once: announce them all and seed normally.
+    fn end_super_seeding(&mut self) {
+        let peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+        for peer in peers {
+            let Some(r) = self.remotes.get(&peer) else {
+                continue;
+            };
+            let missing: Vec<u32> = (0..self.layout.pieces())
+                .filter(|&p| !r.have.contains(p))
+                .collect();
+            for piece in missing {
+                self.outbox.send(peer, Message::Have { piece });
+            }
+        }
+        self.fill_slots();
+    }
+
+    fn on_verified(&mut self, piece: u32, now: Time) {
+        self.download.on_verified(piece, true);
+        self.picker.piece_done(piece);
+        self.outbox.event(Event::PieceVerified { piece });
+        let peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+        for peer in peers {
+            let Some(r) = self.remotes.get_mut(&peer) else {
+                continue;
+            };
+            let (had, full) = (r.have.contains(piece), r.have.is_full());
+            if had {
+                r.wanted -= 1;
+                self.update_interest(peer, now);
+            }
+            if !full {
+                self.outbox.send(peer, Message::Have { piece });
+            }
+        }
+        if self.download.is_complete() && !self.completed {
+            self.on_complete(now);
+        }
+    }
+
+    fn on_complete(&mut self, now: Time) {
+        self.completed = true;
+        self.outbox.event(Event::DownloadComplete);
+        match self.config.leave {
+            Leave::AtCompletion => {
+                self.leave(now);
+                return;
+            }
+            Leave::After(d) => self.timers.set(Timer::Leave, now + d),
+            Leave::Stay => {}
+        }
+        self.announce(AnnounceEvent::Completed, now);
+        // Seeds have nothing to say to each other.
+        let seeds: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.have.is_full())
+            .map(|(&p, _)| p)
+            .collect();
+        for p in seeds {
+            self.outbox.command(Command::Disconnect { peer: p });
+        }
+        // Rank by upload from now on; uninterested peers free their slots.
+        self.fill_slots();
+    }
+
+    /// Leaves the swarm: tells the tracker, closes every connection.
+    fn leave(&mut self, now: Time) {
+        if self.gone {
+            return;
+        }
+        self.gone = true;
+        if self.tracker_link == TrackerLink::Up {
+            self.pending_announce = Some(AnnounceEvent::Stopped);
+            self.flush_announce(now);
+        }
+        if self.tracker_link != TrackerLink::Down {
+            self.outbox.command(Command::Disconnect { peer: self.tracker });
+        }
+        for p in self.remotes.keys().chain(self.connecting.iter()) {
+            self.outbox.command(Command::Disconnect { peer: *p });
+        }
+        self.timers = Timers::default();
+        self.candidates.clear();
+    }
+
+    fn violation(&mut self, peer: NodeId, reason: ViolationKind) {
+        self.outbox.event(Event::ProtocolViolation { peer, reason });
+        self.outbox.command(Command::Disconnect { peer });
+    }
+
+    fn drop_remote(&mut self, peer: NodeId, now: Time) {
+        let Some(r) = self.remotes.remove(&peer) else {
+            return;
+        };
+        self.picker.remove_peer(&r.have);
+        self.picker.release(peer);
+        self.download.forget_peer(peer);
+        self.choker.forget(peer);
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.forget_peer(peer);
+        }
+        if !r.am_choking {
+            self.fill_slots();
+        }
+        self.request_all();
+        self.connect_more();
+        self.maybe_reannounce(now);
+    }
+
+    fn on_remote_have(&mut self, peer: NodeId, piece: u32, now: Time) {
+        if piece >= self.layout.pieces() {
+            self.violation(peer, ViolationKind::InvalidBlock);
+            return;
+        }
+        let we_have = self.download.have().contains(piece);
+        let Some(r) = self.remotes.get_mut(&peer) else {
+            return;
+        };
+        if !r.have.insert(piece) {
+            return;
+        }
+        self.picker.add_have(piece);
+        if !we_have {
+            r.wanted += 1;
+        }
+        let was_super = self.is_super_seeding();
+        if let Some(ss) = self.super_seed.as_mut()
+            && ss.on_have(peer, piece)
+            && self.remotes.get(&peer).is_some_and(|r| !r.am_choking)
+        {
+            self.offer(peer);
+        }
+        if was_super && !self.is_super_seeding() {
+            self.end_super_seeding();
+        }
+        let Some(r) = self.remotes.get(&peer) else {
+            return;
+        };
+        let full = r.have.is_full();
+        self.update_interest(peer, now);
+        if full && self.completed {
+            self.outbox.command(Command::Disconnect { peer });
+            return;
+        }
+        self.request_from(peer);
+    }
+
+    fn on_bitfield(&mut self, peer: NodeId, bits: Bitfield, now: Time) {
+        if bits.len() != self.layout.pieces() {
+            self.violation(peer, ViolationKind::UnexpectedMessage);
+            return;
+        }
+        let ours = self.download.have();
+        let wanted = bits.iter().filter(|&p| !ours.contains(p)).count() as u32;
+        let Some(r) = self.remotes.get_mut(&peer) else {
+            return;
+        };
+        self.picker.remove_peer(&r.have);
+        self.picker.add_peer(&bits);
+        r.wanted = wanted;
+        let was_super = self.super_seed.as_ref().is_some_and(SuperSeed::is_active);
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.on_bitfield(&bits);
+        }
+        r.have = bits;
+        let full = r.have.is_full();
+        if was_super && !self.is_super_seeding() {
+            self.end_super_seeding();
+        }
+        self.update_interest(peer, now);
+        if full && self.completed {
+            self.outbox.command(Command::Disconnect { peer });
+            return;
+        }
+        self.request_from(peer);
+    }
+}
+
+impl Node for Peer {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    fn handle_start(&mut self, now: Time) {
+        // A (re)start: connections, requests and choking state are gone;
+        // verified pieces are kept.
+        self.outbox.clear();
+        self.remotes.clear();
+        self.connecting.clear();
+        self.candidates.clear();
+        self.download = Download::new(self.layout, self.download.have().clone());
+        self.picker = Picker::new(
+            self.layout.pieces(),
+            self.config.random_first_pieces,
+            self.config.endgame_copies,
+        );
+        self.choker = Choker::new(self.config.unchoke_slots);
+        self.timers = Timers::default();
+        self.tracker_link = TrackerLink::Down;
+        self.gone = false;
+        self.timers
+            .set(Timer::Rechoke, now + self.config.rechoke_interval);
+        self.timers
+            .set(Timer::Optimistic, now + self.config.optimistic_interval);
+        self.announce(AnnounceEvent::Started, now);
+    }
+
+    fn handle_connection(&mut self, peer: NodeId, event: ConnectionEvent, now: Time) {
+        if peer == self.tracker {
+            match event {
+                ConnectionEvent::Opened => {
+                    self.tracker_link = TrackerLink::Up;
+                    self.flush_announce(now);
+                }
+                ConnectionEvent::Failed | ConnectionEvent::Closed => {
+                    self.tracker_link = TrackerLink::Down;
+                    if !self.gone && self.pending_announce.is_some() {
+                        self.timers.set(Timer::Announce, now + TRACKER_RETRY);
+                    }
+                }
+            }
+            return;
+        }
+        match event {
+            ConnectionEvent::Opened => {
+                let outgoing = self.connecting.remove(&peer);
+                if self.gone || self.stopped && !self.completed {
+                    self.outbox.command(Command::Disconnect { peer });
+                    return;
+                }
+                if self.remotes.contains_key(&peer) {
+                    return; // both sides connected: one connection
+                }
+                if !outgoing && self.remotes.len() + self.connecting.len() >= self.config.max_peers as usize {
+                    self.outbox.command(Command::Disconnect { peer });
+                    return;
+                }
+                self.remotes.insert(
+                    peer,
+                    Remote {
+                        have: Bitfield::new(self.layout.pieces()),
+                        wanted: 0,
+                        am_choking: true,
+                        am_interested: false,
+                        peer_choking: true,
+                        peer_interested: false,
+                        down_window: 0,
+                        up_window: 0,
+                        last_progress: now,
+                        snubbed: false,
+                    },
+                );
+                let bits = if self.is_super_seeding() {
+                    Bitfield::new(self.layout.pieces())
+                } else {
+                    self.download.have().clone()
+                };
+                self.outbox.send(peer, Message::Bitfield(bits));
+                if self.is_super_seeding() {
+                    self.fill_slots();
+                }
+            }
+            ConnectionEvent::Failed => {
+                self.connecting.remove(&peer);
+                self.connect_more();
+                self.maybe_reannounce(now);
+            }
+            ConnectionEvent::Closed => {
+                self.connecting.remove(&peer);
+                self.drop_remote(peer, now);
+            }
+        }
+    }
+
+    fn handle_message(&mut self, peer: NodeId, msg: Message, now: Time) {
+        if self.gone {
+            return;
+        }
+        if peer == self.tracker {
+            match msg {
+                Message::AnnounceReply { interval_s, peers } => {
+                    let interval = std::time::Duration::from_secs(u64::from(interval_s.max(1)));
+                    self.timers.set(Timer::Announce, now + interval);
+                    let mut fresh: Vec<NodeId> = peers
+                        .into_iter()
+                        .filter(|p| *p != self.id && !self.remotes.contains_key(p))
+                        .collect();
+                    // The tracker's order is random; try them in that order.
+                    fresh.reverse();
+                    self.candidates = fresh;
+                    self.connect_more();
+                }
+                _ => self.violation(peer, ViolationKind::UnexpectedMessage),
+            }
+            return;
+        }
+        if !self.remotes.contains_key(&peer) {
+            return; // a straggler from a connection we dropped
+        }
+        match msg {
+            Message::Bitfield(bits) => self.on_bitfield(peer, bits, now),
+            Message::Have { piece } => self.on_remote_have(peer, piece, now),
+            Message::Interested => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    r.peer_interested = true;
+                }
+                self.fill_slots();
+            }
+            Message::NotInterested => {
+                let unchoked = self.remotes.get_mut(&peer).is_some_and(|r| {
+                    r.peer_interested = false;
+                    !r.am_choking
+                });
+                if unchoked && !self.is_super_seeding() {
+                    self.choke(peer);
+                    self.choker.forget(peer);
+                    self.fill_slots();
+                }
+            }
+            Message::Choke => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    r.peer_choking = true;
+                }
+                self.download.forget_peer(peer);
+                self.picker.release(peer);
+                self.request_all();
+            }
+            Message::Unchoke => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    r.peer_choking = false;
+                }
+                self.request_from(peer);
+            }
+            Message::Request(block) => self.on_request(peer, block),
+            Message::Block(block) => self.on_block(peer, block, now),
+            // The block was handed to the transport when requested; there
+            // is nothing left to recall.
+            Message::Cancel(_) => {}
+            _ => self.violation(peer, ViolationKind::UnexpectedMessage),
+        }
+    }
+
+    fn handle_storage(&mut self, result: StorageResult, now: Time) {
+        if self.gone {
+            return;
+        }
+        match result {
+            StorageResult::Verified { piece } => self.on_verified(piece, now),
+            StorageResult::Corrupt { piece } => {
+                self.download.on_verified(piece, false);
+                self.picker.piece_done(piece);
+                self.outbox.event(Event::PieceCorrupt { piece });
+                self.request_all();
+            }
+            StorageResult::WriteFailed { piece, reason } => {
+                self.download.drop_piece(piece);
+                self.picker.piece_done(piece);
+                self.stopped = true;
+                self.outbox.event(Event::StorageFailed { piece, reason });
+                let peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+                for p in peers {
+                    self.update_interest(p, now);
+                }
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        if self.gone {
+            return;
+        }
+        let due = self.timers.expire(now);
+        let rotate = due.contains(&Timer::Optimistic);
+        for timer in &due {
+            match timer {
+                Timer::Announce => self.announce(AnnounceEvent::Periodic, now),
+                Timer::Leave => {
+                    self.leave(now);
+                    return;
+                }
+                Timer::Rechoke | Timer::Optimistic => {}
+            }
+        }
+        if due.contains(&Timer::Rechoke) || rotate {
+            self.rechoke(now, rotate);
+        }
+        if due.contains(&Timer::Rechoke) {
+            self.timers
+                .set(Timer::Rechoke, now + self.config.rechoke_interval);
+        }
+        if rotate {
+            self.timers
+                .set(Timer::Optimistic, now + self.config.optimistic_interval);
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pieces::BlockRef;
+
+    const TRACKER: NodeId = NodeId(100);
+
+    fn drain(p: &mut Peer) -> Vec<Output> {
+        std::iter::from_fn(|| p.poll_output()).collect()
+    }
+
+    /// A leecher with 8 neighbours that hold every piece but the one it
+    /// has and all want it; four of them send it 5x more than the others.
+    #[test]
+    fn tit_for_tat_keeps_the_four_best_senders_and_rotates_the_optimistic_slot() {
+        let layout = PieceLayout::new(64 * 65_536, 65_536, 16_384).unwrap();
+        let mut have = Bitfield::new(64);
+        have.insert(63); // something to trade
+        let mut p = Peer::new(NodeId(1), TRACKER, layout, have, SwarmConfig::default(), 42);
+        let remotes: Vec<NodeId> = (2..=9).map(NodeId).collect();
+        p.handle_start(Time::ZERO);
+        p.handle_connection(TRACKER, ConnectionEvent::Opened, Time::ZERO);
+        let mut full_but_63 = Bitfield::full(64);
+        full_but_63.remove(63);
+        for &r in &remotes {
+            p.handle_connection(r, ConnectionEvent::Opened, Time::ZERO);
+            p.handle_message(r, Message::Bitfield(full_but_63.clone()), Time::ZERO);
+            p.handle_message(r, Message::Interested, Time::ZERO);
+        }
+        drain(&mut p);
+        assert_eq!(p.unchoked().len(), 5, "free slots are filled at once");
+        let mut optimistic = Vec::new();
+        for round in 1..=6u64 {
+            let now = Time::from_secs(10 * round);
+            for (k, &r) in remotes.iter().enumerate() {
+                // The last four send 5 blocks per interval, the others 1
+                // (duplicates count too: the rate is what crossed the link).
+                let blocks = if k >= 4 { 5 } else { 1 };
+                for _ in 0..blocks {
+                    let block = BlockRef {
+                        piece: k as u32,
+                        offset: 0,
+                        len: 16_384,
+                    };
+                    p.handle_message(r, Message::Block(block), now);
+                }
+            }
+            assert_eq!(p.poll_timeout(), Some(now), "rechoke every 10 s");
+            p.handle_timeout(now);
+            drain(&mut p);
+            let unchoked = p.unchoked();
+            for &r in &remotes[4..] {
+                assert!(
+                    unchoked.contains(&r),
+                    "round {round}: {r} is among the 4 best: {unchoked:?}"
+                );
+            }
+            assert_eq!(unchoked.len(), 5, "4 regular + 1 optimistic");
+            let opt = p.optimistic().unwrap();
+            assert!(remotes[..4].contains(&opt));
+            optimistic.push(opt);
+        }
+        // The optimistic unchoke moves at 30 s and 60 s only.
+        assert_eq!(optimistic[0], optimistic[1]);
+        assert_ne!(optimistic[1], optimistic[2], "rotated at 30 s");
+        assert_eq!(optimistic[2], optimistic[3]);
+        assert_eq!(optimistic[3], optimistic[4]);
+        assert_ne!(optimistic[4], optimistic[5], "rotated at 60 s");
+    }
+}

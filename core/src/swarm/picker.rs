@@ -1,0 +1,341 @@
+//! Which block to ask a neighbour for next (BEP 3's piece selection).
+//!
+//! 1. Keep going with the piece this neighbour is already sending (one piece
+//!    per neighbour, so pieces complete — and can be passed on — quickly).
+//! 2. Else finish a started piece nobody is working on any more (its
+//!    requests were lost to a choke or a disconnection).
+//! 3. Else start a new piece: a random one for the first few pieces (a
+//!    newcomer needs *something* to trade soon, and the rarest piece is
+//!    slow to get), then the rarest one among the neighbours (availability
+//!    counted from their `Bitfield`/`Have` messages), ties broken at random.
+//! 4. Else help with a piece another neighbour is sending.
+//! 5. Else, once every missing block is in flight (the *end game*), ask an
+//!    idle neighbour (nothing requested from it) for one block that is
+//!    already requested elsewhere — at most `endgame_copies` requests per
+//!    block at a time, the least-requested first; when one copy arrives the
+//!    others are cancelled. One duplicate per idle neighbour (as libtorrent
+//!    does) keeps the bytes wasted on duplicates small: a neighbour with
+//!    its own requests outstanding is not idle.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::NodeId;
+use crate::download::Download;
+use crate::pieces::{Bitfield, BlockRef};
+use crate::rng::{self, NodeRng};
+
+/// Piece availability and the pieces in progress, per neighbour.
+#[derive(Clone, Debug)]
+pub struct Picker {
+    availability: Vec<u32>,
+    random_first: u32,
+    endgame_copies: u32,
+    /// Pieces with a block requested since they were last completed.
+    active: BTreeSet<u32>,
+    /// The piece each neighbour is sending us…
+    current: BTreeMap<NodeId, u32>,
+    /// …and who is sending each such piece.
+    owner: BTreeMap<u32, NodeId>,
+}
+
+impl Picker {
+    /// A picker for `pieces` pieces that chooses the first `random_first`
+    /// pieces at random and lets at most `endgame_copies` requests for one
+    /// block be in flight at once in the end game.
+    pub fn new(pieces: u32, random_first: u32, endgame_copies: u32) -> Self {
+        Picker {
+            availability: vec![0; pieces as usize],
+            random_first,
+            endgame_copies: endgame_copies.max(1),
+            active: BTreeSet::new(),
+            current: BTreeMap::new(),
+            owner: BTreeMap::new(),
+        }
+    }
+
+    /// How many neighbours are known to hold `piece`.
+    pub fn availability(&self, piece: u32) -> u32 {
+        self.availability.get(piece as usize).copied().unwrap_or(0)
+    }
+
+    /// A neighbour with these pieces connected (or sent its bitfield).
+    pub fn add_peer(&mut self, have: &Bitfield) {
+        for p in have.iter() {
+            self.availability[p as usize] += 1;
+        }
+    }
+
+    /// A neighbour with these pieces went away (or replaced its bitfield).
+    pub fn remove_peer(&mut self, have: &Bitfield) {
+        for p in have.iter() {
+            let a = &mut self.availability[p as usize];
+            *a = a.saturating_sub(1);
+        }
+    }
+
+    /// A neighbour announced `piece`.
+    pub fn add_have(&mut self, piece: u32) {
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a += 1;
+        }
+    }
+
+    /// `piece` is held, or failed its check (its blocks are gone): it is no
+    /// longer in progress.
+    pub fn piece_done(&mut self, piece: u32) {
+        self.active.remove(&piece);
+        if let Some(peer) = self.owner.remove(&piece) {
+            self.current.remove(&peer);
+        }
+    }
+
+    /// `peer` no longer sends us anything (choked us or went away).
+    pub fn release(&mut self, peer: NodeId) {
+        if let Some(piece) = self.current.remove(&peer) {
+            self.owner.remove(&piece);
+        }
+    }
+
+    fn assign(&mut self, peer: NodeId, piece: u32) {
+        self.release(peer);
+        if let Some(old) = self.owner.insert(piece, peer) {
+            self.current.remove(&old);
+        }
+        self.current.insert(peer, piece);
+        self.active.insert(piece);
+    }
+
+    /// Whether every missing block is stored or in flight.
+    pub fn in_endgame(&self, download: &Download) -> bool {
+        let l = download.layout();
+        let wanted = l.pieces() - download.have().count() - download.verifying_count();
+        let active_wanted = self.active.iter().filter(|&&p| download.is_wanted(p)).count() as u32;
+        wanted > 0
+            && active_wanted == wanted
+            && self.active.iter().all(|&p| download.next_block_in(p).is_none())
+    }
+
+    /// The next block to request from `peer`, which holds `remote`, or
+    /// `None` if it has nothing we may ask for now. The caller marks the
+    /// block requested in `download` before asking again.
+    pub fn next_block(
+        &mut self,
+        download: &Download,
+        peer: NodeId,
+        remote: &Bitfield,
+        rng: &mut NodeRng,
+    ) -> Option<BlockRef> {
+        // 1. The piece this neighbour is sending.
+        if let Some(&piece) = self.current.get(&peer) {
+            if let Some(b) = download.next_block_in(piece) {
+                return Some(b);
+            }
+            self.release(peer);
+        }
+        // 2. A started piece without a sender.
+        let orphan = self
+            .active
+            .iter()
+            .copied()
+            .filter(|p| !self.owner.contains_key(p) && remote.contains(*p))
+            .find_map(|p| download.next_block_in(p).map(|b| (p, b)));
+        if let Some((piece, b)) = orphan {
+            self.assign(peer, piece);
+            return Some(b);
+        }
+        // 3. A new piece: random first, then rarest first.
+        if let Some(piece) = self.pick_new(download, remote, rng)
+            && let Some(b) = download.next_block_in(piece)
+        {
+            self.assign(peer, piece);
+            return Some(b);
+        }
+        // 4. Help with a piece another neighbour is sending.
+        let shared = self
+            .active
+            .iter()
+            .copied()
+            .filter(|p| remote.contains(*p))
+            .find_map(|p| download.next_block_in(p));
+        if shared.is_some() {
+            return shared;
+        }
+        // 5. End game.
+        if download.in_flight_to(peer) > 0 || !self.in_endgame(download) {
+            return None;
+        }
+        self.endgame_block(download, peer, remote)
+    }
+
+    fn pick_new(&self, download: &Download, remote: &Bitfield, rng: &mut NodeRng) -> Option<u32> {
+        let random = download.have().count() < self.random_first;
+        let mut best: Option<(u32, u32)> = None; // (availability, piece)
+        let mut ties = 0u64;
+        for piece in remote.iter() {
+            if self.active.contains(&piece) || !download.is_untouched(piece) {
+                continue;
+            }
+            let a = if random { 0 } else { self.availability(piece) };
+            match best {
+                Some((b, _)) if a > b => continue,
+                Some((b, _)) if a == b => {
+                    // Reservoir sampling: uniform among the ties.
+                    ties += 1;
+                    if rng::below(rng, ties) == 0 {
+                        best = Some((a, piece));
+                    }
+                }
+                _ => {
+                    best = Some((a, piece));
+                    ties = 1;
+                }
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+
+    fn endgame_block(&self, download: &Download, peer: NodeId, remote: &Bitfield) -> Option<BlockRef> {
+        let l = download.layout();
+        let mut best: Option<(u32, BlockRef)> = None;
+        for &piece in &self.active {
+            if !remote.contains(piece) || !download.is_wanted(piece) {
+                continue;
+            }
+            for i in 0..l.blocks_in(piece) {
+                let b = l.block(piece, i);
+                if download.is_stored(b) || download.is_requested_from(b, peer) {
+                    continue;
+                }
+                let copies = download.in_flight_copies(b);
+                if copies < self.endgame_copies && best.is_none_or(|(c, _)| copies < c) {
+                    best = Some((copies, b));
+                }
+            }
+        }
+        best.map(|(_, b)| b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::BlockOutcome;
+    use crate::pieces::PieceLayout;
+    use crate::rng::node_rng;
+
+    fn layout(pieces: u32) -> PieceLayout {
+        // Two blocks per piece.
+        PieceLayout::new(u64::from(pieces) * 32_768, 32_768, 16_384).unwrap()
+    }
+
+    fn bits(len: u32, set: &[u32]) -> Bitfield {
+        let mut b = Bitfield::new(len);
+        for &p in set {
+            b.insert(p);
+        }
+        b
+    }
+
+    #[test]
+    fn rarest_first_after_the_random_first_pieces() {
+        let l = layout(8);
+        let mut rng = node_rng(1, NodeId(1));
+        // Neighbour A has everything; B and C make pieces 0..=5 common,
+        // piece 6 is held by A and B, piece 7 by A alone.
+        let a = Bitfield::full(8);
+        let mut picker = Picker::new(8, 0, 2);
+        picker.add_peer(&a);
+        picker.add_peer(&bits(8, &[0, 1, 2, 3, 4, 5, 6]));
+        picker.add_peer(&bits(8, &[0, 1, 2, 3, 4, 5]));
+        let mut d = Download::new(l, Bitfield::new(8));
+        let first = picker.next_block(&d, NodeId(10), &a, &mut rng).unwrap();
+        assert_eq!(first.piece, 7, "the rarest piece");
+        d.mark_requested(first, NodeId(10));
+        let second = picker.next_block(&d, NodeId(10), &a, &mut rng).unwrap();
+        assert_eq!(second.piece, 7, "the same neighbour finishes its piece");
+        d.mark_requested(second, NodeId(10));
+        // Another neighbour with everything gets the next rarest.
+        let other = picker.next_block(&d, NodeId(11), &a, &mut rng).unwrap();
+        assert_eq!(other.piece, 6);
+        // Have messages make pieces 0..=4 commoner than piece 5.
+        for p in 0..5 {
+            picker.add_have(p);
+        }
+        d.mark_requested(other, NodeId(11));
+        let b = picker.next_block(&d, NodeId(11), &a, &mut rng).unwrap();
+        d.mark_requested(b, NodeId(11));
+        let next = picker.next_block(&d, NodeId(11), &a, &mut rng).unwrap();
+        assert_eq!(next.piece, 5, "availability counts Have messages");
+    }
+
+    #[test]
+    fn the_first_pieces_are_random_then_rarest() {
+        let l = layout(64);
+        let full = Bitfield::full(64);
+        let mut seen = BTreeSet::new();
+        for seed in 0..20 {
+            let mut rng = node_rng(seed, NodeId(1));
+            let mut picker = Picker::new(64, 4, 2);
+            picker.add_peer(&full);
+            picker.add_have(63); // piece 63 is the least rare
+            let d = Download::new(l, Bitfield::new(64));
+            seen.insert(picker.next_block(&d, NodeId(2), &full, &mut rng).unwrap().piece);
+        }
+        assert!(seen.len() > 10, "random first pieces: {seen:?}");
+        // With enough pieces held, rarest first takes over.
+        let mut have = Bitfield::new(64);
+        for p in 0..4 {
+            have.insert(p);
+        }
+        let mut picker = Picker::new(64, 4, 2);
+        picker.add_peer(&full);
+        for p in 4..64 {
+            if p != 40 {
+                picker.add_have(p);
+            }
+        }
+        let d = Download::new(l, have);
+        let mut rng = node_rng(3, NodeId(1));
+        assert_eq!(
+            picker.next_block(&d, NodeId(2), &full, &mut rng).unwrap().piece,
+            40
+        );
+    }
+
+    #[test]
+    fn end_game_duplicates_are_bounded() {
+        let l = layout(1);
+        let full = Bitfield::full(1);
+        let mut rng = node_rng(1, NodeId(1));
+        let mut picker = Picker::new(1, 0, 2);
+        let mut d = Download::new(l, Bitfield::new(1));
+        for _ in 1..=4 {
+            picker.add_peer(&full);
+        }
+        // Neighbour 1 takes both blocks.
+        for _ in 0..2 {
+            let b = picker.next_block(&d, NodeId(1), &full, &mut rng).unwrap();
+            d.mark_requested(b, NodeId(1));
+        }
+        assert!(picker.in_endgame(&d));
+        // An idle neighbour gets one duplicate, then nothing while it is busy.
+        let d2 = picker.next_block(&d, NodeId(2), &full, &mut rng).unwrap();
+        d.mark_requested(d2, NodeId(2));
+        assert_eq!(picker.next_block(&d, NodeId(2), &full, &mut rng), None);
+        // The next idle neighbour duplicates the other block (fewest copies).
+        let d3 = picker.next_block(&d, NodeId(3), &full, &mut rng).unwrap();
+        assert_ne!(d2, d3);
+        d.mark_requested(d3, NodeId(3));
+        // Every block is at its cap of 2 copies.
+        assert_eq!(picker.next_block(&d, NodeId(4), &full, &mut rng), None);
+        // A copy arrives: the other request for it must be cancelled.
+        match d.on_block(NodeId(2), d2) {
+            BlockOutcome::Accepted {
+                also_requested_from, ..
+            } => assert_eq!(also_requested_from, vec![NodeId(1)]),
+            other => panic!("{other:?}"),
+        }
+        // Neighbour 2 is idle again, but the only block left is at its cap.
+        assert_eq!(picker.next_block(&d, NodeId(2), &full, &mut rng), None);
+    }
+}

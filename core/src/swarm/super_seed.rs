@@ -1,0 +1,163 @@
+//! Super-seeding (after BEP 16): the initial seed hides its bitfield and
+//! offers each neighbour it unchokes a few pieces (by `Have`) that it has
+//! never offered anyone, so that no piece is sent twice before every piece
+//! has left the seed once — the seed's upload, the scarcest resource at the
+//! start, is spent only on new pieces, and the swarm spreads them.
+//!
+//! A piece has *left* once some neighbour reports holding it (`Have` or
+//! `Bitfield`) — not when its last block was handed to the transport, which
+//! may still be sending it. Once every piece has left, super-seeding ends:
+//! the seed announces all its pieces and seeds normally (duplicates are
+//! then useful: they shorten the tail).
+//!
+//! An offered piece stays reserved to its neighbour until the neighbour
+//! reports it (the seed does not choke a neighbour with an unfinished
+//! offer). If the neighbour leaves first the piece is offered again, so
+//! under churn some blocks may be sent twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::NodeId;
+use crate::pieces::{Bitfield, PieceLayout};
+use crate::rng::{self, NodeRng};
+
+/// Super-seeding state of the initial seed.
+#[derive(Clone, Debug)]
+pub struct SuperSeed {
+    per_peer: u32,
+    /// Pieces never offered, in no particular order.
+    fresh: Vec<u32>,
+    /// Pieces some neighbour reported holding.
+    left: Bitfield,
+    /// Offers not yet fully sent, per neighbour.
+    offers: BTreeMap<NodeId, BTreeSet<u32>>,
+    active: bool,
+}
+
+impl SuperSeed {
+    /// Super-seeding of `layout`, with at most `per_peer` unfinished offers
+    /// per neighbour (2 keeps a neighbour's requests flowing while it
+    /// learns of the next piece).
+    pub fn new(layout: PieceLayout, per_peer: u32) -> Self {
+        SuperSeed {
+            per_peer: per_peer.max(1),
+            fresh: (0..layout.pieces()).rev().collect(),
+            left: Bitfield::new(layout.pieces()),
+            offers: BTreeMap::new(),
+            active: true,
+        }
+    }
+
+    /// Whether super-seeding is still on (some piece has not left once).
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Pieces that have left the seed at least once.
+    pub fn left_once(&self) -> u32 {
+        self.left.count()
+    }
+
+    /// Whether `peer` holds an offer whose blocks have not all been sent.
+    pub fn has_unfinished_offer(&self, peer: NodeId) -> bool {
+        self.offers.get(&peer).is_some_and(|o| !o.is_empty())
+    }
+
+    /// New pieces to offer `peer` (send it a `Have` for each) so that it
+    /// holds `per_peer` unfinished offers, as far as fresh pieces last.
+    pub fn top_up(&mut self, peer: NodeId, rng: &mut NodeRng) -> Vec<u32> {
+        if !self.active {
+            return Vec::new();
+        }
+        let offers = self.offers.entry(peer).or_default();
+        let mut new = Vec::new();
+        while (offers.len() as u32) < self.per_peer && !self.fresh.is_empty() {
+            let i = rng::below(rng, self.fresh.len() as u64) as usize;
+            let piece = self.fresh.swap_remove(i);
+            offers.insert(piece);
+            new.push(piece);
+        }
+        new
+    }
+
+    /// Whether a request of `peer` for `piece` may be served: always once
+    /// super-seeding is over, else only for a piece offered to it.
+    pub fn may_serve(&self, peer: NodeId, piece: u32) -> bool {
+        !self.active || self.offers.get(&peer).is_some_and(|o| o.contains(&piece))
+    }
+
+    /// `peer` reports holding `piece` (a `Have`). Returns whether that
+    /// finished one of its offers (time to [`SuperSeed::top_up`] it).
+    pub fn on_have(&mut self, peer: NodeId, piece: u32) -> bool {
+        let finished = self.offers.get_mut(&peer).is_some_and(|o| o.remove(&piece));
+        if self.left.insert(piece) && self.left.is_full() {
+            self.active = false;
+            self.offers.clear();
+        }
+        finished
+    }
+
+    /// A neighbour's bitfield: its pieces have left (or never needed to).
+    pub fn on_bitfield(&mut self, bits: &Bitfield) {
+        for piece in bits.iter() {
+            self.left.insert(piece);
+        }
+        if self.left.is_full() {
+            self.active = false;
+            self.offers.clear();
+        }
+    }
+
+    /// `peer` went away: its unfinished offers go back to the fresh pool.
+    pub fn forget_peer(&mut self, peer: NodeId) {
+        if let Some(o) = self.offers.remove(&peer) {
+            self.fresh.extend(o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::node_rng;
+
+    #[test]
+    fn every_piece_is_offered_once_before_super_seeding_ends() {
+        let l = PieceLayout::new(8 * 32_768, 32_768, 16_384).unwrap();
+        let mut s = SuperSeed::new(l, 2);
+        let mut rng = node_rng(1, NodeId(0));
+        let mut offered = Vec::new();
+        for round in 0..4 {
+            for peer in [NodeId(1), NodeId(2)] {
+                let new = s.top_up(peer, &mut rng);
+                assert_eq!(new.len(), if round == 0 { 2 } else { 0 }, "round {round}");
+                offered.extend(new.iter().map(|&p| (peer, p)));
+            }
+        }
+        // Peer 3 sees nothing it may request.
+        assert!(!s.may_serve(NodeId(3), offered[0].1));
+        // Each offer the neighbour reports holding frees a slot for a new one.
+        let mut seen = BTreeSet::new();
+        while let Some((peer, piece)) = offered.pop() {
+            assert!(s.may_serve(peer, piece));
+            assert!(seen.insert(piece), "piece {piece} offered twice");
+            assert!(s.is_active());
+            assert!(s.on_have(peer, piece));
+            offered.extend(s.top_up(peer, &mut rng).into_iter().map(|p| (peer, p)));
+        }
+        assert_eq!(s.left_once(), 8);
+        assert!(!s.is_active());
+        assert!(s.may_serve(NodeId(3), 0), "normal seeding afterwards");
+    }
+
+    #[test]
+    fn offers_of_a_departed_peer_are_offered_again() {
+        let l = PieceLayout::new(2 * 32_768, 32_768, 16_384).unwrap();
+        let mut s = SuperSeed::new(l, 2);
+        let mut rng = node_rng(1, NodeId(0));
+        assert_eq!(s.top_up(NodeId(1), &mut rng).len(), 2);
+        assert!(s.top_up(NodeId(2), &mut rng).is_empty());
+        s.forget_peer(NodeId(1));
+        assert_eq!(s.top_up(NodeId(2), &mut rng).len(), 2);
+    }
+}

@@ -1,0 +1,248 @@
+//! The tracker (BEP 3): every peer announces itself (started, completed,
+//! stopped, or periodically); the tracker remembers who is in the swarm and
+//! answers each announce with a bounded random subset of the other peers and
+//! the interval after which to announce again.
+//!
+//! It never sees a piece. Sampling is O(numwant) per announce, so a tracker
+//! of a 10,000-peer swarm costs little.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::event::{Event, ViolationKind};
+use crate::message::{AnnounceEvent, Message};
+use crate::node::{Command, ConnectionEvent, Node, NodeId, Outbox, Output, StorageResult};
+use crate::rng::{self, NodeRng};
+use crate::time::Time;
+
+/// Most peers one announce gets back, whatever it asks for (BitTorrent
+/// trackers commonly cap `numwant` at 200).
+pub const MAX_NUMWANT: u32 = 200;
+
+/// What the tracker knows of one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    index: usize,
+    left: u64,
+}
+
+/// The tracker node.
+#[derive(Debug)]
+pub struct Tracker {
+    id: NodeId,
+    interval: Duration,
+    rng: NodeRng,
+    /// Peers in the swarm, in a vector for O(1) random access…
+    order: Vec<NodeId>,
+    /// …and by id.
+    entries: BTreeMap<NodeId, Entry>,
+    outbox: Outbox,
+}
+
+impl Tracker {
+    /// A tracker `id` telling peers to re-announce every `interval`; its
+    /// random choices come from `rng::node_rng(seed, id)`.
+    pub fn new(id: NodeId, interval: Duration, seed: u64) -> Self {
+        Tracker {
+            id,
+            interval,
+            rng: rng::node_rng(seed, id),
+            order: Vec::new(),
+            entries: BTreeMap::new(),
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// Number of peers in the swarm.
+    pub fn swarm_size(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Number of peers that announced they hold the whole file.
+    pub fn seeds(&self) -> usize {
+        self.entries.values().filter(|e| e.left == 0).count()
+    }
+
+    fn upsert(&mut self, peer: NodeId, left: u64) {
+        match self.entries.get_mut(&peer) {
+            Some(e) => e.left = left,
+            None => {
+                self.entries.insert(
+                    peer,
+                    Entry {
+                        index: self.order.len(),
+                        left,
+                    },
+                );
+                self.order.push(peer);
+            }
+        }
+    }
+
+    fn remove(&mut self, peer: NodeId) {
+        let Some(e) = self.entries.remove(&peer) else {
+            return;
+        };
+        self.order.swap_remove(e.index);
+        if let Some(&moved) = self.order.get(e.index)
+            && let Some(m) = self.entries.get_mut(&moved)
+        {
+            m.index = e.index;
+        }
+    }
+
+    /// Up to `want` distinct peers other than `asker`, uniformly at random.
+    fn sample(&mut self, asker: NodeId, want: u32) -> Vec<NodeId> {
+        let others = self.order.len() - usize::from(self.entries.contains_key(&asker));
+        let want = (want as usize).min(others);
+        if want * 2 >= others {
+            // Dense: shuffle everyone and take a prefix.
+            let mut all: Vec<NodeId> = self.order.iter().copied().filter(|&p| p != asker).collect();
+            rng::shuffle(&mut self.rng, &mut all);
+            all.truncate(want);
+            return all;
+        }
+        // Sparse: rejection sampling needs fewer than 2 draws per peer.
+        let mut chosen = BTreeSet::new();
+        let mut out = Vec::with_capacity(want);
+        while out.len() < want {
+            let p = self.order[rng::below(&mut self.rng, self.order.len() as u64) as usize];
+            if p != asker && chosen.insert(p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+impl Node for Tracker {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    fn handle_start(&mut self, _now: Time) {
+        // A restarted tracker has forgotten the swarm; peers re-announce.
+        self.order.clear();
+        self.entries.clear();
+        self.outbox.clear();
+    }
+
+    fn handle_connection(&mut self, _peer: NodeId, _event: ConnectionEvent, _now: Time) {}
+
+    fn handle_message(&mut self, from: NodeId, msg: Message, _now: Time) {
+        match msg {
+            Message::Announce {
+                peer,
+                event,
+                left,
+                numwant,
+                ..
+            } => {
+                if peer != from {
+                    // Announcing for someone else: refuse, as trackers that
+                    // check the source address do.
+                    self.outbox.event(Event::ProtocolViolation {
+                        peer: from,
+                        reason: ViolationKind::UnexpectedMessage,
+                    });
+                    self.outbox.command(Command::Disconnect { peer: from });
+                    return;
+                }
+                if event == AnnounceEvent::Stopped {
+                    self.remove(peer);
+                    return;
+                }
+                self.upsert(peer, left);
+                let peers = self.sample(peer, numwant.min(MAX_NUMWANT));
+                let interval_s = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX).max(1);
+                self.outbox
+                    .send(from, Message::AnnounceReply { interval_s, peers });
+            }
+            _ => {
+                self.outbox.event(Event::ProtocolViolation {
+                    peer: from,
+                    reason: ViolationKind::UnexpectedMessage,
+                });
+                self.outbox.command(Command::Disconnect { peer: from });
+            }
+        }
+    }
+
+    fn handle_storage(&mut self, _result: StorageResult, _now: Time) {}
+
+    fn handle_timeout(&mut self, _now: Time) {}
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce(t: &mut Tracker, peer: u32, event: AnnounceEvent, numwant: u32) -> Option<Vec<NodeId>> {
+        t.handle_message(
+            NodeId(peer),
+            Message::Announce {
+                peer: NodeId(peer),
+                event,
+                left: 100,
+                uploaded: 0,
+                downloaded: 0,
+                numwant,
+            },
+            Time::ZERO,
+        );
+        let mut reply = None;
+        while let Some(o) = t.poll_output() {
+            if let Output::Transmit(tr) = o
+                && let Message::AnnounceReply { peers, interval_s } = tr.msg
+            {
+                assert_eq!(tr.to, NodeId(peer));
+                assert_eq!(interval_s, 30);
+                reply = Some(peers);
+            }
+        }
+        reply
+    }
+
+    #[test]
+    fn replies_are_bounded_random_subsets_without_the_asker_or_leavers() {
+        let mut t = Tracker::new(NodeId(999), Duration::from_secs(30), 7);
+        for p in 0..200 {
+            announce(&mut t, p, AnnounceEvent::Started, 50);
+        }
+        let a = announce(&mut t, 5, AnnounceEvent::Periodic, 50).unwrap();
+        let b = announce(&mut t, 5, AnnounceEvent::Periodic, 50).unwrap();
+        assert_eq!(a.len(), 50);
+        assert_ne!(a, b, "subsets are random");
+        let distinct: BTreeSet<_> = a.iter().collect();
+        assert_eq!(distinct.len(), 50);
+        assert!(!a.contains(&NodeId(5)));
+        for p in 0..190 {
+            announce(&mut t, p, AnnounceEvent::Stopped, 50);
+        }
+        assert_eq!(t.swarm_size(), 10);
+        let c = announce(&mut t, 195, AnnounceEvent::Periodic, 50).unwrap();
+        assert_eq!(c.len(), 9, "everyone else, fewer than numwant");
+        assert!(c.iter().all(|p| p.0 >= 190 && p.0 != 195));
+        let capped = announce(&mut t, 1000, AnnounceEvent::Started, 10_000).unwrap();
+        assert_eq!(capped.len(), 10);
+    }
+
+    #[test]
+    fn same_seed_same_answers() {
+        let run = || {
+            let mut t = Tracker::new(NodeId(999), Duration::from_secs(30), 3);
+            (0..100)
+                .map(|p| announce(&mut t, p, AnnounceEvent::Started, 20).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+}

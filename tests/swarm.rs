@@ -1,0 +1,251 @@
+//! The BitTorrent-style swarm through the simulator: everyone completes,
+//! nobody beats the P2P bound, runs are reproducible, the server is
+//! relieved, super-seeding sends no piece twice too early, churn is
+//! survived.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use peerlab_core::{Event, NodeId, Time};
+use peerlab_scenarios::{Outcome, Report, Scenario, library};
+use peerlab_sim::Simulation;
+
+const SERVER: NodeId = NodeId(0);
+
+fn scenario(sets: &[&str]) -> Scenario {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Scenario::from_json(
+        library::get("swarm-homogeneous").unwrap(),
+        "swarm-homogeneous",
+        &sets,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A small, fast variant: 4 MiB in 64 KiB pieces.
+fn small(n: u32, extra: &[&str]) -> Scenario {
+    let count = format!("peers.count={n}");
+    let mut sets = vec![count.as_str(), "file.size=4 MiB", "file.piece_size=64 KiB"];
+    sets.extend_from_slice(extra);
+    scenario(&sets)
+}
+
+fn run(s: &Scenario) -> Report {
+    peerlab_sim::run(s, "test").unwrap_or_else(|e| panic!("{e}"))
+}
+
+type Log = Rc<RefCell<Vec<(Time, NodeId, Event)>>>;
+
+fn run_logged(s: &Scenario) -> (Report, Log) {
+    let log: Log = Rc::default();
+    let sink = log.clone();
+    let sim = Simulation::new(s, "test")
+        .unwrap()
+        .observe(move |at, node, e| sink.borrow_mut().push((at, node, e.clone())));
+    (sim.run(|_| {}), log)
+}
+
+fn assert_complete_within_bound(r: &Report, what: &str) {
+    assert_eq!(
+        r.outcome,
+        Outcome::Complete,
+        "{what}: seed {} did not complete",
+        r.seed
+    );
+    let d = r.distribution_time_s.unwrap();
+    assert!(
+        d >= r.bounds.p2p_s * (1.0 - 1e-9),
+        "{what}: {d} s beats the P2P bound {} s (seed {})",
+        r.bounds.p2p_s,
+        r.seed
+    );
+    for h in r.hosts.iter().filter(|h| h.role == peerlab_scenarios::Role::Peer) {
+        assert!(h.completed_s.is_some(), "{what}: {} never completed", h.name);
+        assert_eq!(
+            h.pieces_verified, 64,
+            "{what}: {} verified a piece twice or missed one",
+            h.name
+        );
+    }
+}
+
+#[test]
+fn every_peer_completes_for_1_to_32_homogeneous_peers_never_below_the_bound() {
+    for n in 1..=32 {
+        let r = run(&small(n, &[]));
+        assert_complete_within_bound(&r, &format!("N={n}"));
+    }
+}
+
+#[test]
+fn a_heterogeneous_swarm_completes_within_the_bound() {
+    let text = r#"{
+        "name": "het", "description": "mixed links", "protocol": "swarm", "seed": 5,
+        "file": { "size": "4 MiB", "piece_size": "64 KiB" },
+        "server": { "upload": "10 Mbit/s" },
+        "peers": { "count": 6, "upload": "5 Mbit/s", "download": "50 Mbit/s",
+                   "hosts": [ { "upload": "1 Mbit/s", "download": "4 Mbit/s" },
+                              { "upload": "40 Mbit/s" },
+                              { "upload": "512 kbit/s", "download": "2 Mbit/s" },
+                              { "upload": "20 Mbit/s", "download": "unlimited" } ] },
+        "swarm": { "pipeline": 4 }
+    }"#;
+    for seed in 0..4 {
+        let s = Scenario::from_json(text, "het", &[format!("seed={seed}")]).unwrap();
+        let r = run(&s);
+        assert_complete_within_bound(&r, &format!("heterogeneous seed {seed}"));
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
+    let a = run(&small(12, &["seed=7"]));
+    let b = run(&small(12, &["seed=7"]));
+    let c = run(&small(12, &["seed=8"]));
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a, b);
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn the_server_uploads_far_less_than_n_copies_in_a_large_swarm() {
+    let r = run(&small(64, &[]));
+    assert_complete_within_bound(&r, "N=64");
+    let f = r.file_bytes;
+    assert!(
+        r.server_bytes_up < 8 * f,
+        "server sent {} copies of the file to 64 peers",
+        r.server_bytes_up as f64 / f as f64
+    );
+    let c = r.counters.blocks_discarded * 16 * 1024;
+    assert!(
+        c < 64 * f / 10,
+        "end-game duplicates are bounded: {c} bytes discarded"
+    );
+}
+
+/// Per piece, the blocks the server has sent so far (BlockReceived from it).
+fn server_sends(log: &Log, pieces: u32, blocks_per_piece: u32) -> (Option<usize>, Vec<(u32, u32)>) {
+    let mut sent: BTreeMap<(u32, u32), u32> = BTreeMap::new();
+    let mut full = 0;
+    let mut all_left_at = None;
+    let mut early_duplicates = Vec::new();
+    for (i, (_, _, e)) in log.borrow().iter().enumerate() {
+        let (Event::BlockReceived { from, block } | Event::BlockDiscarded { from, block }) = e else {
+            continue;
+        };
+        if *from != SERVER {
+            continue;
+        }
+        let n = sent.entry((block.piece, block.offset)).or_default();
+        *n += 1;
+        if *n == 2 && all_left_at.is_none() {
+            early_duplicates.push((block.piece, block.offset));
+        }
+        if *n == 1 {
+            let piece_blocks = sent.range((block.piece, 0)..(block.piece + 1, 0)).count() as u32;
+            if piece_blocks == blocks_per_piece {
+                full += 1;
+                if full == pieces {
+                    all_left_at = Some(i);
+                }
+            }
+        }
+    }
+    (all_left_at, early_duplicates)
+}
+
+#[test]
+fn a_super_seed_sends_no_piece_twice_before_every_piece_has_left_once() {
+    for n in [3, 16, 40] {
+        let s = small(n, &["swarm.super_seed=true"]);
+        let (r, log) = run_logged(&s);
+        assert_complete_within_bound(&r, &format!("super-seed N={n}"));
+        let (all_left, early) = server_sends(&log, 64, 4);
+        assert!(all_left.is_some(), "N={n}: some piece never left the server");
+        assert!(early.is_empty(), "N={n}: blocks sent twice early: {early:?}");
+    }
+    // Without super-seeding the server does send duplicates early (this is
+    // what super-seeding is for).
+    let (_, log) = run_logged(&small(40, &[]));
+    assert!(!server_sends(&log, 64, 4).1.is_empty());
+}
+
+#[test]
+fn churn_peers_leaving_at_completion_still_lets_everyone_complete() {
+    for (n, seed) in [(8, 1), (24, 2), (48, 3)] {
+        let seed = format!("seed={seed}");
+        let s = small(n, &["swarm.leave=at-completion", &seed]);
+        let (r, log) = run_logged(&s);
+        assert_complete_within_bound(&r, &format!("churn N={n}"));
+        // Peers did leave: nobody uploads after its own completion.
+        let done: BTreeMap<NodeId, Time> = log
+            .borrow()
+            .iter()
+            .filter(|(_, _, e)| *e == Event::DownloadComplete)
+            .map(|(t, n, _)| (*n, *t))
+            .collect();
+        for (t, _, e) in log.borrow().iter() {
+            if let Event::BlockReceived { from, .. } = e
+                && let Some(&left) = done.get(from)
+            {
+                assert!(
+                    *t <= left + std::time::Duration::from_millis(200),
+                    "{from} uploaded after leaving"
+                );
+            }
+        }
+    }
+    let s = small(16, &["swarm.leave=after 2 s"]);
+    assert_complete_within_bound(&run(&s), "leave after 2 s");
+}
+
+#[test]
+fn swarm_options_are_checked_by_field() {
+    let text = library::get("swarm-homogeneous").unwrap();
+    let e = Scenario::from_json(text, "t", &["swarm.unchoke_slots=0".into()]).unwrap_err();
+    assert_eq!(e.field, "swarm.unchoke_slots");
+    let e = Scenario::from_json(text, "t", &["swarm.leave=sometimes".into()]).unwrap_err();
+    assert_eq!(e.field, "swarm.leave");
+    let e = Scenario::from_json(text, "t", &["swarm.chokes=3".into()]).unwrap_err();
+    assert_eq!(e.field, "swarm.chokes");
+    let s = Scenario::from_json(text, "t", &["peers.count=5".into()]).unwrap();
+    let hosts = s.hosts();
+    assert_eq!(hosts.len(), 7, "server, 5 peers, tracker");
+    assert_eq!(hosts[6].role, peerlab_scenarios::Role::Tracker);
+}
+
+/// Measurements for docs/swarm.md (run with `--release -- --ignored`).
+#[test]
+#[ignore = "a benchmark, not a test: cargo test --release --test swarm -- --ignored --nocapture"]
+fn measure_homogeneous_swarms() {
+    for super_seed in [false, true] {
+        for n in [2u32, 8, 32, 128] {
+            let ss = format!("swarm.super_seed={super_seed}");
+            let cnt = format!("peers.count={n}");
+            let s = scenario(&[&cnt, &ss]);
+            let started = std::time::Instant::now();
+            let (r, log) = run_logged(&s);
+            let wall = started.elapsed();
+            let (all_left, _) = server_sends(&log, 256, 16);
+            let left_at = all_left.map(|i| log.borrow()[i].0.as_secs_f64());
+            let mut done: Vec<f64> = r.hosts.iter().filter_map(|h| h.completed_s).collect();
+            done.sort_by(f64::total_cmp);
+            let opt = peerlab_scenarios::bounds::piece_level_optimum(64.0 * 8.0 * 1048576.0, n, 20e6, 256);
+            println!(
+                "super_seed={super_seed} N={n}: ratio {:.4} (optimum {:.4}) d={:.2}s first={:.2}s \
+                 all-left-server={:?}s server_up={:.1}MiB discarded={} events={} wall={:.2}s",
+                r.ratio_to_bound.unwrap_or(f64::NAN),
+                opt / r.bounds.p2p_s,
+                r.distribution_time_s.unwrap_or(f64::NAN),
+                done.first().copied().unwrap_or(f64::NAN),
+                left_at,
+                r.server_bytes_up as f64 / 1048576.0,
+                r.counters.blocks_discarded,
+                r.sim.as_ref().map_or(0, |s| s.events),
+                wall.as_secs_f64()
+            );
+        }
+    }
+}
