@@ -210,10 +210,10 @@ fn is_good(r: &Report) -> bool {
 type FaultDraw = (usize, usize, u64, u64, u32);
 
 fn fault_json((h, kind, at, dur, mbit): FaultDraw, clean_ms: u64) -> String {
-    let host = if h == 0 {
-        "server".to_string()
-    } else {
-        format!("p{h}")
+    let host = match h {
+        0 => "server".to_string(),
+        5 => "tracker".to_string(),
+        h => format!("p{h}"),
     };
     let at = at * clean_ms / 1000;
     let dur = 1 + dur * clean_ms / 1000;
@@ -271,9 +271,22 @@ fn cases() -> u32 {
         .unwrap_or(1000)
 }
 
-fn schedule() -> impl Strategy<Value = Vec<FaultDraw>> {
-    prop::collection::vec((0..5usize, 0..5usize, 0u64..1000, 0u64..1000, 1u32..40), 1..6)
+/// A fault schedule over hosts `0..hosts` (0 the server, 1..=4 the peers,
+/// 5 the swarm's tracker).
+fn schedule(hosts: usize) -> impl Strategy<Value = Vec<FaultDraw>> {
+    prop::collection::vec((0..hosts, 0..5usize, 0u64..1000, 0u64..1000, 1u32..40), 1..6)
 }
+
+/// A small swarm: the seed, four peers and the tracker, 32 KiB pieces.
+const SWARM: &str = r#"{
+    "protocol": "swarm",
+    "seed": 3,
+    "file": { "size": "512 KiB", "piece_size": "32 KiB" },
+    "server": { "upload": "20 Mbit/s" },
+    "peers": { "count": 4, "upload": "10 Mbit/s", "download": "20 Mbit/s" },
+    "network": { "latency": "2 ms" },
+    "limits": { "max_time": "1 h" }
+}"#;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
@@ -282,7 +295,7 @@ proptest! {
     /// host recovers.
     #[test]
     fn client_server_survives_any_recovering_fault_schedule(
-        draws in schedule(), size_kib in 64u64..1024, seed in any::<u64>(),
+        draws in schedule(5), size_kib in 64u64..1024, seed in any::<u64>(),
     ) {
         check_schedule(CS, &draws, size_kib, seed)?;
     }
@@ -292,8 +305,17 @@ proptest! {
     /// never blocked for good.
     #[test]
     fn relay_survives_any_recovering_fault_schedule(
-        draws in schedule(), size_kib in 16u64..256, seed in any::<u64>(),
+        draws in schedule(5), size_kib in 16u64..256, seed in any::<u64>(),
     ) {
         check_schedule(RELAY, &draws, size_kib, seed)?;
+    }
+
+    /// The swarm under arbitrary recovering fault schedules, the tracker
+    /// included: every peer ends with every piece verified exactly once.
+    #[test]
+    fn swarm_survives_any_recovering_fault_schedule(
+        draws in schedule(6), size_kib in 64u64..1024, seed in any::<u64>(),
+    ) {
+        check_schedule(SWARM, &draws, size_kib, seed)?;
     }
 }

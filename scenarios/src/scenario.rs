@@ -477,7 +477,10 @@ impl Scenario {
                 .collect();
             crate::relay::validate_names(self, &peers)?;
         }
-        self.validate_faults(&names)?;
+        // Faults may be aimed at any host, the tracker included.
+        let all_hosts: std::collections::BTreeSet<String> =
+            self.hosts_unchecked().into_iter().map(|h| h.name).collect();
+        self.validate_faults(&all_hosts)?;
         Ok(())
     }
 

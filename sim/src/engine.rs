@@ -29,7 +29,7 @@ use peerlab_core::{
 use peerlab_scenarios::faults::FaultKind;
 use peerlab_scenarios::nodes::{build_node, build_nodes, check_runnable};
 use peerlab_scenarios::report::SimStats;
-use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError};
+use peerlab_scenarios::{Outcome, Report, ReportBuilder, Role, Scenario, ScenarioError};
 
 use crate::bandwidth::{Allocator, Flow};
 use crate::trace::TraceHasher;
@@ -289,18 +289,26 @@ impl Simulation {
                 });
             }
         }
+        let pieces = scenario.layout().pieces();
         let mut sim = Simulation {
             nodes: build_nodes(scenario),
             hosts: caps
                 .iter()
-                .map(|&capacity| HostState {
+                .zip(&hosts)
+                .map(|(&capacity, host)| HostState {
                     up: true,
                     hung: false,
                     link_down: false,
                     incarnation: 0,
                     held: Vec::new(),
                     held_link: Vec::new(),
-                    disk: BTreeSet::new(),
+                    // The server starts with the whole file on its disk and
+                    // comes back from a crash with it.
+                    disk: if host.role == Role::Server {
+                        (0..pieces).collect()
+                    } else {
+                        BTreeSet::new()
+                    },
                     capacity,
                 })
                 .collect(),

@@ -109,6 +109,10 @@ pub struct Peer {
     candidates: Vec<NodeId>,
     tracker_link: TrackerLink,
     pending_announce: Option<AnnounceEvent>,
+    /// An announce sent and not answered yet: if the tracker goes away
+    /// before replying, it is sent again (nobody waits forever for a
+    /// tracker that lost it).
+    unanswered: Option<AnnounceEvent>,
     last_announce: Option<Time>,
     timers: Timers<Timer>,
     outbox: Outbox,
@@ -149,6 +153,7 @@ impl Peer {
             candidates: Vec::new(),
             tracker_link: TrackerLink::Down,
             pending_announce: None,
+            unanswered: None,
             last_announce: None,
             timers: Timers::default(),
             outbox: Outbox::default(),
@@ -230,6 +235,7 @@ impl Peer {
         let Some(event) = self.pending_announce.take() else {
             return;
         };
+        self.unanswered = Some(event);
         self.last_announce = Some(now);
         let msg = Message::Announce {
             peer: self.id,
@@ -713,6 +719,11 @@ impl Node for Peer {
                 }
                 ConnectionEvent::Failed | ConnectionEvent::Closed => {
                     self.tracker_link = TrackerLink::Down;
+                    if let Some(event) = self.unanswered.take()
+                        && self.pending_announce.is_none()
+                    {
+                        self.pending_announce = Some(event);
+                    }
                     if !self.gone && self.pending_announce.is_some() {
                         self.timers.set(Timer::Announce, now + TRACKER_RETRY);
                     }
@@ -778,6 +789,7 @@ impl Node for Peer {
         if peer == self.tracker {
             match msg {
                 Message::AnnounceReply { interval_s, peers } => {
+                    self.unanswered = None;
                     let interval = std::time::Duration::from_secs(u64::from(interval_s.max(1)));
                     self.timers.set(Timer::Announce, now + interval);
                     let mut fresh: Vec<NodeId> = peers
