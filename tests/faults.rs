@@ -319,3 +319,37 @@ proptest! {
         check_schedule(SWARM, &draws, size_kib, seed)?;
     }
 }
+
+/// A peer that hangs for good (SIGSTOP, never resumed) must not hold up the
+/// others: whatever was requested from it is asked of someone else.
+#[test]
+fn a_peer_hung_for_good_does_not_block_the_others() {
+    let static_tracker = CS.replace("\"client-server\"", "\"static-tracker\"");
+    for (name, base) in [
+        ("swarm", SWARM),
+        ("static-tracker", static_tracker.as_str()),
+        ("client-server", CS),
+    ] {
+        let clean = simulate(&scenario(base, &[]));
+        let t = clean.distribution_time_s.expect("completes") * 0.3;
+        let json = with_faults(
+            base,
+            &format!(
+                r#"{{ "kind": "hang", "host": "p2", "at": "{} ms" }}"#,
+                (t * 1e3) as u64
+            ),
+        );
+        let r = simulate(&scenario(&json, &["limits.max_time=30 min".into()]));
+        for h in r
+            .hosts
+            .iter()
+            .filter(|h| h.role == peerlab_scenarios::Role::Peer && h.name != "p2")
+        {
+            assert!(
+                h.completed_s.is_some(),
+                "{name}: {} never completed while p2 hung",
+                h.name
+            );
+        }
+    }
+}

@@ -232,6 +232,14 @@ pub struct StaticTrackerOptions {
     /// piece (default: round robin, piece k to the k-th peer mod N).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owners: Option<Vec<String>>,
+    /// How long an owner may send nothing while requests to it are
+    /// outstanding before its pieces come from the server (default 30 s).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: Dur,
+}
+
+fn default_stall_timeout() -> Dur {
+    Dur(StaticTrackerConfig::default().stall_timeout)
 }
 
 impl Default for StaticTrackerOptions {
@@ -239,6 +247,7 @@ impl Default for StaticTrackerOptions {
         StaticTrackerOptions {
             pipeline: default_pipeline(),
             owners: None,
+            stall_timeout: default_stall_timeout(),
         }
     }
 }
@@ -493,6 +502,10 @@ impl Scenario {
             let m = "at least one request must be outstanding".to_string();
             return Err(("static_tracker.pipeline".into(), m));
         }
+        if st.stall_timeout.0.is_zero() {
+            let m = "must be longer than zero: an owner needs time to answer".to_string();
+            return Err(("static_tracker.stall_timeout".into(), m));
+        }
         let Some(owners) = &st.owners else { return Ok(()) };
         let pieces = self.layout().pieces();
         if owners.len() != pieces as usize {
@@ -654,6 +667,7 @@ impl Scenario {
     pub fn static_tracker_config(&self) -> StaticTrackerConfig {
         StaticTrackerConfig {
             pipeline: self.static_tracker.pipeline,
+            stall_timeout: self.static_tracker.stall_timeout.0,
             ..StaticTrackerConfig::default()
         }
     }

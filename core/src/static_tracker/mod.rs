@@ -17,10 +17,12 @@
 //! - when the connection to an owner fails or closes, or an owner sends a
 //!   piece that fails its hash check, the peer gives up on that owner for
 //!   good and fetches its pieces from the server instead: one bounded
-//!   fallback, nobody waits forever on a lost owner. (An owner that hangs
-//!   with its connection open is waited for: no fixed timeout tells a hung
-//!   owner from one legitimately queued behind a busy server. Detecting
-//!   that is the relay protocol's subject.)
+//!   fallback, nobody waits forever on a lost owner;
+//! - an owner that sends nothing for `stall_timeout` (30 s by default) while
+//!   requests to it are outstanding — hung, or cut off with its connection
+//!   open — is given up the same way. An owner legitimately queued behind a
+//!   very busy server looks alike; falling back then costs the server some
+//!   upload, never correctness, and the timeout is a scenario knob.
 //! - a peer holding every piece reports [`crate::Event::DownloadComplete`],
 //!   leaves the server, and keeps serving the peers still connected to it.
 //!
@@ -54,6 +56,9 @@ pub struct StaticTrackerConfig {
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts to the server.
     pub reconnect_max: Duration,
+    /// How long an owner may send nothing while requests to it are
+    /// outstanding before its pieces are fetched from the server instead.
+    pub stall_timeout: Duration,
 }
 
 impl Default for StaticTrackerConfig {
@@ -63,6 +68,7 @@ impl Default for StaticTrackerConfig {
             pipeline: cs.pipeline,
             reconnect_min: cs.reconnect_min,
             reconnect_max: cs.reconnect_max,
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }

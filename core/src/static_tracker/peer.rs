@@ -19,6 +19,8 @@ use crate::timers::Timers;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     ReconnectServer,
+    /// Look for owners that stopped sending (hung, or cut off).
+    StallCheck,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub struct Peer {
     /// Connections open or opening; a peer absent here is not connected.
     links: BTreeMap<NodeId, Link>,
     backoff: Backoff,
+    /// For each owner with requests in flight: when it last sent a block, or
+    /// when we started waiting on it.
+    progress: BTreeMap<NodeId, Time>,
     stopped: bool,
     announced_complete: bool,
     timers: Timers<Timer>,
@@ -84,6 +89,7 @@ impl Peer {
             deferred: Deferred::default(),
             links: BTreeMap::new(),
             backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+            progress: BTreeMap::new(),
             stopped: false,
             announced_complete: false,
             timers: Timers::default(),
@@ -145,6 +151,33 @@ impl Peer {
         }
         self.ensure_server();
         self.fill(self.server);
+    }
+
+    /// Gives up on every owner that has sent nothing for `stall_timeout`
+    /// while we waited on it: a hung or cut-off owner must not hold up the
+    /// download, so its pieces come from the server instead. (An owner that
+    /// is slow because it is itself waiting on a busy server looks the same;
+    /// falling back costs the server some upload, never correctness.)
+    fn check_stalls(&mut self, now: Time) {
+        if self.announced_complete || self.stopped {
+            return;
+        }
+        let owners: Vec<NodeId> = self.links.keys().copied().filter(|&p| p != self.server).collect();
+        for owner in owners {
+            if self.download.in_flight_to(owner) == 0 {
+                self.progress.remove(&owner);
+                continue;
+            }
+            let since = *self.progress.entry(owner).or_insert(now);
+            if now.saturating_since(since) >= self.config.stall_timeout {
+                self.progress.remove(&owner);
+                self.outbox.event(Event::SourceLost { peer: owner });
+                self.give_up(owner);
+                self.outbox.command(Command::Disconnect { peer: owner });
+            }
+        }
+        self.timers
+            .set(Timer::StallCheck, now + self.config.stall_timeout / 4);
     }
 
     fn finish_if_complete(&mut self) -> bool {
@@ -241,10 +274,12 @@ impl Node for Peer {
         self.id
     }
 
-    fn handle_start(&mut self, _now: Time) {
+    fn handle_start(&mut self, now: Time) {
         if self.finish_if_complete() {
             return;
         }
+        self.timers
+            .set(Timer::StallCheck, now + self.config.stall_timeout / 4);
         self.ensure_server();
         let owners: Vec<NodeId> = self.sources.owners().collect();
         for owner in owners {
@@ -288,7 +323,10 @@ impl Node for Peer {
         }
     }
 
-    fn handle_message(&mut self, peer: NodeId, msg: Message, _now: Time) {
+    fn handle_message(&mut self, peer: NodeId, msg: Message, now: Time) {
+        if let (Message::Block(_), Some(at)) = (&msg, self.progress.get_mut(&peer)) {
+            *at = now;
+        }
         match msg {
             Message::Request(block) => self.on_request(peer, block),
             Message::Block(block) => self.on_block(peer, block),
@@ -310,6 +348,7 @@ impl Node for Peer {
         for timer in self.timers.expire(now) {
             match timer {
                 Timer::ReconnectServer => self.ensure_server(),
+                Timer::StallCheck => self.check_stalls(now),
             }
         }
     }
