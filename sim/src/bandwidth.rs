@@ -64,6 +64,11 @@ impl Allocator {
         }
     }
 
+    /// Capacity of link `link` (`2h` uplink, `2h+1` downlink of host h).
+    pub fn capacity(&self, link: u32) -> f64 {
+        self.capacity[link as usize]
+    }
+
     /// Changes the capacities of host `host` (bandwidth-change faults).
     pub fn set_capacity(&mut self, host: u32, upload: f64, download: f64) {
         self.capacity[2 * host as usize] = upload;

@@ -212,7 +212,18 @@ pub struct Simulation {
     conns: Vec<Conn>,
     live: BTreeMap<(u32, u32), u32>,
     chans: Vec<Channel>,
-    active: BTreeSet<u32>,
+    /// Busy directions by link (`2h`: uplink of host h, `2h+1`: downlink),
+    /// and where each busy direction sits in its two lists.
+    link_flows: Vec<Vec<u32>>,
+    chan_slot: Vec<[u32; 2]>,
+    /// What changed since the last reallocation: links whose flows or
+    /// capacity changed, and directions that just became busy.
+    dirty_links: Vec<u32>,
+    dirty_chans: Vec<u32>,
+    /// Visit marks for the component walk of `reallocate`.
+    epoch: u32,
+    link_mark: Vec<u32>,
+    chan_mark: Vec<u32>,
     dirty: bool,
     allocator: Allocator,
     flows: Vec<Flow>,
@@ -321,7 +332,13 @@ impl Simulation {
             conns: Vec::new(),
             live: BTreeMap::new(),
             chans: Vec::new(),
-            active: BTreeSet::new(),
+            link_flows: vec![Vec::new(); 2 * hosts.len()],
+            chan_slot: Vec::new(),
+            dirty_links: Vec::new(),
+            dirty_chans: Vec::new(),
+            epoch: 0,
+            link_mark: vec![0; 2 * hosts.len()],
+            chan_mark: Vec::new(),
             dirty: false,
             allocator: Allocator::new(&caps),
             flows: Vec::new(),
@@ -586,7 +603,7 @@ impl Simulation {
             FaultKind::Restart | FaultKind::Join => self.restart(host),
             FaultKind::Hang if self.hosts[h].up => {
                 self.hosts[h].hung = true;
-                self.dirty = true;
+                self.touch_host(host);
             }
             FaultKind::Hang => {}
             FaultKind::Resume => {
@@ -595,7 +612,7 @@ impl Simulation {
             }
             FaultKind::LinkDown => {
                 self.hosts[h].link_down = true;
-                self.dirty = true;
+                self.touch_host(host);
             }
             FaultKind::LinkUp => {
                 self.hosts[h].link_down = false;
@@ -606,7 +623,7 @@ impl Simulation {
                 let cap = (upload.unwrap_or(u), download.unwrap_or(d));
                 self.hosts[h].capacity = cap;
                 self.allocator.set_capacity(host, cap.0, cap.1);
-                self.dirty = true;
+                self.touch_host(host);
             }
         }
     }
@@ -618,7 +635,7 @@ impl Simulation {
         for event in held {
             self.schedule_first(event);
         }
-        self.dirty = true;
+        self.touch_host(host);
     }
 
     fn crash(&mut self, host: u32) {
@@ -640,7 +657,7 @@ impl Simulation {
         for conn in conns {
             self.close(conn, host, false);
         }
-        self.dirty = true;
+        self.touch_host(host);
     }
 
     fn restart(&mut self, host: u32) {
@@ -759,8 +776,11 @@ impl Simulation {
             closed: false,
             close_after_drain: [false; 2],
         });
-        self.chans.push(Channel::default());
-        self.chans.push(Channel::default());
+        for _ in 0..2 {
+            self.chans.push(Channel::default());
+            self.chan_slot.push([0; 2]);
+            self.chan_mark.push(0);
+        }
         self.live.insert(key, conn);
         let at = self.now + rtt;
         self.connection_event(at, Some(conn), node, peer, ConnectionEvent::Opened);
@@ -799,9 +819,7 @@ impl Simulation {
             ch.queue.clear();
             ch.version += 1;
             if ch.active {
-                ch.active = false;
-                self.active.remove(&chan);
-                self.dirty = true;
+                self.set_busy(chan, false);
             }
         }
         let other = ends[other_side];
@@ -852,9 +870,7 @@ impl Simulation {
             let ch = &mut self.chans[chan as usize];
             let Some(head) = ch.queue.front() else {
                 if ch.active {
-                    ch.active = false;
-                    self.active.remove(&chan);
-                    self.dirty = true;
+                    self.set_busy(chan, false);
                 }
                 if self.conns[conn as usize].close_after_drain[dir] {
                     self.close(conn, from, true);
@@ -872,10 +888,8 @@ impl Simulation {
                         self.schedule(self.now + t, SimEvent::FlowDone { chan, version });
                     }
                 } else {
-                    ch.active = true;
                     ch.rate = 0.0;
-                    self.active.insert(chan);
-                    self.dirty = true;
+                    self.set_busy(chan, true);
                 }
                 return;
             }
@@ -896,21 +910,99 @@ impl Simulation {
         self.pump(chan);
     }
 
+    /// Adds busy direction `chan` to the component being collected, and its
+    /// finite links to the walk.
+    fn visit(&mut self, chan: u32, epoch: u32, component: &mut Vec<u32>, stack: &mut Vec<u32>) {
+        if !self.chans[chan as usize].active || self.chan_mark[chan as usize] == epoch {
+            return;
+        }
+        self.chan_mark[chan as usize] = epoch;
+        component.push(chan);
+        let (_, from, to) = self.endpoints(chan);
+        if self.stalled(from) || self.stalled(to) {
+            return;
+        }
+        for link in [2 * from, 2 * to + 1] {
+            if self.link_mark[link as usize] != epoch && self.allocator.capacity(link).is_finite() {
+                stack.push(link);
+            }
+        }
+    }
+
     /// Whether `host` moves no bytes at the moment (hung, cut off or dead).
     fn stalled(&self, host: u32) -> bool {
         let h = &self.hosts[host as usize];
         h.hung || h.link_down || !h.up
     }
 
-    /// Recomputes the max-min fair rates of every busy direction and
-    /// reschedules the ones whose rate changed. Directions through a stalled
-    /// host get rate zero.
+    /// A direction starts or stops carrying payload: index it by its two
+    /// links and remember what changed.
+    fn set_busy(&mut self, chan: u32, busy: bool) {
+        let (_, from, to) = self.endpoints(chan);
+        let links = [2 * from, 2 * to + 1];
+        self.chans[chan as usize].active = busy;
+        self.dirty = true;
+        if busy {
+            for (side, link) in links.into_iter().enumerate() {
+                self.chan_slot[chan as usize][side] = self.link_flows[link as usize].len() as u32;
+                self.link_flows[link as usize].push(chan);
+            }
+            self.dirty_chans.push(chan);
+            return;
+        }
+        for (side, link) in links.into_iter().enumerate() {
+            let list = &mut self.link_flows[link as usize];
+            let slot = self.chan_slot[chan as usize][side] as usize;
+            list.swap_remove(slot);
+            if let Some(&moved) = list.get(slot) {
+                let (_, mfrom, _) = self.endpoints(moved);
+                let moved_side = usize::from(2 * mfrom != link);
+                self.chan_slot[moved as usize][moved_side] = slot as u32;
+            }
+            self.dirty_links.push(link);
+        }
+    }
+
+    /// A host's links changed state or capacity.
+    fn touch_host(&mut self, host: u32) {
+        self.dirty_links.extend([2 * host, 2 * host + 1]);
+        self.dirty = true;
+    }
+
+    /// Recomputes the max-min fair rates of the busy directions whose rates
+    /// the changes since last time can affect, and reschedules the ones whose
+    /// rate changed. Directions through a stalled host get rate zero.
+    ///
+    /// Only the changed links' component is recomputed: the busy directions
+    /// reachable from them through links of finite capacity (an unlimited
+    /// link couples nobody; a stalled direction loads nothing). Every busy
+    /// direction on a finite link of the component is in it, so the fair
+    /// shares found are exactly those of a recomputation from scratch.
     fn reallocate(&mut self) {
         self.dirty = false;
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let mut stack = std::mem::take(&mut self.dirty_links);
+        let mut component = Vec::new();
+        let seeds = std::mem::take(&mut self.dirty_chans);
+        for &chan in &seeds {
+            self.visit(chan, epoch, &mut component, &mut stack);
+        }
+        while let Some(link) = stack.pop() {
+            if self.link_mark[link as usize] == epoch {
+                continue;
+            }
+            self.link_mark[link as usize] = epoch;
+            for i in 0..self.link_flows[link as usize].len() {
+                let chan = self.link_flows[link as usize][i];
+                self.visit(chan, epoch, &mut component, &mut stack);
+            }
+        }
+        component.sort_unstable();
         self.flows.clear();
         self.flow_chans.clear();
         let mut stalled = Vec::new();
-        for &chan in &self.active {
+        for chan in component {
             let (_, from, to) = self.endpoints(chan);
             if self.stalled(from) || self.stalled(to) {
                 stalled.push(chan);
