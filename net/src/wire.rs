@@ -10,6 +10,11 @@
 //!   5 bitfield  ceil(pieces / 8) bytes, high bit of the first byte = piece 0
 //!   6 request, 8 cancel   piece u32 | offset u32 | len u32
 //!   7 piece     piece u32 | offset u32 | payload       ([`Message::Block`])
+//! peerlab's relay failover (seed 000), ids past BEP 3's:
+//!  64 push      piece u32 | offset u32 | payload       ([`Message::Push`])
+//!  65 ack, 67 forwarded   piece u32
+//!  66 relay-for dest u32                               (a [`NodeId`])
+//!  68 relay-alive         no body
 //! ```
 //!
 //! All integers are big-endian. A frame occupies exactly
@@ -33,10 +38,18 @@
 //! breaking it shows up as the same protocol-violation event in the
 //! simulator and on a real network.
 //!
-//! Message ids beyond BEP 3's 0 to 8 are rejected as
-//! [`WireError::UnknownMessage`]: peerlab sets no reserved bit in its
-//! handshake, so a conforming peer never sends the Fast extension's (BEP 6),
-//! the DHT port (BEP 5) or extension-protocol (BEP 10) messages.
+//! Message ids other than BEP 3's 0 to 8 and the relay's 64 to 68 are
+//! rejected as [`WireError::UnknownMessage`]: peerlab sets no reserved bit in
+//! its handshake, so a conforming peer never sends the Fast extension's (BEP
+//! 6), the DHT port (BEP 5) or extension-protocol (BEP 10) messages. (The
+//! relay ids sit in a range no BEP assigns; only peerlab nodes running the
+//! relay protocol send them.)
+//!
+//! The swarm tracker's [`Message::Announce`] and [`Message::AnnounceReply`]
+//! are not peer-wire messages: BitTorrent carries them over HTTP (BEP 3
+//! announce, BEP 23 compact peers). [`encode`] refuses them with
+//! [`WireError::Unencodable`]; running the swarm protocol over a real network
+//! needs the HTTP tracker, which is not part of this codec.
 //!
 //! # Example
 //!
@@ -65,7 +78,7 @@
 //! ```
 
 use peerlab_core::pieces::MAX_BLOCK_SIZE;
-use peerlab_core::{Bitfield, BlockRef, Message};
+use peerlab_core::{Bitfield, BlockRef, Message, NodeId};
 
 /// The protocol name a BEP 3 handshake starts with (after its length, 19).
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
@@ -86,10 +99,16 @@ const ID_BITFIELD: u8 = 5;
 const ID_REQUEST: u8 = 6;
 const ID_PIECE: u8 = 7;
 const ID_CANCEL: u8 = 8;
+const ID_PUSH: u8 = 64;
+const ID_ACK: u8 = 65;
+const ID_RELAY_FOR: u8 = 66;
+const ID_FORWARDED: u8 = 67;
+const ID_RELAY_ALIVE: u8 = 68;
 
 /// Bytes of a length prefix.
 const PREFIX: u64 = 4;
-/// Length (id + piece + offset) of a piece message without its payload.
+/// Length (id + piece + offset) of a piece or push message without its
+/// payload.
 const PIECE_HEADER: u32 = 9;
 
 /// Unwraps a [`Reader`] result, or returns `Ok(None)` ("read more") from the
@@ -155,8 +174,8 @@ impl Limits {
 pub enum Frame<'a> {
     /// A zero-length frame: the peer is still there (BEP 3 keep-alive).
     KeepAlive,
-    /// Any message except [`Message::Block`], which arrives as
-    /// [`Frame::Block`].
+    /// Any message except [`Message::Block`] and [`Message::Push`], which
+    /// arrive as [`Frame::Block`] and [`Frame::Push`].
     Message(Message),
     /// A block and its payload, borrowed from the buffer given to
     /// [`decode`]; `payload.len() == block.len`.
@@ -166,16 +185,34 @@ pub enum Frame<'a> {
         /// The block's bytes.
         payload: &'a [u8],
     },
+    /// A relay push ([`Message::Push`]) and its payload, borrowed like
+    /// [`Frame::Block`]'s.
+    Push {
+        /// The chunk (its `len` is the payload's length).
+        block: BlockRef,
+        /// The chunk's bytes.
+        payload: &'a [u8],
+    },
 }
 
 impl Frame<'_> {
-    /// The message to hand the protocol core ([`Message::Block`] for a
-    /// block, whose payload the driver keeps), or `None` for a keep-alive.
+    /// The message to hand the protocol core ([`Message::Block`] or
+    /// [`Message::Push`] for a payload, which the driver keeps), or `None`
+    /// for a keep-alive.
     pub fn into_message(self) -> Option<Message> {
         match self {
             Frame::KeepAlive => None,
             Frame::Message(msg) => Some(msg),
             Frame::Block { block, .. } => Some(Message::Block(block)),
+            Frame::Push { block, .. } => Some(Message::Push(block)),
+        }
+    }
+
+    /// The payload this frame carries (a block's or a push's bytes).
+    pub fn payload(&self) -> Option<&[u8]> {
+        match self {
+            Frame::Block { payload, .. } | Frame::Push { payload, .. } => Some(payload),
+            _ => None,
         }
     }
 }
@@ -214,8 +251,8 @@ pub enum WireError {
         /// The limit.
         limit: u32,
     },
-    /// A message id outside BEP 3's 0 to 8.
-    #[error("unknown message id {id} (BEP 3 defines ids 0 to 8)")]
+    /// A message id outside BEP 3's 0 to 8 and the relay's 64 to 68.
+    #[error("unknown message id {id} (BEP 3 defines ids 0 to 8, peerlab's relay 64 to 68)")]
     UnknownMessage {
         /// The id received.
         id: u8,
@@ -230,9 +267,11 @@ pub enum WireError {
         /// The length that message always has.
         expected: u32,
     },
-    /// A piece message too short to hold its piece index and offset.
-    #[error("piece message has length {len}, shorter than its 9-byte header")]
+    /// A piece or push message too short to hold its piece index and offset.
+    #[error("{message} message has length {len}, shorter than its 9-byte header")]
     TruncatedPiece {
+        /// The message, by its name ("piece" or "push").
+        message: &'static str,
         /// The length prefix received (id + body).
         len: u32,
     },
@@ -274,7 +313,8 @@ pub enum WireError {
         /// [`MAX_BLOCK_SIZE`].
         max: u32,
     },
-    /// [`encode`] was given a [`Message::Block`] without its payload.
+    /// [`encode`] was given a [`Message::Block`] or [`Message::Push`]
+    /// without its payload.
     #[error("block (piece {piece}, offset {offset}, {len} bytes) needs its payload to be sent")]
     MissingPayload {
         /// The block's piece.
@@ -300,8 +340,12 @@ pub enum WireError {
         /// The payload's length.
         len: usize,
     },
-    /// [`encode`] was given a message that has no BEP 3 encoding.
-    #[error("message has no BitTorrent wire encoding: {message:?}")]
+    /// [`encode`] was given a message that has no peer-wire encoding: the
+    /// swarm tracker's announce and its reply, which go over HTTP.
+    #[error(
+        "message has no peer-wire encoding (tracker announces go over HTTP, which this \
+         backend does not speak yet): {message:?}"
+    )]
     Unencodable {
         /// The message.
         message: Box<Message>,
@@ -349,26 +393,28 @@ pub fn encode_keep_alive(out: &mut Vec<u8>) {
 
 /// Appends `msg`'s frame, [`Message::wire_len`] bytes, to `out`.
 ///
-/// `payload` is the block's bytes for a [`Message::Block`] and must be
-/// `None` for every other message. Blocks in requests, pieces and cancels
-/// must be 1 to [`MAX_BLOCK_SIZE`] bytes, as [`decode`] demands. On error
-/// nothing is appended.
+/// `payload` is the block's bytes for a [`Message::Block`] or
+/// [`Message::Push`] and must be `None` for every other message. Blocks in
+/// requests, pieces, cancels and pushes must be 1 to [`MAX_BLOCK_SIZE`]
+/// bytes, as [`decode`] demands. [`Message::Announce`] and
+/// [`Message::AnnounceReply`] are [`WireError::Unencodable`] (HTTP, see the
+/// [module docs](self)). On error nothing is appended.
 pub fn encode(msg: &Message, payload: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), WireError> {
     match (msg, payload) {
-        (Message::Block(b), None) => {
+        (Message::Block(b) | Message::Push(b), None) => {
             return Err(WireError::MissingPayload {
                 piece: b.piece,
                 offset: b.offset,
                 len: b.len,
             });
         }
-        (Message::Block(b), Some(payload)) if payload.len() != b.len as usize => {
+        (Message::Block(b) | Message::Push(b), Some(payload)) if payload.len() != b.len as usize => {
             return Err(WireError::PayloadLenMismatch {
                 expected: b.len,
                 actual: payload.len(),
             });
         }
-        (Message::Block(_), Some(_)) => {}
+        (Message::Block(_) | Message::Push(_), Some(_)) => {}
         (other, Some(payload)) => {
             return Err(WireError::UnexpectedPayload {
                 message: name(other),
@@ -377,7 +423,7 @@ pub fn encode(msg: &Message, payload: Option<&[u8]>, out: &mut Vec<u8>) -> Resul
         }
         (_, None) => {}
     }
-    if let Message::Request(b) | Message::Cancel(b) | Message::Block(b) = msg {
+    if let Message::Request(b) | Message::Cancel(b) | Message::Block(b) | Message::Push(b) = msg {
         check_block_len(name(msg), *b)?;
     }
     out.reserve(usize::try_from(msg.wire_len()).unwrap_or(0));
@@ -406,12 +452,30 @@ pub fn encode(msg: &Message, payload: Option<&[u8]>, out: &mut Vec<u8>) -> Resul
             header(out, 13, ID_CANCEL);
             put_block(out, *b);
         }
-        Message::Block(b) => {
-            header(out, PIECE_HEADER + b.len, ID_PIECE);
+        Message::Block(b) | Message::Push(b) => {
+            let id = if matches!(msg, Message::Block(_)) {
+                ID_PIECE
+            } else {
+                ID_PUSH
+            };
+            header(out, PIECE_HEADER + b.len, id);
             out.extend_from_slice(&b.piece.to_be_bytes());
             out.extend_from_slice(&b.offset.to_be_bytes());
             out.extend_from_slice(payload.unwrap_or_default());
         }
+        Message::Ack { piece } => {
+            header(out, 5, ID_ACK);
+            out.extend_from_slice(&piece.to_be_bytes());
+        }
+        Message::RelayFor { dest } => {
+            header(out, 5, ID_RELAY_FOR);
+            out.extend_from_slice(&dest.0.to_be_bytes());
+        }
+        Message::Forwarded { piece } => {
+            header(out, 5, ID_FORWARDED);
+            out.extend_from_slice(&piece.to_be_bytes());
+        }
+        Message::RelayAlive => header(out, 1, ID_RELAY_ALIVE),
         other => {
             return Err(WireError::Unencodable {
                 message: Box::new(other.clone()),
@@ -444,19 +508,24 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Frame<'a>, u
     }
     let [id] = need!(r.array());
     let frame = match id {
-        ID_CHOKE | ID_UNCHOKE | ID_INTERESTED | ID_NOT_INTERESTED => {
+        ID_CHOKE | ID_UNCHOKE | ID_INTERESTED | ID_NOT_INTERESTED | ID_RELAY_ALIVE => {
             expect_len(id, len, 1)?;
             Frame::Message(match id {
                 ID_CHOKE => Message::Choke,
                 ID_UNCHOKE => Message::Unchoke,
                 ID_INTERESTED => Message::Interested,
-                _ => Message::NotInterested,
+                ID_NOT_INTERESTED => Message::NotInterested,
+                _ => Message::RelayAlive,
             })
         }
-        ID_HAVE => {
+        ID_HAVE | ID_ACK | ID_RELAY_FOR | ID_FORWARDED => {
             expect_len(id, len, 5)?;
-            Frame::Message(Message::Have {
-                piece: need!(r.u32()),
+            let value = need!(r.u32());
+            Frame::Message(match id {
+                ID_HAVE => Message::Have { piece: value },
+                ID_ACK => Message::Ack { piece: value },
+                ID_RELAY_FOR => Message::RelayFor { dest: NodeId(value) },
+                _ => Message::Forwarded { piece: value },
             })
         }
         ID_BITFIELD => {
@@ -486,9 +555,12 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Frame<'a>, u
                 Message::Cancel(block)
             })
         }
-        ID_PIECE => {
+        ID_PIECE | ID_PUSH => {
             let Some(block_len) = len.checked_sub(PIECE_HEADER) else {
-                return Err(WireError::TruncatedPiece { len });
+                return Err(WireError::TruncatedPiece {
+                    message: id_name(id),
+                    len,
+                });
             };
             if block_len > MAX_BLOCK_SIZE {
                 return Err(WireError::BlockTooLarge {
@@ -504,7 +576,11 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Frame<'a>, u
             };
             check_block_len(id_name(id), block)?; // rejects an empty block
             let payload = need!(r.take(block_len));
-            Frame::Block { block, payload }
+            if id == ID_PIECE {
+                Frame::Block { block, payload }
+            } else {
+                Frame::Push { block, payload }
+            }
         }
         _ => return Err(WireError::UnknownMessage { id }),
     };
@@ -601,7 +677,7 @@ fn bitfield(bytes: &[u8], pieces: u32) -> Result<Bitfield, WireError> {
     Ok(bits)
 }
 
-/// The BEP 3 name of message `id` (one the decoder knows).
+/// The name of message `id` (one the decoder knows): BEP 3's, or the relay's.
 fn id_name(id: u8) -> &'static str {
     match id {
         ID_CHOKE => "choke",
@@ -613,11 +689,16 @@ fn id_name(id: u8) -> &'static str {
         ID_REQUEST => "request",
         ID_PIECE => "piece",
         ID_CANCEL => "cancel",
+        ID_PUSH => "push",
+        ID_ACK => "ack",
+        ID_RELAY_FOR => "relay-for",
+        ID_FORWARDED => "forwarded",
+        ID_RELAY_ALIVE => "relay-alive",
         _ => "unknown",
     }
 }
 
-/// The BEP 3 name of `msg`.
+/// The wire name of `msg`.
 fn name(msg: &Message) -> &'static str {
     id_name(match msg {
         Message::Choke => ID_CHOKE,
@@ -629,6 +710,11 @@ fn name(msg: &Message) -> &'static str {
         Message::Request(_) => ID_REQUEST,
         Message::Block(_) => ID_PIECE,
         Message::Cancel(_) => ID_CANCEL,
+        Message::Push(_) => ID_PUSH,
+        Message::Ack { .. } => ID_ACK,
+        Message::RelayFor { .. } => ID_RELAY_FOR,
+        Message::Forwarded { .. } => ID_FORWARDED,
+        Message::RelayAlive => ID_RELAY_ALIVE,
         _ => u8::MAX,
     })
 }

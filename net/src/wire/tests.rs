@@ -1,5 +1,6 @@
+use peerlab_core::message::AnnounceEvent;
 use peerlab_core::pieces::MAX_BLOCK_SIZE;
-use peerlab_core::{Bitfield, BlockRef, Message};
+use peerlab_core::{Bitfield, BlockRef, Message, NodeId};
 use proptest::prelude::*;
 
 use super::*;
@@ -20,7 +21,7 @@ fn bits(len: u32, set: &[u32]) -> Bitfield {
 
 fn payload_for(msg: &Message) -> Option<Vec<u8>> {
     match msg {
-        Message::Block(b) => Some((0..b.len).map(|i| (i % 251) as u8).collect()),
+        Message::Block(b) | Message::Push(b) => Some((0..b.len).map(|i| (i % 251) as u8).collect()),
         _ => None,
     }
 }
@@ -63,6 +64,15 @@ fn every_variant() -> Vec<Message> {
             len: MAX_BLOCK_SIZE,
         }),
         Message::Cancel(b),
+        Message::Push(BlockRef {
+            piece: 3,
+            offset: 0,
+            len: 1024,
+        }),
+        Message::Ack { piece: 3 },
+        Message::RelayFor { dest: NodeId(7) },
+        Message::Forwarded { piece: 4 },
+        Message::RelayAlive,
     ]
 }
 
@@ -73,9 +83,7 @@ fn assert_round_trip(msg: &Message, limits: &Limits) {
     assert_eq!(bytes.len() as u64, msg.wire_len(), "{msg:?}: size on the wire");
     let (frame, used) = decode_all(&bytes, limits);
     assert_eq!(used, bytes.len(), "{msg:?}: consumed");
-    if let Frame::Block { payload: got, .. } = &frame {
-        assert_eq!(Some(*got), payload.as_deref(), "{msg:?}: payload");
-    }
+    assert_eq!(frame.payload(), payload.as_deref(), "{msg:?}: payload");
     assert_eq!(frame.into_message().as_ref(), Some(msg));
 }
 
@@ -262,7 +270,8 @@ fn limits_grow_to_fit_a_large_bitfield() {
 #[test]
 fn unknown_ids_are_rejected_by_id() {
     // 9: DHT port (BEP 5); 13..=17: Fast extension (BEP 6); 20: extended (BEP 10).
-    for id in [9u8, 13, 14, 17, 20, 255] {
+    // 63 and 69 frame the relay's 64..=68.
+    for id in [9u8, 13, 14, 17, 20, 63, 69, 255] {
         let err = decode_err(&[0, 0, 0, 3, id, 0x1a, 0xe1], &limits());
         assert_eq!(err, WireError::UnknownMessage { id });
     }
@@ -369,7 +378,10 @@ fn blocks_must_be_1_to_max_block_size_bytes() {
     );
     assert_eq!(
         decode_err(&[0, 0, 0, 8, 7], &limits()),
-        WireError::TruncatedPiece { len: 8 }
+        WireError::TruncatedPiece {
+            message: "piece",
+            len: 8
+        }
     );
 }
 
@@ -470,6 +482,11 @@ fn arb_message(pieces: u32) -> impl Strategy<Value = Message> {
         arb_block(MAX_BLOCK_SIZE).prop_map(Message::Request),
         arb_block(MAX_BLOCK_SIZE).prop_map(Message::Cancel),
         arb_block(4096).prop_map(Message::Block),
+        arb_block(4096).prop_map(Message::Push),
+        any::<u32>().prop_map(|piece| Message::Ack { piece }),
+        any::<u32>().prop_map(|dest| Message::RelayFor { dest: NodeId(dest) }),
+        any::<u32>().prop_map(|piece| Message::Forwarded { piece }),
+        Just(Message::RelayAlive),
     ]
 }
 
@@ -481,12 +498,17 @@ fn arb_messages() -> impl Strategy<Value = (u32, Vec<Message>)> {
 fn arb_frame_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..300),
-        (0u32..40, 0u8..12, proptest::collection::vec(any::<u8>(), 0..60)).prop_map(|(len, id, body)| {
-            let mut b = len.to_be_bytes().to_vec();
-            b.push(id);
-            b.extend(body);
-            b
-        }),
+        (
+            0u32..40,
+            prop_oneof![0u8..12, 62u8..70],
+            proptest::collection::vec(any::<u8>(), 0..60)
+        )
+            .prop_map(|(len, id, body)| {
+                let mut b = len.to_be_bytes().to_vec();
+                b.push(id);
+                b.extend(body);
+                b
+            }),
     ]
 }
 
@@ -528,12 +550,78 @@ proptest! {
         let mut rest = &stream[..];
         for msg in &msgs {
             let (frame, used) = decode_all(rest, &limits);
-            if let Frame::Block { payload, .. } = &frame {
-                prop_assert_eq!(Some(payload.to_vec()), payload_for(msg));
-            }
+            prop_assert_eq!(frame.payload().map(<[u8]>::to_vec), payload_for(msg));
             prop_assert_eq!(frame.into_message(), Some(msg.clone()));
             rest = &rest[used..];
         }
         prop_assert!(rest.is_empty());
+    }
+}
+
+#[test]
+fn golden_relay_messages() {
+    let push = BlockRef {
+        piece: 2,
+        offset: 0,
+        len: 3,
+    };
+    let mut out = Vec::new();
+    encode(&Message::Push(push), Some(b"abc"), &mut out).expect("push encodes");
+    assert_eq!(out, [0, 0, 0, 12, 64, 0, 0, 0, 2, 0, 0, 0, 0, b'a', b'b', b'c']);
+    assert_eq!(
+        decode_all(&out, &limits()).0,
+        Frame::Push {
+            block: push,
+            payload: b"abc"
+        }
+    );
+    assert_eq!(encoded(&Message::Ack { piece: 5 }), [0, 0, 0, 5, 65, 0, 0, 0, 5]);
+    assert_eq!(
+        encoded(&Message::RelayFor { dest: NodeId(258) }),
+        [0, 0, 0, 5, 66, 0, 0, 1, 2]
+    );
+    assert_eq!(
+        encoded(&Message::Forwarded { piece: 1 }),
+        [0, 0, 0, 5, 67, 0, 0, 0, 1]
+    );
+    assert_eq!(encoded(&Message::RelayAlive), [0, 0, 0, 1, 68]);
+    assert_eq!(
+        decode_err(&[0, 0, 0, 2, 68, 0], &limits()),
+        WireError::LengthMismatch {
+            message: "relay-alive",
+            len: 2,
+            expected: 1
+        }
+    );
+    assert_eq!(
+        encode(&Message::Push(push), None, &mut Vec::new()),
+        Err(WireError::MissingPayload {
+            piece: 2,
+            offset: 0,
+            len: 3
+        })
+    );
+}
+
+#[test]
+fn tracker_announces_are_not_peer_wire_messages() {
+    let announce = Message::Announce {
+        peer: NodeId(1),
+        event: AnnounceEvent::Started,
+        left: 10,
+        uploaded: 0,
+        downloaded: 0,
+        numwant: 50,
+    };
+    let reply = Message::AnnounceReply {
+        interval_s: 60,
+        peers: vec![NodeId(2)],
+    };
+    for msg in [announce, reply] {
+        let mut out = Vec::new();
+        let err = encode(&msg, None, &mut out).expect_err("announces go over HTTP");
+        assert!(matches!(err, WireError::Unencodable { .. }), "{err:?}");
+        assert!(err.to_string().contains("HTTP"), "{err}");
+        assert!(out.is_empty());
     }
 }

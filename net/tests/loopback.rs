@@ -1,0 +1,442 @@
+//! The tokio driver end to end on 127.0.0.1: real sockets, real files, the
+//! protocol nodes of `peerlab-core` unchanged.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Fixture, PATIENCE, Paced, bytes_received, flip_byte, listeners, spawn, until_complete};
+use peerlab_core::client_server::{Client, ClientServerConfig, Server};
+use peerlab_core::static_tracker::{Peer, StaticTrackerConfig, TrackerFile};
+use peerlab_core::{Bitfield, Event, NodeId};
+use peerlab_net::conn::peer_id;
+use peerlab_net::metainfo_file::info_hash;
+use peerlab_net::storage::Storage;
+use peerlab_net::wire::{self, Handshake};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const SERVER: NodeId = NodeId(0);
+const MIB: usize = 1024 * 1024;
+const PIECE: u32 = 256 * 1024;
+
+fn ids(n: u32) -> Vec<NodeId> {
+    (0..n).map(NodeId).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_server_four_clients_get_identical_files() {
+    let fx = Fixture::new("cs", 3 * MIB, PIECE, 1);
+    let all = ids(5);
+    let (mut listeners, book) = listeners(&all).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut running = Vec::new();
+    let server = Box::new(Server::new(SERVER, fx.layout));
+    let listener = listeners.remove(&SERVER).expect("listener");
+    running.push(spawn(server, listener, &book, fx.seed_storage(), tx.clone()));
+    for &id in &all[1..] {
+        let storage = fx.storage(id);
+        let have = storage.verified().clone();
+        let client = Client::new(id, SERVER, fx.layout, have, ClientServerConfig::default());
+        let listener = listeners.remove(&id).expect("listener");
+        running.push(spawn(Box::new(client), listener, &book, storage, tx.clone()));
+    }
+
+    let seen = until_complete(&mut events, &all[1..]).await;
+
+    for &id in &all[1..] {
+        fx.assert_identical(id);
+        assert_eq!(
+            bytes_received(&seen, id),
+            fx.bytes.len() as u64,
+            "{id} downloaded the file once"
+        );
+    }
+    for node in running {
+        node.stop().await.expect("driver stops cleanly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_tracker_four_peers_get_identical_files() {
+    let fx = Fixture::new("static", 3 * MIB, PIECE, 2);
+    let all = ids(5);
+    let peers = &all[1..];
+    let tracker = TrackerFile::round_robin(fx.layout.pieces(), peers);
+    let (mut listeners, book) = listeners(&all).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut running = Vec::new();
+    let listener = listeners.remove(&SERVER).expect("listener");
+    running.push(spawn(
+        Box::new(Server::new(SERVER, fx.layout)),
+        listener,
+        &book,
+        fx.seed_storage(),
+        tx.clone(),
+    ));
+    for &id in peers {
+        let storage = fx.storage(id);
+        let have = storage.verified().clone();
+        let config = StaticTrackerConfig::default();
+        let peer = Peer::new(id, SERVER, fx.layout, tracker.clone(), have, config);
+        let listener = listeners.remove(&id).expect("listener");
+        running.push(spawn(Box::new(peer), listener, &book, storage, tx.clone()));
+    }
+
+    let seen = until_complete(&mut events, peers).await;
+
+    for &id in peers {
+        fx.assert_identical(id);
+    }
+    // The peers shared the work: no peer lost an owner to a connection
+    // race (duplicate connections are resolved without the nodes noticing).
+    let lost: Vec<_> = seen
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::SourceLost { .. }))
+        .collect();
+    assert!(lost.is_empty(), "sources lost: {lost:?}");
+    for node in running {
+        node.abort_and_forget();
+    }
+}
+
+/// A sender whose copy is corrupt: node 1 claims every piece but serves a
+/// tampered file. Node 2, told by the tracker file that node 1 owns every
+/// piece, fetches from it, finds a piece failing its hash check, and gets
+/// it (and the rest) from the server: its file ends byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_block_is_caught_and_fetched_again() {
+    let fx = Fixture::new("corrupt", 2 * MIB, PIECE, 3);
+    let (liar, honest) = (NodeId(1), NodeId(2));
+    let all = ids(3);
+    let pieces = fx.layout.pieces();
+    let tracker = TrackerFile::new(vec![liar; pieces as usize]);
+    let bad_piece = 3;
+    let tampered = fx.root.join("liar.bin");
+    std::fs::copy(&fx.source, &tampered).expect("copy");
+    flip_byte(&tampered, fx.layout.piece_offset(bad_piece) + 20_000);
+    // Trusted: the liar's storage is not checked, so it serves the bad byte.
+    let liar_storage = Storage::open_seed_trusted(&tampered, &fx.metainfo).expect("liar storage");
+
+    let (mut listeners, book) = listeners(&all).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let config = StaticTrackerConfig::default();
+    let full = Bitfield::full(pieces);
+    let mut running = vec![
+        spawn(
+            Box::new(Server::new(SERVER, fx.layout)),
+            listeners.remove(&SERVER).expect("listener"),
+            &book,
+            fx.seed_storage(),
+            tx.clone(),
+        ),
+        spawn(
+            Box::new(Peer::new(liar, SERVER, fx.layout, tracker.clone(), full, config)),
+            listeners.remove(&liar).expect("listener"),
+            &book,
+            liar_storage,
+            tx.clone(),
+        ),
+    ];
+    let storage = fx.storage(honest);
+    let have = storage.verified().clone();
+    running.push(spawn(
+        Box::new(Peer::new(honest, SERVER, fx.layout, tracker, have, config)),
+        listeners.remove(&honest).expect("listener"),
+        &book,
+        storage,
+        tx.clone(),
+    ));
+
+    let seen = until_complete(&mut events, &[honest]).await;
+
+    let of_honest: Vec<&Event> = seen
+        .iter()
+        .filter(|(_, n, _)| *n == honest)
+        .map(|(_, _, e)| e)
+        .collect();
+    let corrupt = of_honest
+        .iter()
+        .position(|e| **e == Event::PieceCorrupt { piece: bad_piece })
+        .expect("the tampered piece fails its hash check");
+    assert!(
+        of_honest[corrupt..].contains(&&Event::PieceVerified { piece: bad_piece }),
+        "the piece is fetched again and verified"
+    );
+    fx.assert_identical(honest);
+    for node in running {
+        node.abort_and_forget();
+    }
+}
+
+/// Raw sockets that break the protocol are cut off one by one; the node
+/// keeps serving its real client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_only_their_connection() {
+    let fx = Fixture::new("malformed", MIB, PIECE, 4);
+    let (client, stranger) = (NodeId(1), NodeId(2));
+    let all = ids(3);
+    let (mut listeners, book) = listeners(&all).await;
+    let server_addr = book[&SERVER];
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let server = spawn(
+        Box::new(Server::new(SERVER, fx.layout)),
+        listeners.remove(&SERVER).expect("listener"),
+        &book,
+        fx.seed_storage(),
+        tx.clone(),
+    );
+    let hash = info_hash(&fx.metainfo);
+
+    // A known peer id, a good handshake, then garbage: an unknown message
+    // id, an oversized length prefix, a truncated piece.
+    let garbage: [&[u8]; 3] = [
+        &[0, 0, 0, 3, 99, 1, 2],
+        &[0xff, 0xff, 0xff, 0xff, 7],
+        &[0, 0, 0, 5, 7, 0, 0, 0, 0],
+    ];
+    for bytes in garbage {
+        let mut raw = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+            .await
+            .expect("the server answers a good handshake");
+        raw.write_all(bytes).await.expect("send garbage");
+        assert_closed(&mut raw).await;
+    }
+    // Refused before any answer: not BitTorrent, another file, an unknown node.
+    let mut raw = TcpStream::connect(server_addr).await.expect("connect");
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    assert_closed(&mut raw).await;
+    for refused in [
+        Handshake::new([7; 20], peer_id(stranger)),
+        Handshake::new(hash, peer_id(NodeId(99))),
+        Handshake::new(hash, *b"-qB4650-abcdefghijkl"),
+    ] {
+        assert!(
+            handshaken(server_addr, refused).await.is_none(),
+            "{refused:?} is refused"
+        );
+    }
+
+    // One bad connection open while the client downloads.
+    let mut raw = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+        .await
+        .expect("handshake");
+    let storage = fx.storage(client);
+    let have = storage.verified().clone();
+    let node = Client::new(client, SERVER, fx.layout, have, ClientServerConfig::default());
+    let client_node = spawn(
+        Box::new(node),
+        listeners.remove(&client).expect("listener"),
+        &book,
+        storage,
+        tx.clone(),
+    );
+    raw.write_all(&[0, 0, 0, 1, 200]).await.expect("send garbage");
+    assert_closed(&mut raw).await;
+
+    until_complete(&mut events, &[client]).await;
+    fx.assert_identical(client);
+    server.stop().await.expect("the server survived");
+    client_node.abort_and_forget();
+}
+
+/// Connects, sends `handshake`, and returns the socket once the peer's
+/// handshake arrived, or `None` if the peer closed first.
+async fn handshaken(addr: std::net::SocketAddr, handshake: Handshake) -> Option<TcpStream> {
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let mut out = Vec::new();
+    wire::encode_handshake(&handshake, &mut out);
+    raw.write_all(&out).await.expect("send handshake");
+    let mut theirs = [0; wire::HANDSHAKE_LEN];
+    let read = tokio::time::timeout(PATIENCE, raw.read_exact(&mut theirs))
+        .await
+        .expect("an answer or a close in time");
+    read.ok()?;
+    let (theirs, _) = wire::decode_handshake(&theirs).ok()??;
+    assert_eq!(theirs.peer_id, peer_id(SERVER));
+    Some(raw)
+}
+
+/// Asserts that the peer closes `raw` (reads reach EOF or fail).
+async fn assert_closed(raw: &mut TcpStream) {
+    let mut sink = [0; 4096];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match raw.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    closed.await.expect("the node closes the connection");
+}
+
+/// A client killed mid-download resumes from what it verified: the second
+/// run downloads only the rest (plus at most the piece in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_resumes_from_its_verified_pieces() {
+    let fx = Fixture::new("resume", 4 * MIB, PIECE, 5);
+    let client = NodeId(1);
+    let all = ids(2);
+    let (mut listeners, book) = listeners(&all).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // One block per millisecond: 16 MiB/s, so the kill lands mid-download.
+    let server = Paced::new(Server::new(SERVER, fx.layout), Duration::from_millis(1));
+    let server = spawn(
+        Box::new(server),
+        listeners.remove(&SERVER).expect("listener"),
+        &book,
+        fx.seed_storage(),
+        tx.clone(),
+    );
+    let storage = fx.storage(client);
+    let have = storage.verified().clone();
+    let node = Client::new(client, SERVER, fx.layout, have, ClientServerConfig::default());
+    let first = spawn(
+        Box::new(node),
+        listeners.remove(&client).expect("listener"),
+        &book,
+        storage,
+        tx.clone(),
+    );
+
+    // Kill once a quarter of the pieces are verified.
+    let quarter = fx.layout.pieces() / 4;
+    let mut before = Vec::new();
+    let mut verified = 0;
+    while verified < quarter {
+        let event = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("progress in time")
+            .expect("events");
+        verified += u32::from(event.1 == client && matches!(event.2, Event::PieceVerified { .. }));
+        before.push(event);
+    }
+    first.task.abort();
+    assert!(first.task.await.expect_err("aborted").is_cancelled());
+    while let Ok(event) = events.try_recv() {
+        before.push(event);
+    }
+    assert!(
+        !before
+            .iter()
+            .any(|(_, n, e)| *n == client && *e == Event::DownloadComplete),
+        "the kill came too late to test anything"
+    );
+    let verified_bytes: u64 = before
+        .iter()
+        .filter(|(_, n, _)| *n == client)
+        .filter_map(|(_, _, e)| match e {
+            Event::PieceVerified { piece } => Some(u64::from(fx.layout.piece_size(*piece))),
+            _ => None,
+        })
+        .sum();
+
+    // Restart on the same directory: storage re-checks what it verified.
+    let storage = fx.storage(client);
+    assert!(u64::from(storage.verified().count()) * u64::from(PIECE) >= verified_bytes);
+    let have = storage.verified().clone();
+    let node = Client::new(client, SERVER, fx.layout, have, ClientServerConfig::default());
+    let (tx2, mut events2) = mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let second = spawn(Box::new(node), listener, &book, storage, tx2);
+    let after = until_complete(&mut events2, &[client]).await;
+
+    fx.assert_identical(client);
+    let again = bytes_received(&after, client);
+    let allowed = fx.bytes.len() as u64 - verified_bytes + u64::from(PIECE);
+    assert!(
+        again <= allowed,
+        "downloaded {again} bytes after the restart, more than the {allowed} missing (+ one piece)"
+    );
+    assert!(again > 0, "the kill left something to download");
+    second.abort_and_forget();
+    server.abort_and_forget();
+}
+
+/// Relay failover over real sockets: the destination is down when the
+/// sender starts, so the sender pushes every chunk to the relay, which
+/// forwards them once the destination is up; the destination's file is
+/// byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_forwards_to_a_destination_that_comes_up_late() {
+    use peerlab_core::relay::{Destination, Relay, RelayCandidate, RelayConfig, Sender, chunk_layout};
+
+    let chunk = 16 * 1024;
+    let fx = Fixture::new("relay", MIB, chunk, 6);
+    let layout = chunk_layout(fx.bytes.len() as u64, chunk).expect("chunk layout");
+    let (sender, dest, relay) = (NodeId(0), NodeId(1), NodeId(2));
+    let (mut listeners, book) = listeners(&[sender, dest, relay]).await;
+    // The destination is down: nothing listens at its address yet.
+    drop(listeners.remove(&dest));
+    let config = RelayConfig {
+        detection_timeout: Duration::from_millis(500),
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_millis(400),
+        ..RelayConfig::default()
+    };
+    let candidates = vec![RelayCandidate {
+        id: relay,
+        upload: u64::MAX,
+        download: u64::MAX,
+    }];
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let storage = Storage::open(&fx.dir(relay), &fx.metainfo, layout).expect("relay storage");
+    let have = storage.verified().clone();
+    let running = [
+        spawn(
+            Box::new(Sender::new(sender, layout, dest, candidates, config)),
+            listeners.remove(&sender).expect("listener"),
+            &book,
+            fx.seed_storage(),
+            tx.clone(),
+        ),
+        spawn(
+            Box::new(Relay::new(relay, layout, have, config)),
+            listeners.remove(&relay).expect("listener"),
+            &book,
+            storage,
+            tx.clone(),
+        ),
+    ];
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|(_, _, e)| matches!(e, Event::FailoverStarted { .. }))
+    {
+        let event = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("failover in time")
+            .expect("events");
+        seen.push(event);
+    }
+
+    // The destination comes up at its address.
+    let listener = tokio::net::TcpListener::bind(book[&dest])
+        .await
+        .expect("rebind the destination");
+    let storage = Storage::open(&fx.dir(dest), &fx.metainfo, layout).expect("destination storage");
+    let have = storage.verified().clone();
+    let destination = spawn(
+        Box::new(Destination::new(dest, layout, have)),
+        listener,
+        &book,
+        storage,
+        tx.clone(),
+    );
+    let after = until_complete(&mut events, &[dest]).await;
+
+    fx.assert_identical(dest);
+    let relayed = after
+        .iter()
+        .filter(|(_, n, e)| *n == dest && matches!(e, Event::BlockReceived { from, .. } if *from == relay))
+        .count();
+    assert!(relayed > 0, "the relay forwarded chunks to the destination");
+    destination.abort_and_forget();
+    for node in running {
+        node.abort_and_forget();
+    }
+}
