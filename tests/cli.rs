@@ -1,23 +1,9 @@
 //! The `peerlab` command as a user meets it: exit codes, tables, reports and
 //! errors that name what was wrong.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn peerlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .output()
-        .expect("peerlab starts")
-}
-
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("peerlab-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+use common::{peerlab, scratch};
 
 const GOOD: &str = r#"{
     "name": "tiny",

@@ -165,34 +165,34 @@ fn a_host_that_never_comes_back_stalls_the_run_instead_of_hanging_it() {
 
 #[test]
 fn faults_name_their_field_when_wrong() {
-    let bad = |faults: &str| {
-        peerlab_scenarios::Scenario::from_json(&with_faults(CS, faults), "t", &[])
-            .expect_err("should be refused")
-    };
-    assert_eq!(
-        bad(r#"{ "kind": "crash", "host": "p9", "at": "1 s" }"#).field,
-        "faults[0].host"
-    );
-    assert_eq!(
-        bad(r#"{ "kind": "explode", "host": "p1", "at": "1 s" }"#).field,
-        "faults[0].kind"
-    );
-    assert_eq!(
-        bad(r#"{ "kind": "restart", "host": "p1", "at": "1 s", "for": "2 s" }"#).field,
-        "faults[0].for"
-    );
-    assert_eq!(
-        bad(r#"{ "kind": "bandwidth", "host": "p1", "at": "1 s" }"#).field,
-        "faults[0].upload"
-    );
-    assert_eq!(
-        bad(r#"{ "kind": "hang", "host": "p1", "at": "2 h" }"#).field,
-        "faults[0].at"
-    );
-    assert_eq!(
-        bad(r#"{ "kind": "hang", "host": "p1", "at": "1 s", "fo": "1 s" }"#).field,
-        "faults[0].fo"
-    );
+    let cases = [
+        (
+            r#"{ "kind": "crash", "host": "p9", "at": "1 s" }"#,
+            "faults[0].host",
+        ),
+        (
+            r#"{ "kind": "explode", "host": "p1", "at": "1 s" }"#,
+            "faults[0].kind",
+        ),
+        (
+            r#"{ "kind": "restart", "host": "p1", "at": "1 s", "for": "2 s" }"#,
+            "faults[0].for",
+        ),
+        (
+            r#"{ "kind": "bandwidth", "host": "p1", "at": "1 s" }"#,
+            "faults[0].upload",
+        ),
+        (r#"{ "kind": "hang", "host": "p1", "at": "2 h" }"#, "faults[0].at"),
+        (
+            r#"{ "kind": "hang", "host": "p1", "at": "1 s", "fo": "1 s" }"#,
+            "faults[0].fo",
+        ),
+    ];
+    for (fault, field) in cases {
+        let e = peerlab_scenarios::Scenario::from_json(&with_faults(CS, fault), "t", &[])
+            .expect_err("should be refused");
+        assert_eq!(e.field, field, "{fault}: {e}");
+    }
 }
 
 fn is_good(r: &Report) -> bool {

@@ -1,22 +1,11 @@
 //! Deterministic replay: a recorded run replays to the identical trace, and
 //! a trace that does not match its scenario is caught at the exact line.
 
+mod common;
+
+use common::{peerlab, scratch};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn peerlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .output()
-        .expect("peerlab starts")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("peerlab-replay-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

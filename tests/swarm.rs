@@ -215,37 +215,3 @@ fn swarm_options_are_checked_by_field() {
     assert_eq!(hosts.len(), 7, "server, 5 peers, tracker");
     assert_eq!(hosts[6].role, peerlab_scenarios::Role::Tracker);
 }
-
-/// Measurements for docs/swarm.md (run with `--release -- --ignored`).
-#[test]
-#[ignore = "a benchmark, not a test: cargo test --release --test swarm -- --ignored --nocapture"]
-fn measure_homogeneous_swarms() {
-    for super_seed in [false, true] {
-        for n in [2u32, 8, 32, 128] {
-            let ss = format!("swarm.super_seed={super_seed}");
-            let cnt = format!("peers.count={n}");
-            let s = scenario(&[&cnt, &ss]);
-            let started = std::time::Instant::now();
-            let (r, log) = run_logged(&s);
-            let wall = started.elapsed();
-            let (all_left, _) = server_sends(&log, 256, 16);
-            let left_at = all_left.map(|i| log.borrow()[i].0.as_secs_f64());
-            let mut done: Vec<f64> = r.hosts.iter().filter_map(|h| h.completed_s).collect();
-            done.sort_by(f64::total_cmp);
-            let opt = peerlab_scenarios::bounds::piece_level_optimum(64.0 * 8.0 * 1048576.0, n, 20e6, 256);
-            println!(
-                "super_seed={super_seed} N={n}: ratio {:.4} (optimum {:.4}) d={:.2}s first={:.2}s \
-                 all-left-server={:?}s server_up={:.1}MiB discarded={} events={} wall={:.2}s",
-                r.ratio_to_bound.unwrap_or(f64::NAN),
-                opt / r.bounds.p2p_s,
-                r.distribution_time_s.unwrap_or(f64::NAN),
-                done.first().copied().unwrap_or(f64::NAN),
-                left_at,
-                r.server_bytes_up as f64 / 1048576.0,
-                r.counters.blocks_discarded,
-                r.sim.as_ref().map_or(0, |s| s.events),
-                wall.as_secs_f64()
-            );
-        }
-    }
-}

@@ -9,35 +9,16 @@
 // A benchmark measures wall time; determinism rules do not apply here.
 #![allow(clippy::disallowed_methods, clippy::print_stdout)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use peerlab_scenarios::{Scenario, library};
 use peerlab_sim::Simulation;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{bare_queue, median};
+
 const REPEATS: usize = 5;
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-/// One push and one pop per event on a heap holding `depth` entries.
-fn bare_queue(events: u64, depth: u64) -> Duration {
-    let start = Instant::now();
-    let mut heap: BinaryHeap<Reverse<(u64, u64)>> =
-        (0..depth).map(|i| Reverse((i * 7919 % depth, i))).collect();
-    let mut seq = depth;
-    for _ in 0..events {
-        let Reverse((t, _)) = heap.pop().expect("never empty");
-        seq += 1;
-        heap.push(Reverse((t + 1 + seq % 1000, seq)));
-    }
-    black_box(heap.len());
-    start.elapsed()
-}
 
 fn main() {
     let text = library::get("cs-1000").expect("cs-1000 is in the library");

@@ -38,3 +38,19 @@ pub fn reproduce_with(s: &Scenario, r: &Report) -> String {
         Err(e) => format!("(could not save the scenario to {}: {e})", path.display()),
     }
 }
+
+/// Runs the `peerlab` binary with `args`.
+pub fn peerlab(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(args)
+        .output()
+        .expect("peerlab starts")
+}
+
+/// A fresh scratch directory for one test, unique to this test process.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("peerlab-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}

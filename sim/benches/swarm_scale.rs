@@ -1,0 +1,49 @@
+//! Simulator scale: a homogeneous swarm of 1,000 peers fetching 256 MiB
+//! (1,024 pieces), wall time, events per second as a ratio to a bare event
+//! queue timed in the same run, and peak memory. The 10,000-peer run of
+//! DESIGN.md §7 is opt-in (`PEERLAB_BENCH_10K=1`): it takes far longer.
+//!
+//! Run: `cargo bench -p peerlab-sim --bench swarm_scale`
+//! (`PEERLAB_BENCH_SCALE_MIB=64` for a quicker, smaller file.)
+
+// A benchmark prints what it measured and reads the wall clock.
+#![allow(clippy::disallowed_methods, clippy::print_stdout)]
+
+use std::time::Instant;
+
+use peerlab_scenarios::{Scenario, library};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{bare_queue, peak_rss_kib};
+
+fn main() {
+    let mib: u64 = std::env::var("PEERLAB_BENCH_SCALE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut sizes = vec![1000u32];
+    if std::env::var("PEERLAB_BENCH_10K").is_ok_and(|v| v == "1") {
+        sizes.push(10_000);
+    }
+    for n in sizes {
+        let text = library::get("swarm-homogeneous").expect("library scenario");
+        let sets = [format!("peers.count={n}"), format!("file.size={mib} MiB")];
+        let s = Scenario::from_json(text, "swarm-homogeneous", &sets).expect("valid");
+        let started = Instant::now();
+        let r = peerlab_sim::run(&s, "scale").expect("runnable");
+        let wall = started.elapsed().as_secs_f64();
+        let events = r.sim.as_ref().map_or(0, |s| s.events);
+        let base = bare_queue(events, 6 * u64::from(n)).as_secs_f64();
+        println!(
+            "N = {n}, {mib} MiB ({} pieces): {:?}, time / P2P bound {}, {events} events in {wall:.1} s \
+             = {:.0} events/s = {:.3} x a bare event queue; peak RSS {} MiB",
+            s.layout().pieces(),
+            r.outcome,
+            r.ratio_to_bound.map_or_else(|| "-".into(), |x| format!("{x:.3}")),
+            events as f64 / wall,
+            base / wall,
+            peak_rss_kib().map_or_else(|| "?".into(), |k| (k / 1024).to_string())
+        );
+    }
+}
