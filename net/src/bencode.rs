@@ -157,10 +157,7 @@ pub fn decode(input: &[u8]) -> Result<Value, BencodeError> {
 }
 
 fn peek(input: &[u8], at: usize) -> Result<u8, BencodeError> {
-    input
-        .get(at)
-        .copied()
-        .ok_or(BencodeError::Truncated { at })
+    input.get(at).copied().ok_or(BencodeError::Truncated { at })
 }
 
 fn value(input: &[u8], at: &mut usize, depth: usize) -> Result<Value, BencodeError> {
@@ -169,7 +166,9 @@ fn value(input: &[u8], at: &mut usize, depth: usize) -> Result<Value, BencodeErr
             *at += 1;
             let start = *at;
             let digits = until(input, at, b'e')?;
-            Ok(Value::Int(number(digits, true).ok_or(BencodeError::BadNumber { at: start })?))
+            Ok(Value::Int(
+                number(digits, true).ok_or(BencodeError::BadNumber { at: start })?,
+            ))
         }
         b'0'..=b'9' => bytes(input, at).map(|b| Value::Bytes(b.to_vec())),
         b'l' | b'd' if depth >= MAX_DEPTH => Err(BencodeError::TooDeep),
@@ -188,7 +187,10 @@ fn value(input: &[u8], at: &mut usize, depth: usize) -> Result<Value, BencodeErr
             while peek(input, *at)? != b'e' {
                 let key_at = *at;
                 let key = bytes(input, at)?;
-                if dict.last_key_value().is_some_and(|(last, _): (&Vec<u8>, _)| last.as_slice() >= key) {
+                if dict
+                    .last_key_value()
+                    .is_some_and(|(last, _): (&Vec<u8>, _)| last.as_slice() >= key)
+                {
                     return Err(BencodeError::UnsortedKey { at: key_at });
                 }
                 let v = value(input, at, depth + 1)?;
@@ -263,6 +265,28 @@ mod tests {
         ]);
         let bytes = v.to_bytes();
         assert_eq!(decode(&bytes), Ok(v));
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::Int),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::List),
+                proptest::collection::btree_map(proptest::collection::vec(any::<u8>(), 0..12), inner, 0..8)
+                    .prop_map(Value::Dict),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_value_round_trips(v in any_value()) {
+            proptest::prop_assert_eq!(decode(&v.to_bytes()), Ok(v));
+        }
     }
 
     #[test]

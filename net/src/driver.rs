@@ -32,6 +32,10 @@
 //!    task, a storage result, the node's [`Node::poll_timeout`] deadline
 //!    (then [`Node::handle_timeout`]), or the shutdown future.
 //!
+//! With [`NodeIo::http_tracker`], the connection to that node and the
+//! announces sent on it go over HTTP instead ([`crate::tracker_http`]),
+//! with the same connection events.
+//!
 //! Storage commands run in order on one storage thread, so a piece is
 //! verified only after all its blocks are written; a failed write (disk
 //! full, unwritable) answers [`StorageResult::WriteFailed`], and the
@@ -97,6 +101,7 @@ use tracing::Instrument;
 use crate::conn::{self, ConnCtx, ConnId, Decision, Direction, Outgoing, Report};
 use crate::metainfo_file;
 use crate::storage::Storage;
+use crate::tracker_http::client::{Delivery, HttpTracker};
 use crate::wire::Limits;
 
 /// The default [`NodeIo::connect_timeout`].
@@ -137,6 +142,11 @@ pub struct NodeIo {
     /// Messages a connection's writer may have queued before the
     /// connection is closed (see the [module docs](self)).
     pub queue_limit: usize,
+    /// The swarm tracker this node reaches over HTTP (BEP 3 announce)
+    /// rather than the peer wire: its connection and messages go through
+    /// [`crate::tracker_http::client`]. `None` (the default): every node is
+    /// a peer-wire peer.
+    pub http_tracker: Option<NodeId>,
 }
 
 impl NodeIo {
@@ -153,6 +163,7 @@ impl NodeIo {
             epoch: Instant::now(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             queue_limit: DEFAULT_QUEUE_LIMIT,
+            http_tracker: None,
         }
     }
 }
@@ -246,6 +257,8 @@ struct Driver {
     jobs: mpsc::Sender<Job>,
     results: mpsc::UnboundedReceiver<StorageResult>,
     events: mpsc::UnboundedSender<(Time, NodeId, Event)>,
+    /// The link to an HTTP tracker ([`NodeIo::http_tracker`]).
+    http: Option<HttpTracker>,
 }
 
 impl Driver {
@@ -264,6 +277,11 @@ impl Driver {
             .spawn(move || storage_thread(&worker_storage, job_rx, &result_tx))
             .map_err(DriverError::StorageThread)?;
         let (report_tx, reports) = mpsc::channel(REPORT_QUEUE);
+        let http = io.http_tracker.and_then(|tracker| {
+            let port = io.peers.get(&me).map(SocketAddr::port);
+            let port = port.or_else(|| io.listener.local_addr().ok().map(|a| a.port()))?;
+            HttpTracker::new(me, port, tracker, &io.peers, io.info_hash, io.connect_timeout)
+        });
         Ok(Driver {
             me,
             node,
@@ -289,6 +307,7 @@ impl Driver {
             jobs,
             results,
             events,
+            http,
         })
     }
 
@@ -323,6 +342,10 @@ impl Driver {
                     let now = self.now();
                     self.node.handle_timeout(now);
                     self.settle().await;
+                }
+                report = recv_http(&mut self.http) => {
+                    let delivery = self.http.as_mut().and_then(|h| h.on_report(report));
+                    self.deliver_http(delivery).await;
                 }
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match joined {
@@ -388,6 +411,11 @@ impl Driver {
     }
 
     fn transmit(&mut self, to: NodeId, msg: Message) {
+        if let Some(h) = self.http.as_mut().filter(|h| h.tracker() == to) {
+            let event = h.transmit(msg);
+            self.inputs.extend(event.map(|event| Input { peer: to, event }));
+            return;
+        }
         let Some(open) = self.links.get(&to).and_then(|l| l.open.as_ref()) else {
             tracing::debug!(%to, ?msg, "message to a peer without a connection dropped");
             return;
@@ -410,6 +438,11 @@ impl Driver {
     }
 
     fn connect(&mut self, peer: NodeId) {
+        if let Some(h) = self.http.as_mut().filter(|h| h.tracker() == peer) {
+            let event = h.connect(&mut self.tasks);
+            self.inputs.extend(event.map(|event| Input { peer, event }));
+            return;
+        }
         let Some(&addr) = self.book.get(&peer).filter(|_| peer != self.me) else {
             tracing::warn!(%peer, "cannot connect: not in the address book");
             self.inputs.push_back(Input {
@@ -439,6 +472,11 @@ impl Driver {
     }
 
     fn disconnect(&mut self, peer: NodeId) {
+        if let Some(h) = self.http.as_mut().filter(|h| h.tracker() == peer) {
+            let event = h.disconnect();
+            self.inputs.extend(event.map(|event| Input { peer, event }));
+            return;
+        }
         let Some(links) = self.links.get_mut(&peer) else {
             return;
         };
@@ -461,6 +499,22 @@ impl Driver {
             peer,
             event: ConnectionEvent::Closed,
         });
+    }
+
+    /// Hands the node what the HTTP tracker link reported.
+    async fn deliver_http(&mut self, delivery: Option<Delivery>) {
+        let Some(tracker) = self.http.as_ref().map(HttpTracker::tracker) else {
+            return;
+        };
+        match delivery {
+            None => return,
+            Some(Delivery::Connection(event)) => self.inputs.push_back(Input { peer: tracker, event }),
+            Some(Delivery::Message(msg)) => {
+                let now = self.now();
+                self.node.handle_message(tracker, msg, now);
+            }
+        }
+        self.settle().await;
     }
 
     fn abort(&mut self, conn: ConnId) {
@@ -625,6 +679,14 @@ impl Driver {
         } else {
             self.lose(peer, conn);
         }
+    }
+}
+
+/// The next report of the HTTP tracker link (never, without one).
+async fn recv_http(http: &mut Option<HttpTracker>) -> crate::tracker_http::client::LinkReport {
+    match http {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
     }
 }
 

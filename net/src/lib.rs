@@ -12,17 +12,25 @@
 //! piece, hash-checked, and resumable after a crash; [`metainfo_file`]
 //! hashes a file into a metainfo, saves and loads it as
 //! `<file>.peerlab.json`, and derives the handshake's info hash.
+//!
+//! [`tracker_http`] is the swarm tracker over HTTP (BEP 3 announce, BEP 23
+//! compact peers): [`tracker_http::run_tracker`] serves the core tracker
+//! node, and a driver given [`NodeIo::http_tracker`] announces to it;
+//! [`bencode`] is the reply's encoding.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bencode;
 pub mod conn;
 pub mod driver;
 pub mod metainfo_file;
 pub mod storage;
+pub mod tracker_http;
 pub mod wire;
 
 pub use driver::{DriverError, NodeIo, run_node};
 pub use metainfo_file::{HashKind, MetainfoError};
 pub use storage::{Storage, StorageError};
+pub use tracker_http::{TrackerIo, run_tracker};
 pub use wire::{Frame, Handshake, Limits, WireError};

@@ -48,8 +48,8 @@
 //! The swarm tracker's [`Message::Announce`] and [`Message::AnnounceReply`]
 //! are not peer-wire messages: BitTorrent carries them over HTTP (BEP 3
 //! announce, BEP 23 compact peers). [`encode`] refuses them with
-//! [`WireError::Unencodable`]; running the swarm protocol over a real network
-//! needs the HTTP tracker, which is not part of this codec.
+//! [`WireError::Unencodable`]; over a real network they go through the HTTP
+//! tracker of [`crate::tracker_http`].
 //!
 //! # Example
 //!
