@@ -4,6 +4,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the CLI talks to people
 
 mod human;
+mod loopback;
+mod metainfo_cmd;
+mod node_cmd;
 mod run;
 mod scenario_arg;
 mod sweep;
@@ -30,6 +33,9 @@ Examples:
   # Your own scenario file, report written where you say
   peerlab run my-scenario.json --report out/my-run.json
 
+  # Every host a real process on 127.0.0.1 (link rates not enforced)
+  peerlab run lab-client-server --on loopback --set file.size='4 MiB'
+
 SCENARIO is a JSON file or the name of a library scenario (`peerlab list`).
 `--set path=value` changes any field before the scenario is checked: dotted
 paths, list items by index (peers.hosts.0.upload='1 Mbit/s'), values read as
@@ -37,7 +43,8 @@ JSON when they parse as JSON and as text otherwise.
 
 Exit status: 0 when every downloader completed, 1 when the scenario or the
 command is wrong, 3 when the run ended before every downloader completed
-(the report says why).";
+(the report says why), 5 (loopback) when a downloaded file differs from the
+source.";
 
 #[derive(Debug, Parser)]
 #[command(name = "peerlab", version, about = ABOUT, long_about = None)]
@@ -67,6 +74,13 @@ enum Command {
         /// The trace file.
         trace: PathBuf,
     },
+    /// Start one real node: the host of a scenario this machine plays
+    /// (server, client, peer or relay), over TCP, with its file on disk.
+    #[command(after_help = node_cmd::HELP)]
+    Node(node_cmd::NodeArgs),
+    /// Metainfo files: the piece hashes every downloader checks against.
+    #[command(subcommand)]
+    Metainfo(metainfo_cmd::MetainfoCmd),
     /// List the library of named scenarios.
     List,
     /// Print a scenario (file or library name) as JSON, overrides applied:
@@ -124,7 +138,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(mut args) => {
+            args.verbose = cli.verbose;
+            run::run(&args)
+        }
+        Command::Node(args) => node_cmd::run(&args),
+        Command::Metainfo(cmd) => metainfo_cmd::run(&cmd),
         Command::Sweep(args) => sweep::run(&args),
         Command::Replay { trace } => replay(&trace),
         Command::List => {

@@ -18,28 +18,64 @@ use crate::scenario_arg;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Scenario file (JSON) or library scenario name.
-    scenario: String,
+    pub(crate) scenario: String,
     /// Where to write the JSON report [default: <scenario name>.report.json].
     #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// Override a scenario field, e.g. --set peers.count=8 (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
-    set: Vec<String>,
+    pub(crate) set: Vec<String>,
     /// Record every event of the run to FILE (JSON lines) so that
     /// `peerlab replay FILE` can run it again and compare. Large runs make
-    /// large traces (about 100 bytes per event).
+    /// large traces (about 100 bytes per event). Simulator only.
     #[arg(long, value_name = "FILE")]
-    trace: Option<PathBuf>,
+    pub(crate) trace: Option<PathBuf>,
     /// Print every host in the table, not only the first and last few.
     #[arg(long)]
-    all: bool,
+    pub(crate) all: bool,
     /// Print no table, only errors and the report's path.
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
+    /// Where to run: `sim` (the deterministic simulator) or `loopback`
+    /// (every host a real `peerlab node` process on 127.0.0.1; link rates
+    /// are not enforced).
+    #[arg(long, value_enum, default_value_t = Backend::Sim)]
+    pub(crate) on: Backend,
+    /// Loopback: the work directory (source file, address file, each
+    /// host's data directory) [default: a new directory under $TMPDIR,
+    /// removed after a run whose files all match].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// Loopback: keep the work directory even when the run succeeded.
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// Loopback: the server sends at most one message per DUR (e.g. "2 ms"),
+    /// so that faults land mid-transfer.
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    pub(crate) pace_server: Option<peerlab_scenarios::Dur>,
+    /// Loopback: the verbosity passed on to every node (set by -v).
+    #[arg(skip)]
+    pub(crate) verbose: u8,
+}
+
+/// Where `peerlab run` runs a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The deterministic simulator.
+    Sim,
+    /// Real processes and sockets on 127.0.0.1.
+    Loopback,
+}
+
+fn parse_dur(text: &str) -> Result<peerlab_scenarios::Dur, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
 }
 
 /// Runs `peerlab run`.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.on == Backend::Loopback {
+        return crate::loopback::run(args);
+    }
     let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
     let mut sim = Simulation::new(&scenario, &origin)?;
     let trace = match &args.trace {
@@ -91,7 +127,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn progress_bar(quiet: bool) -> Option<ProgressBar> {
+pub(crate) fn progress_bar(quiet: bool) -> Option<ProgressBar> {
     if quiet || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -105,7 +141,7 @@ fn progress_bar(quiet: bool) -> Option<ProgressBar> {
 
 /// Writes the report next to its final place, then renames it there, so an
 /// interrupted run never leaves a half-written report behind.
-fn write_report(path: &Path, report: &Report) -> Result<()> {
+pub(crate) fn write_report(path: &Path, report: &Report) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -120,7 +156,7 @@ fn write_report(path: &Path, report: &Report) -> Result<()> {
     write().with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
-fn print_table(r: &Report, all: bool, wall: Duration) {
+pub(crate) fn print_table(r: &Report, all: bool, wall: Duration) {
     println!(
         "{} · {} · seed {} · {} backend",
         r.scenario.as_deref().unwrap_or("scenario"),

@@ -25,7 +25,7 @@ pub fn check_runnable(scenario: &Scenario, _origin: &str) -> Result<(), Scenario
 /// # Panics
 /// If the protocol is not runnable ([`check_runnable`]) or `id` is not a
 /// host of the scenario.
-pub fn build_node(scenario: &Scenario, id: NodeId, have: Option<Bitfield>) -> Box<dyn Node> {
+pub fn build_node(scenario: &Scenario, id: NodeId, have: Option<Bitfield>) -> Box<dyn Node + Send> {
     let layout = scenario.layout();
     let host = &scenario.hosts()[id.0 as usize];
     match (scenario.protocol, host.role) {
@@ -115,6 +115,6 @@ pub fn swarm_tracker(scenario: &Scenario) -> NodeId {
 /// Every node of the run, in id order, in its starting state.
 pub fn build_nodes(scenario: &Scenario) -> Vec<Box<dyn Node>> {
     (0..scenario.hosts().len() as u32)
-        .map(|i| build_node(scenario, NodeId(i), None))
+        .map(|i| -> Box<dyn Node> { build_node(scenario, NodeId(i), None) })
         .collect()
 }

@@ -1,0 +1,533 @@
+//! `peerlab run --on loopback`, `peerlab node` and `peerlab metainfo` as a
+//! user meets them: real processes on 127.0.0.1, byte-identical files,
+//! reports of the simulator's shape, errors that name what was wrong.
+//! Every command is bounded by [`PATIENCE`] and killed after it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Bound on every command these tests run.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+const MIB: u64 = 1024 * 1024;
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("peerlab-loopback-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `peerlab ARGS` in `dir`, killed after [`PATIENCE`].
+fn peerlab(dir: &Path, args: &[&str]) -> Out {
+    let (out, err) = (dir.join("cmd.stdout"), dir.join("cmd.stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("peerlab starts");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "peerlab {args:?} did not finish in {PATIENCE:?}; stderr: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        code: status.code(),
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// Every key path of `v` (array items merged), e.g. `hosts[].bytes_down`.
+fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = format!("{prefix}.{k}");
+                out.insert(path.clone());
+                key_paths(v, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                key_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Runs `scenario` with `sets` on loopback and in the simulator; checks the
+/// loopback run completed with every file identical, and that both reports
+/// have the same keys. Returns the loopback report.
+fn loopback_like_sim(name: &str, scenario: &str, sets: &[&str], extra: &[&str]) -> (Value, PathBuf) {
+    let dir = scratch(name);
+    let mut args = vec!["run", scenario, "--on", "loopback", "--report", "loopback.json"];
+    args.extend(["--work-dir", "work", "--keep"]);
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(extra);
+    let out = peerlab(&dir, &args);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "loopback run failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("byte-identical to the source") && !out.stdout.contains("DIFFERENT"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("link rates are not enforced"),
+        "{}",
+        out.stdout
+    );
+    let report = read_json(&dir.join("loopback.json"));
+    assert_eq!(report["backend"], "loopback");
+    assert_eq!(report["outcome"], "complete");
+    assert!(report["trace_hash"].is_null() && report["sim"].is_null());
+    let stats = read_json(&dir.join("work/loopback-stats.json"));
+    for pair in stats["identical"].as_array().expect("identical") {
+        assert_eq!(pair[1], true, "{pair} differs from the source");
+    }
+    let downloaders = report["downloaders"].as_u64().expect("downloaders");
+    assert_eq!(
+        stats["identical"].as_array().map(Vec::len),
+        Some(downloaders as usize)
+    );
+
+    let mut args = vec!["run", scenario, "--report", "sim.json", "-q"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = peerlab(&dir, &args);
+    assert_eq!(out.code, Some(0), "sim run failed: {}", out.stderr);
+    let sim = read_json(&dir.join("sim.json"));
+    let (mut a, mut b) = (BTreeSet::new(), BTreeSet::new());
+    key_paths(&report, "", &mut a);
+    key_paths(&sim, "", &mut b);
+    // `sim` is an object in a simulator report and null here.
+    b.retain(|k| !k.starts_with(".sim."));
+    assert_eq!(a, b, "the loopback and simulator reports differ in shape");
+    (report, dir)
+}
+
+#[test]
+fn client_server_eight_clients_on_loopback() {
+    let (report, dir) = loopback_like_sim(
+        "cs",
+        "lab-client-server",
+        &["peers.count=8", "file.size=3 MiB"],
+        &[],
+    );
+    for h in report["hosts"].as_array().expect("hosts").iter().skip(1) {
+        assert_eq!(h["bytes_down"], 3 * MIB, "{h}");
+        assert!(h["completed_s"].is_number());
+    }
+    assert_eq!(report["server_bytes_up"], 8 * 3 * MIB);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn static_tracker_eight_peers_on_loopback() {
+    let (report, dir) = loopback_like_sim(
+        "st",
+        "lab-static-tracker",
+        &["peers.count=8", "file.size=3 MiB"],
+        &[],
+    );
+    // The peers shared the work: the server sent each piece about once.
+    let up = report["server_bytes_up"].as_u64().expect("server_bytes_up");
+    assert!(up < 8 * 3 * MIB / 2, "the server uploaded {up} bytes");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Relay with its own shape: one destination, seven relay candidates; the
+/// destination hangs (SIGSTOP) while the paced sender streams, the sender
+/// fails over to a relay, the destination resumes and gets every chunk.
+#[test]
+fn relay_fails_over_on_loopback() {
+    let hosts: Vec<String> = (1..=7)
+        .map(|k| format!(r#"{{"name":"r{k}","upload":"50 Mbit/s","download":"50 Mbit/s"}}"#))
+        .collect();
+    let hosts = format!(
+        "peers.hosts=[{{\"name\":\"dest\",\"upload\":\"20 Mbit/s\"}},{}]",
+        hosts.join(",")
+    );
+    let (report, dir) = loopback_like_sim(
+        "relay",
+        "relay-seed000",
+        &[
+            "file.size=2 MiB",
+            "relay.chunk_size=16 KiB",
+            "relay.detection_timeout=300 ms",
+            &hosts,
+            "faults.0.at=150 ms",
+            "faults.0.for=2 s",
+        ],
+        &["--pace-server", "5 ms"],
+    );
+    assert_eq!(report["downloaders"], 1);
+    assert_eq!(report["hosts"].as_array().map(Vec::len), Some(9));
+    assert!(report["counters"]["failovers"].as_u64() >= Some(1), "{report}");
+    assert!(report["bytes_relayed"].as_u64() > Some(0), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A client SIGKILLed mid-download restarts on its data directory and
+/// fetches only what it had not verified.
+///
+/// The bound: a kill loses the blocks of pieces not yet verified. The
+/// client keeps at most `pipeline` blocks requested, in piece order, so at
+/// the kill it holds unverified data of at most the pieces those requests
+/// span: less than one piece plus the pipeline window (16 × 16 KiB). So
+/// `bytes_down < file + piece + window`; a restart from scratch would
+/// instead download everything verified before the kill again, which the
+/// test makes larger than that margin.
+#[test]
+fn a_killed_client_restarts_and_resumes() {
+    let dir = scratch("crash");
+    let scenario = r#"{ "name": "cs-crash", "protocol": "client-server", "seed": 7,
+      "file": { "size": "4 MiB", "piece_size": "256 KiB" },
+      "server": { "upload": "20 Mbit/s" },
+      "peers": { "count": 1, "upload": "20 Mbit/s", "download": "20 Mbit/s" },
+      "client_server": { "pipeline": 16 },
+      "faults": [ { "kind": "crash", "host": "p1", "at": "1200 ms", "for": "300 ms" } ] }"#;
+    std::fs::write(dir.join("crash.json"), scenario).expect("scenario");
+    // 256 blocks, at most one per 8 ms: the transfer takes over 2 s, so the
+    // crash at 1.2 s lands in the middle (the test checks that it did).
+    let out = peerlab(
+        &dir,
+        &[
+            "run",
+            "crash.json",
+            "--on",
+            "loopback",
+            "--pace-server",
+            "8 ms",
+            "--report",
+            "r.json",
+            "--work-dir",
+            "work",
+            "--keep",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let report = read_json(&dir.join("r.json"));
+    assert_eq!(report["outcome"], "complete");
+    assert_eq!(report["counters"]["faults"], 1);
+
+    let crash_ns = 1_200_000_000;
+    let events = std::fs::read_to_string(dir.join("work/hosts/p1/events.jsonl")).expect("events");
+    let records: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect();
+    let before: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["t_ns"].as_u64() < Some(crash_ns))
+        .collect();
+    let verified_before = before
+        .iter()
+        .filter(|r| r["event"].get("PieceVerified").is_some())
+        .count() as u64;
+    assert!(
+        !before.iter().any(|r| r["event"] == "DownloadComplete"),
+        "the crash came after the download"
+    );
+    let piece = 256 * 1024;
+    let window = 16 * 16 * 1024;
+    let margin = piece + window;
+    assert!(
+        verified_before * piece > margin,
+        "only {verified_before} pieces verified before the crash: too few to tell a resume from a restart"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["t_ns"].as_u64() > Some(crash_ns) && r["event"] == "DownloadComplete"),
+        "the restarted client completed"
+    );
+    let down = report["hosts"][1]["bytes_down"].as_u64().expect("bytes_down");
+    assert!(
+        down < 4 * MIB + margin,
+        "p1 downloaded {down} bytes: verified pieces were fetched again"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn metainfo_create_round_trip() {
+    let dir = scratch("metainfo");
+    let bytes: Vec<u8> = (0..1_000_003u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("film.bin"), &bytes).expect("file");
+    let out = peerlab(
+        &dir,
+        &[
+            "metainfo",
+            "create",
+            "film.bin",
+            "--piece-size",
+            "64KiB",
+            "--hash",
+            "sha256",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let hash_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("info hash:"))
+        .expect("info hash");
+    let hash = hash_line.trim_start_matches("info hash:").trim();
+    assert_eq!(hash.len(), 40, "{hash_line}");
+    let meta = read_json(&dir.join("film.bin.peerlab.json"));
+    assert_eq!(meta["name"], "film.bin");
+    assert_eq!(meta["length"], 1_000_003);
+    assert_eq!(meta["piece_length"], 65_536);
+    assert_eq!(meta["pieces"].as_array().map(Vec::len), Some(16));
+    assert_eq!(
+        meta["pieces"][0].as_str().map(str::len),
+        Some(64),
+        "SHA-256 digests"
+    );
+    // The same file makes the same metainfo.
+    let again = peerlab(
+        &dir,
+        &[
+            "metainfo",
+            "create",
+            "film.bin",
+            "--piece-size",
+            "64KiB",
+            "--hash",
+            "sha256",
+        ],
+    );
+    assert!(again.stdout.contains(hash));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A server and a client started by hand with `peerlab node`, as on two
+/// machines: the client's file is the server's.
+#[test]
+fn two_nodes_by_hand() {
+    let dir = scratch("by-hand");
+    let bytes: Vec<u8> = (0..3 * MIB as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    std::fs::write(dir.join("data.bin"), &bytes).expect("file");
+    let out = peerlab(
+        &dir,
+        &["metainfo", "create", "data.bin", "--piece-size", "256KiB"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        })
+        .collect();
+    std::fs::write(
+        dir.join("addrs.txt"),
+        format!("server = 127.0.0.1:{}\np1 = 127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .expect("addresses");
+    let common = [
+        "node",
+        "--scenario",
+        "lab-client-server",
+        "--set",
+        "peers.count=1",
+        "--set",
+        "file.size=3 MiB",
+        "--addresses",
+        "addrs.txt",
+    ];
+    let spawn = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_peerlab"))
+            .args(common)
+            .args(extra)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts")
+    };
+    let mut server = spawn(&["--host", "server", "--data", "srv", "--file", "data.bin"]);
+    let mut client = spawn(&[
+        "--host",
+        "p1",
+        "--data",
+        "dl",
+        "--metainfo",
+        "data.bin.peerlab.json",
+    ]);
+    let deadline = Instant::now() + PATIENCE;
+    let events = dir.join("dl/events.jsonl");
+    let done = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if text.contains("\"DownloadComplete\"") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = server.kill();
+    let _ = client.kill();
+    let _ = server.wait();
+    let _ = client.wait();
+    assert!(done, "the client did not complete in {PATIENCE:?}");
+    assert_eq!(std::fs::read(dir.join("dl/data.bin")).expect("download"), bytes);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_address_files_and_hosts_are_named() {
+    let dir = scratch("bad");
+    std::fs::write(dir.join("f.bin"), vec![1u8; 1000]).expect("file");
+    let meta = ["--metainfo", "f.bin.peerlab.json"];
+    assert_eq!(
+        peerlab(&dir, &["metainfo", "create", "f.bin", "--piece-size", "256KiB"]).code,
+        Some(0)
+    );
+    let node = |addresses: &str, host: &str| {
+        std::fs::write(dir.join("a.txt"), addresses).expect("addresses");
+        let mut args = vec![
+            "node",
+            "--scenario",
+            "lab-client-server",
+            "--set",
+            "peers.count=1",
+            "--set",
+            "file.size=1000",
+            "--host",
+            host,
+            "--data",
+            "d",
+            "--addresses",
+            "a.txt",
+        ];
+        args.extend(meta);
+        let out = peerlab(&dir, &args);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        out.stderr
+    };
+    let e = node("server = 127.0.0.1:1\np1 = 127.0.0.1\n", "p1");
+    assert!(
+        e.contains("line 2") && e.contains("p1") && e.contains("ip:port"),
+        "{e}"
+    );
+    let e = node("server = 127.0.0.1:1\n", "p1");
+    assert!(e.contains("no address for scenario host(s) p1"), "{e}");
+    let e = node("server = 127.0.0.1:1\np1 = 127.0.0.1:2\np9 = 127.0.0.1:3\n", "p1");
+    assert!(e.contains("p9") && e.contains("does not have"), "{e}");
+    let e = node("server 127.0.0.1:1\n", "p1");
+    assert!(e.contains("line 1") && e.contains("name = ip:port"), "{e}");
+    let e = node("server = 127.0.0.1:1\np1 = 127.0.0.1:2\n", "p7");
+    assert!(e.contains("no host \"p7\"") && e.contains("server, p1"), "{e}");
+
+    // A metainfo of another size, and a data directory through a file.
+    std::fs::write(dir.join("a.txt"), "server = 127.0.0.1:1\np1 = 127.0.0.1:2\n").expect("addresses");
+    let mut args = vec![
+        "node",
+        "--scenario",
+        "lab-client-server",
+        "--set",
+        "peers.count=1",
+        "--host",
+        "p1",
+        "--data",
+        "d",
+        "--addresses",
+        "a.txt",
+    ];
+    args.extend(meta);
+    let e = peerlab(&dir, &args).stderr;
+    assert!(
+        e.contains("describes 1000 bytes") && e.contains("file.size"),
+        "{e}"
+    );
+    let mut args = vec![
+        "node",
+        "--scenario",
+        "lab-client-server",
+        "--set",
+        "peers.count=1",
+        "--set",
+        "file.size=1000",
+        "--host",
+        "p1",
+        "--data",
+        "f.bin/sub",
+        "--addresses",
+        "a.txt",
+    ];
+    args.extend(meta);
+    let e = peerlab(&dir, &args).stderr;
+    assert!(e.contains("data directory") && e.contains("f.bin/sub"), "{e}");
+    args[10] = "d";
+    let e = peerlab(&dir, &args[..args.len() - 2]).stderr;
+    assert!(e.contains("--metainfo"), "{e}");
+
+    // Faults loopback cannot apply, and the swarm, are refused up front.
+    let out = peerlab(
+        &dir,
+        &[
+            "run",
+            "relay-seed000",
+            "--on",
+            "loopback",
+            "--set",
+            "faults.0.kind=link-down",
+        ],
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("faults[0]") && out.stderr.contains("--on mininet"),
+        "{}",
+        out.stderr
+    );
+    let out = peerlab(&dir, &["run", "swarm-homogeneous", "--on", "loopback"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("not yet supported"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(dir);
+}
