@@ -80,9 +80,6 @@ struct Stats {
 
 /// Refuses what loopback cannot run, naming the field.
 pub fn check_supported(scenario: &Scenario, origin: &str) -> Result<()> {
-    if scenario.protocol == Protocol::Swarm {
-        bail!("{origin}: {}", node_cmd::swarm_unsupported());
-    }
     for (i, f) in scenario.faults.iter().enumerate() {
         if matches!(
             f.kind,
@@ -181,14 +178,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     // The sender of a relay run fails over when its destination does not
     // answer: start it last. Everyone else dials the server: start it first.
     let server_first = scenario.protocol != Protocol::Relay;
-    let order: Vec<usize> = if server_first {
+    let order: Vec<usize> = if scenario.protocol == Protocol::Swarm {
+        // Peers announce to the tracker as they start: start it first.
+        let tracker = hosts.len() - 1;
+        [tracker].into_iter().chain(0..tracker).collect()
+    } else if server_first {
         (0..hosts.len()).collect()
     } else {
         (1..hosts.len()).chain([0]).collect()
     };
     for &i in &order {
         fleet.start(i)?;
-        if i == 0 || order.last() == Some(&i) || !server_first {
+        if i == 0 || order.first() == Some(&i) || order.last() == Some(&i) || !server_first {
             fleet.wait_listening(i, &interrupted)?;
         }
     }

@@ -229,9 +229,6 @@ fn epoch_instant(unix_ns: u64) -> tokio::time::Instant {
 pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     let epoch_ns = args.epoch_unix_ns.unwrap_or_else(unix_now_ns);
     let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
-    if scenario.protocol == Protocol::Swarm {
-        bail!("{}", swarm_unsupported());
-    }
     let hosts = scenario.hosts();
     let Some(index) = hosts.iter().position(|h| h.name == args.host) else {
         let known: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
@@ -295,6 +292,15 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
         );
     }
 
+    // A swarm's peers reach its tracker over HTTP (BEP 3 announce).
+    let http_tracker = hosts
+        .iter()
+        .position(|h| h.role == Role::Tracker)
+        .map(|i| NodeId(i as u32));
+    if role == Role::Tracker {
+        return run_tracker_host(args, &scenario, id, book, &metainfo, events_file, epoch_ns);
+    }
+
     let storage = if role == Role::Server {
         let file = args
             .file
@@ -329,6 +335,7 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
         })?;
         let mut io = NodeIo::new(listener, book, storage);
         io.epoch = epoch_instant(epoch_ns);
+        io.http_tracker = http_tracker;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let writer = std::thread::Builder::new()
             .name("peerlab-events".into())
@@ -357,11 +364,51 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The message for a swarm scenario on a real backend.
-pub fn swarm_unsupported() -> String {
-    "the swarm protocol is not yet supported on real backends (loopback, `peerlab node`): its \
-     tracker needs the HTTP tracker being added to peerlab-net; run it with --on sim"
-        .to_string()
+/// Runs the swarm's tracker host: the core tracker node behind the HTTP
+/// announce endpoint (BEP 3, compact peers as in BEP 23).
+fn run_tracker_host(
+    args: &NodeArgs,
+    scenario: &peerlab_scenarios::Scenario,
+    id: NodeId,
+    book: std::collections::BTreeMap<NodeId, std::net::SocketAddr>,
+    metainfo: &peerlab_core::swarm::metainfo::Metainfo,
+    events_file: std::fs::File,
+    epoch_ns: u64,
+) -> Result<ExitCode> {
+    let listen = book[&id];
+    let node = nodes::build_node(scenario, id, None);
+    let info_hash = metainfo_file::info_hash(metainfo);
+    tracing::info!(host = %args.host, %id, %listen, "starting the HTTP tracker");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let events_path = args.data.join(EVENTS_FILE);
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!(
+                "cannot listen on {listen} (host {:?} in {}); is the address this machine's, \
+                 and the port free?",
+                args.host,
+                args.addresses.display()
+            )
+        })?;
+        let mut io = peerlab_net::TrackerIo::new(listener, book, info_hash);
+        io.epoch = epoch_instant(epoch_ns);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = args.host.clone();
+        let writer = std::thread::Builder::new()
+            .name("peerlab-events".into())
+            .spawn(move || write_events(rx, events_file, None, &host))
+            .context("cannot start the events thread")?;
+        peerlab_net::run_tracker(node, io, tx, shutdown_signal(args.exit_with_parent)).await;
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the events thread panicked"))?
+            .with_context(|| format!("cannot write {}", events_path.display()))
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn progress_bar(hidden: bool, pieces: u32, resumed: u32) -> Option<ProgressBar> {

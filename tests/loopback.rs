@@ -175,6 +175,26 @@ fn static_tracker_eight_peers_on_loopback() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[test]
+fn swarm_eight_peers_through_the_http_tracker_on_loopback() {
+    let (report, dir) = loopback_like_sim(
+        "swarm",
+        "swarm-homogeneous",
+        &["peers.count=8", "file.size=3 MiB", "file.piece_size=64 KiB"],
+        &[],
+    );
+    let hosts = report["hosts"].as_array().expect("hosts");
+    let peers: Vec<&Value> = hosts.iter().filter(|h| h["role"] == "peer").collect();
+    assert_eq!(peers.len(), 8);
+    for h in &peers {
+        assert!(h["completed_s"].is_number(), "{h}");
+    }
+    // Peers served each other, not only the seed.
+    let from_peers: u64 = peers.iter().map(|h| h["bytes_up"].as_u64().unwrap_or(0)).sum();
+    assert!(from_peers > 0, "no peer uploaded anything: {report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Relay with its own shape: one destination, seven relay candidates; the
 /// destination hangs (SIGSTOP) while the paced sender streams, the sender
 /// fails over to a relay, the destination resumes and gets every chunk.
@@ -508,7 +528,7 @@ fn bad_address_files_and_hosts_are_named() {
     let e = peerlab(&dir, &args[..args.len() - 2]).stderr;
     assert!(e.contains("--metainfo"), "{e}");
 
-    // Faults loopback cannot apply, and the swarm, are refused up front.
+    // Faults loopback cannot apply are refused up front.
     let out = peerlab(
         &dir,
         &[
@@ -526,8 +546,5 @@ fn bad_address_files_and_hosts_are_named() {
         "{}",
         out.stderr
     );
-    let out = peerlab(&dir, &["run", "swarm-homogeneous", "--on", "loopback"]);
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("not yet supported"), "{}", out.stderr);
     let _ = std::fs::remove_dir_all(dir);
 }
