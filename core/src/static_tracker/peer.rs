@@ -19,9 +19,15 @@ use crate::timers::Timers;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     ReconnectServer,
+    /// Dial an owner again whose connection was refused.
+    ReconnectOwner(NodeId),
     /// Look for owners that stopped sending (hung, or cut off).
     StallCheck,
 }
+
+/// Dials of an owner that may be refused before its pieces are fetched
+/// from the server instead (waiting 1x, 2x, 4x `reconnect_min` between).
+const OWNER_DIALS: u32 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Link {
@@ -51,6 +57,8 @@ pub struct Peer {
     /// For each owner with requests in flight: when it last sent a block, or
     /// when we started waiting on it.
     progress: BTreeMap<NodeId, Time>,
+    /// Refused dials per owner since it was last reached.
+    refused: BTreeMap<NodeId, u32>,
     stopped: bool,
     announced_complete: bool,
     timers: Timers<Timer>,
@@ -90,6 +98,7 @@ impl Peer {
             links: BTreeMap::new(),
             backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
             progress: BTreeMap::new(),
+            refused: BTreeMap::new(),
             stopped: false,
             announced_complete: false,
             timers: Timers::default(),
@@ -293,6 +302,7 @@ impl Node for Peer {
         match event {
             ConnectionEvent::Opened => {
                 self.links.insert(peer, Link::Up);
+                self.refused.remove(&peer);
                 if peer == self.server {
                     self.backoff.reset();
                     if self.announced_complete || self.stopped {
@@ -316,6 +326,16 @@ impl Node for Peer {
                             .set(Timer::ReconnectServer, now + self.backoff.next_delay());
                     }
                 } else if self.sources.wants_from(peer) && !self.sources.is_lost(peer) {
+                    // An owner that refuses may simply not be up yet (peers
+                    // start at different times): dial again a few times
+                    // before falling back to the server for good.
+                    let refused = self.refused.entry(peer).or_default();
+                    *refused += 1;
+                    if event == ConnectionEvent::Failed && *refused < OWNER_DIALS {
+                        let delay = self.config.reconnect_min * 2u32.pow(*refused - 1);
+                        self.timers.set(Timer::ReconnectOwner(peer), now + delay);
+                        return;
+                    }
                     self.outbox.event(Event::SourceLost { peer });
                     self.give_up(peer);
                 }
@@ -349,6 +369,15 @@ impl Node for Peer {
             match timer {
                 Timer::ReconnectServer => self.ensure_server(),
                 Timer::StallCheck => self.check_stalls(now),
+                Timer::ReconnectOwner(owner) => {
+                    if !self.stopped
+                        && !self.links.contains_key(&owner)
+                        && self.sources.wants_from(owner)
+                        && !self.sources.is_lost(owner)
+                    {
+                        self.connect(owner);
+                    }
+                }
             }
         }
     }
