@@ -21,8 +21,6 @@
 //! `--epoch-unix-ns` (default: the node's start), so nodes started with the
 //! same epoch share the time origin.
 
-mod pace;
-
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -314,7 +312,7 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     let resumed = have.as_ref().map_or(0, |h| h.count());
     let mut node = nodes::build_node(&scenario, id, have);
     if let Some(gap) = args.pace {
-        node = Box::new(pace::Paced::new(node, gap.0));
+        node = Box::new(peerlab_core::pace::Paced::new(node, gap.0));
     }
     tracing::info!(host = %args.host, %id, ?role, %listen, resumed, "starting");
 

@@ -85,6 +85,7 @@ pub mod download;
 pub mod event;
 pub mod message;
 pub mod node;
+pub mod pace;
 pub mod pieces;
 pub mod pipeline;
 pub mod relay;

@@ -143,6 +143,35 @@ pub trait Node {
     fn poll_timeout(&self) -> Option<Time>;
 }
 
+/// A boxed node is a node (so wrappers such as [`crate::pace::Paced`] take
+/// the boxed nodes drivers hold).
+impl<N: Node + ?Sized> Node for Box<N> {
+    fn id(&self) -> NodeId {
+        (**self).id()
+    }
+    fn handle_start(&mut self, now: Time) {
+        (**self).handle_start(now);
+    }
+    fn handle_connection(&mut self, peer: NodeId, event: ConnectionEvent, now: Time) {
+        (**self).handle_connection(peer, event, now);
+    }
+    fn handle_message(&mut self, peer: NodeId, msg: Message, now: Time) {
+        (**self).handle_message(peer, msg, now);
+    }
+    fn handle_storage(&mut self, result: StorageResult, now: Time) {
+        (**self).handle_storage(result, now);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        (**self).handle_timeout(now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        (**self).poll_output()
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        (**self).poll_timeout()
+    }
+}
+
 /// The queue of outputs a node has produced and the driver has not pulled
 /// yet; every node keeps one.
 #[derive(Clone, Debug, Default)]

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, PATIENCE, Paced, bytes_received, flip_byte, listeners, spawn, until_complete};
+use peerlab_core::pace::Paced;
+
+use common::{Fixture, PATIENCE, bytes_received, flip_byte, listeners, spawn, until_complete};
 use peerlab_core::client_server::{Client, ClientServerConfig, Server};
 use peerlab_core::static_tracker::{Peer, StaticTrackerConfig, TrackerFile};
 use peerlab_core::{Bitfield, Event, NodeId};

@@ -1,36 +1,31 @@
-//! A deliberately slow node: at most one message leaves per `gap`. It
-//! wraps any node through the node contract alone (its pacing is a timer),
-//! so a fault can land mid-transfer on a network as fast as loopback.
+//! Pacing: a wrapper that makes any node a deliberately slow sender — at
+//! most one message leaves per `gap` — so that a test or a demo on a network
+//! as fast as loopback can act in the middle of a transfer. It uses nothing
+//! but the node contract (its pacing is a timer), so it runs unchanged in
+//! the simulator and on real backends.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use peerlab_core::{ConnectionEvent, Message, Node, NodeId, Output, StorageResult, Time};
+use crate::message::Message;
+use crate::node::{ConnectionEvent, Node, NodeId, Output, StorageResult};
+use crate::time::Time;
 
 /// A node whose outputs leave at most one message per `gap`: a slow
 /// sender, so that a test can act in the middle of a transfer. It uses
 /// nothing but the node contract (its pacing is a timer).
-pub struct Paced {
-    inner: Box<dyn Node + Send>,
+#[derive(Debug)]
+pub struct Paced<N> {
+    inner: N,
     gap: Duration,
     held: VecDeque<Output>,
     ready: VecDeque<Output>,
     next: Time,
 }
 
-impl std::fmt::Debug for Paced {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Paced")
-            .field("node", &self.inner.id())
-            .field("gap", &self.gap)
-            .field("held", &self.held.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Paced {
+impl<N: Node> Paced<N> {
     /// `inner`, sending at most one message per `gap`.
-    pub fn new(inner: Box<dyn Node + Send>, gap: Duration) -> Self {
+    pub fn new(inner: N, gap: Duration) -> Self {
         Paced {
             inner,
             gap,
@@ -57,7 +52,7 @@ impl Paced {
     }
 }
 
-impl Node for Paced {
+impl<N: Node> Node for Paced<N> {
     fn id(&self) -> NodeId {
         self.inner.id()
     }
