@@ -26,9 +26,8 @@
 //! Link rates are not enforced: nodes send as fast as loopback carries, so
 //! distribution times are far below the scenario's bounds.
 
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,19 +38,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use peerlab_core::NodeId;
 use peerlab_core::time::Time;
-use peerlab_net::metainfo_file::{self, HashKind};
 use peerlab_scenarios::faults::FaultKind;
-use peerlab_scenarios::{Outcome, Protocol, ReportBuilder, Role, Scenario};
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
+use peerlab_scenarios::{Outcome, ReportBuilder, Scenario};
 use serde::Serialize;
 
-use crate::node_cmd::{self, EVENTS_FILE, Record};
+use crate::node_cmd::{self, Record};
+use crate::orchestrate::{self, EventsFile};
 use crate::run::RunArgs;
 use crate::{human, run, scenario_arg};
-
-/// The source file's name (and so every downloader's).
-const FILE_NAME: &str = "file.bin";
 
 /// How long a node gets to stop after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(3);
@@ -62,9 +56,6 @@ const START_PATIENCE: Duration = Duration::from_secs(120);
 
 /// How often the run looks at its processes, events and faults.
 const TICK: Duration = Duration::from_millis(10);
-
-/// Exit status when a downloader's file differs from the source.
-pub const EXIT_MISMATCH: u8 = 5;
 
 /// What `peerlab run --on loopback` leaves in the work directory besides
 /// the report: measurements that are not part of the report's contract.
@@ -103,37 +94,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if args.trace.is_some() {
         bail!("--trace records the simulator's events; it is for --on sim only");
     }
-    let name = scenario.name.clone().unwrap_or_else(|| "scenario".into());
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("peerlab-loopback-{name}-{}", std::process::id())),
-    };
-    if work.exists() && std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some()) {
-        bail!(
-            "work directory {} is not empty; give an empty or new one (--work-dir)",
-            work.display()
-        );
-    }
-    std::fs::create_dir_all(work.join("source"))
-        .with_context(|| format!("cannot create the work directory {}", work.display()))?;
-
-    let layout = scenario.layout();
-    let source = work.join("source").join(FILE_NAME);
     let started = Instant::now();
-    write_source(&source, scenario.file.size.0, scenario.seed)?;
-    let metainfo = metainfo_file::create_metainfo(&source, layout.piece_len(), HashKind::Sha1)?;
-    let metainfo_path = metainfo_file::save(&metainfo, &metainfo_file::metainfo_path(&source))?;
-    let scenario_path = work.join("scenario.json");
-    std::fs::write(&scenario_path, serde_json::to_string_pretty(&scenario)?)
-        .with_context(|| format!("cannot write {}", scenario_path.display()))?;
+    let prep = orchestrate::prepare(args, &scenario, "loopback")?;
+    let (name, work, source) = (prep.name.clone(), prep.work.clone(), prep.source.clone());
     let hosts = scenario.hosts();
     let addrs = free_ports(hosts.len())?;
     let addresses = work.join("addresses.txt");
-    let mut text = String::from("# peerlab address file: one `name = ip:port` per host\n");
-    for (h, a) in hosts.iter().zip(&addrs) {
-        text.push_str(&format!("{} = {a}\n", h.name));
-    }
-    std::fs::write(&addresses, text).with_context(|| format!("cannot write {}", addresses.display()))?;
+    orchestrate::write_addresses(&addresses, &hosts, &addrs)?;
     if !args.quiet {
         println!(
             "loopback: {} hosts as processes on 127.0.0.1, work directory {} (prepared in {})",
@@ -156,16 +123,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 dir: work.join("hosts").join(&h.name),
                 child: None,
                 peak_rss: 0,
-                events_offset: 0,
+                events: EventsFile::in_dir(&work.join("hosts").join(&h.name)),
             })
             .collect(),
         common: vec![
             "--scenario".into(),
-            scenario_path.display().to_string(),
+            prep.scenario.display().to_string(),
             "--addresses".into(),
             addresses.display().to_string(),
             "--metainfo".into(),
-            metainfo_path.display().to_string(),
+            prep.metainfo.display().to_string(),
             "--epoch-unix-ns".into(),
             epoch_ns.to_string(),
             "--exit-with-parent".into(),
@@ -175,35 +142,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         pace_server: args.pace_server.map(|d| format!("{} ns", d.0.as_nanos())),
         verbose: args.verbose,
     };
-    // The sender of a relay run fails over when its destination does not
-    // answer: start it last. Everyone else dials the server: start it first.
-    let server_first = scenario.protocol != Protocol::Relay;
-    let order: Vec<usize> = if scenario.protocol == Protocol::Swarm {
-        // Peers announce to the tracker as they start: start it first.
-        let tracker = hosts.len() - 1;
-        [tracker].into_iter().chain(0..tracker).collect()
-    } else if server_first {
-        (0..hosts.len()).collect()
-    } else {
-        (1..hosts.len()).chain([0]).collect()
-    };
-    for &i in &order {
+    for (i, wait) in orchestrate::start_order(&scenario) {
         fleet.start(i)?;
-        if i == 0 || order.first() == Some(&i) || order.last() == Some(&i) || !server_first {
+        if wait {
             fleet.wait_listening(i, &interrupted)?;
         }
     }
 
-    let mut faults: Vec<(Duration, FaultKind, usize)> = scenario
-        .faults
-        .iter()
-        .flat_map(|f| {
-            let host = hosts.iter().position(|h| h.name == f.host).unwrap_or(0);
-            f.expand().into_iter().map(move |(at, kind)| (at.0, kind, host))
-        })
-        .collect();
-    faults.sort_by_key(|&(at, _, host)| (at, host));
-    let mut faults = faults.into_iter().peekable();
+    let mut faults = orchestrate::schedule(&scenario).into_iter().peekable();
     let mut applied = 0;
     let mut records: Vec<Record> = Vec::new();
     let mut progress = ReportBuilder::new(&scenario);
@@ -218,7 +164,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             );
         }
         let now = epoch.elapsed();
-        while let Some(&(at, kind, host)) = faults.peek() {
+        while let Some(&(at, kind, host, _)) = faults.peek() {
             if at > now {
                 break;
             }
@@ -228,7 +174,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         for (i, slot) in fleet.slots.iter_mut().enumerate() {
             for r in slot.read_events()? {
                 if r.node != NodeId(i as u32) {
-                    bail!("{} holds events of node {}", slot.events_path().display(), r.node);
+                    bail!("{} holds events of node {}", slot.events.path.display(), r.node);
                 }
                 progress.record(Time::from_nanos(r.t_ns), r.node, &r.event);
                 records.push(r);
@@ -262,31 +208,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         records.extend(slot.read_events()?);
     }
 
-    // Every process's clock counts from the same epoch: merge by time.
-    records.sort_by_key(|r| (r.t_ns, r.node));
-    let mut builder = ReportBuilder::new(&scenario);
-    for _ in 0..applied {
-        builder.count_fault();
-    }
-    for r in &records {
-        builder.record(Time::from_nanos(r.t_ns), r.node, &r.event);
-    }
-    let report = builder.finish("loopback", outcome.clone(), None, None);
-    let report_path = args
-        .report
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.report.json")));
+    let report = orchestrate::build_report(&scenario, records, applied, outcome.clone(), "loopback");
+    let report_path = orchestrate::report_path(args, &name);
     run::write_report(&report_path, &report)?;
 
-    let mut identical = Vec::new();
-    if outcome == Outcome::Complete {
-        for (h, slot) in hosts.iter().zip(&fleet.slots) {
-            if h.role == Role::Peer {
-                let same = same_bytes(&source, &slot.dir.join(FILE_NAME))?;
-                identical.push((h.name.clone(), same));
-            }
-        }
-    }
+    let identical = if outcome == Outcome::Complete {
+        let dirs: Vec<PathBuf> = fleet.slots.iter().map(|s| s.dir.clone()).collect();
+        orchestrate::compare_files(&hosts, &source, &dirs)?
+    } else {
+        Vec::new()
+    };
     let stats = Stats {
         wall_s: wall.as_secs_f64(),
         peak_rss_bytes: fleet.slots.iter().map(|s| (s.name.clone(), s.peak_rss)).collect(),
@@ -318,81 +249,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
              carries, so times are not comparable with the bounds (use --on mininet for that)"
         );
     }
-    let differ: Vec<&str> = identical
-        .iter()
-        .filter(|(_, same)| !same)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    if outcome == Outcome::Complete {
-        println!(
-            "files: {}/{} byte-identical to the source{}",
-            identical.len() - differ.len(),
-            identical.len(),
-            if differ.is_empty() {
-                String::new()
-            } else {
-                format!("; DIFFERENT: {}", differ.join(", "))
-            }
-        );
-    }
-    println!("report: {}", report_path.display());
-    let keep = args.keep || outcome != Outcome::Complete || !differ.is_empty();
-    if keep {
-        println!("work directory kept: {}", work.display());
-    } else {
-        drop(fleet);
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    Ok(match (outcome, differ.is_empty()) {
-        (Outcome::Complete, true) => ExitCode::SUCCESS,
-        (Outcome::Complete, false) => ExitCode::from(EXIT_MISMATCH),
-        _ => ExitCode::from(3),
-    })
-}
-
-/// Writes `size` bytes of ChaCha8 output seeded with `seed` to `path`, 1 MiB
-/// at a time.
-fn write_source(path: &Path, size: u64, seed: u64) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut buf = vec![0; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill_bytes(&mut buf[..n]);
-        out.write_all(&buf[..n])
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        left -= n as u64;
-    }
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Whether two files hold the same bytes (read 1 MiB at a time).
-fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
-    let open = |p: &Path| std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()));
-    let (mut fa, mut fb) = match (open(a), open(b)) {
-        (Ok(fa), Ok(fb)) => (fa, fb),
-        (Err(e), _) => return Err(e),
-        (_, Err(_)) => return Ok(false),
-    };
-    if fa.metadata()?.len() != fb.metadata()?.len() {
-        return Ok(false);
-    }
-    let (mut ba, mut bb) = (vec![0; 1 << 20], vec![0; 1 << 20]);
-    loop {
-        let n = fa.read(&mut ba)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        fb.read_exact(&mut bb[..n])?;
-        if ba[..n] != bb[..n] {
-            return Ok(false);
-        }
-    }
+    drop(fleet);
+    Ok(orchestrate::conclude(
+        args,
+        &report_path,
+        &outcome,
+        &identical,
+        &work,
+    ))
 }
 
 /// `n` free ports on 127.0.0.1 (bound together, then released for the
@@ -409,7 +273,7 @@ fn free_ports(n: usize) -> Result<Vec<SocketAddr>> {
 }
 
 /// Set on Ctrl-C or SIGTERM.
-fn interrupt_flag() -> Arc<AtomicBool> {
+pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = Arc::clone(&flag);
     let _ = std::thread::Builder::new()
@@ -450,44 +314,18 @@ struct Slot {
     /// The running process (None: not started, crashed or left).
     child: Option<Child>,
     peak_rss: u64,
-    /// How far its events file has been read (whole lines only).
-    events_offset: u64,
+    /// Its events file, read as it grows.
+    events: EventsFile,
 }
 
 impl Slot {
-    fn events_path(&self) -> PathBuf {
-        self.dir.join(EVENTS_FILE)
-    }
-
     fn log_path(&self) -> PathBuf {
         self.dir.join("node.log")
     }
 
     /// The complete lines appended to its events file since the last call.
     fn read_events(&mut self) -> Result<Vec<Record>> {
-        let path = self.events_path();
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        file.seek(SeekFrom::Start(self.events_offset))?;
-        let mut reader = std::io::BufReader::new(file);
-        let mut out = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line)?;
-            // A line without its newline is still being written (or was cut
-            // by a SIGKILL mid-write): read it next time, or never.
-            if n == 0 || !line.ends_with('\n') {
-                return Ok(out);
-            }
-            let record: Record = serde_json::from_str(line.trim_end())
-                .with_context(|| format!("{}: bad event line {:?}", path.display(), line.trim_end()))?;
-            self.events_offset += n as u64;
-            out.push(record);
-        }
+        self.events.read_new()
     }
 
     fn sample_rss(&mut self) {

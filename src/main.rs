@@ -3,10 +3,14 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the CLI talks to people
 
+mod compare;
 mod human;
 mod loopback;
 mod metainfo_cmd;
+mod mininet;
 mod node_cmd;
+mod orchestrate;
+mod plotting;
 mod run;
 mod scenario_arg;
 mod sweep;
@@ -65,6 +69,10 @@ enum Command {
     /// a plot of distribution time against the bounds, and a table.
     #[command(after_help = sweep::HELP)]
     Sweep(sweep::SweepArgs),
+    /// Compare two reports or sweeps (e.g. simulator vs real network) point
+    /// by point: relative error of the distribution time, and a figure.
+    #[command(after_help = compare::HELP)]
+    Compare(compare::CompareArgs),
     /// Run a recorded trace (`peerlab run --trace FILE`) again and say
     /// whether the outcome is identical, or where it first diverged.
     #[command(
@@ -145,6 +153,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node_cmd::run(&args),
         Command::Metainfo(cmd) => metainfo_cmd::run(&cmd),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Replay { trace } => replay(&trace),
         Command::List => {
             for name in peerlab_scenarios::library::names() {

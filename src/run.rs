@@ -38,7 +38,8 @@ pub struct RunArgs {
     pub(crate) quiet: bool,
     /// Where to run: `sim` (the deterministic simulator) or `loopback`
     /// (every host a real `peerlab node` process on 127.0.0.1; link rates
-    /// are not enforced).
+    /// are not enforced) or `mininet` (real nodes on an emulated network,
+    /// link rates shaped; needs root and Mininet).
     #[arg(long, value_enum, default_value_t = Backend::Sim)]
     pub(crate) on: Backend,
     /// Loopback: the work directory (source file, address file, each
@@ -65,6 +66,8 @@ pub enum Backend {
     Sim,
     /// Real processes and sockets on 127.0.0.1.
     Loopback,
+    /// Real processes on a Mininet network (root; link rates shaped).
+    Mininet,
 }
 
 fn parse_dur(text: &str) -> Result<peerlab_scenarios::Dur, String> {
@@ -75,6 +78,9 @@ fn parse_dur(text: &str) -> Result<peerlab_scenarios::Dur, String> {
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if args.on == Backend::Loopback {
         return crate::loopback::run(args);
+    }
+    if args.on == Backend::Mininet {
+        return crate::mininet::run(args);
     }
     let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
     let mut sim = Simulation::new(&scenario, &origin)?;

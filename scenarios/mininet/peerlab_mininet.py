@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""Runs one peerlab scenario on a Mininet star; `peerlab run --on mininet` calls it.
+
+Usage (as root, with the system Python): /usr/bin/python3 peerlab_mininet.py PLAN.json
+
+The plan (written by src/mininet.rs) names the `peerlab` binary, the hosts
+(Mininet name, IP, upload/download in Mbit/s or null for unlimited, the
+`peerlab node` arguments), the start order, the faults and what "done"
+means. The driver:
+
+1. cleans up leftovers of an earlier run (`mn -c`), builds one LinuxBridge
+   switch with no controller and one host per scenario host, each on a
+   TCLink shaped with the host's upload rate on the host-side interface and
+   its download rate on the switch-side one (htb; egress of each side);
+2. starts every `peerlab node` inside its host's namespace (mnexec -a), all
+   with one --epoch-unix-ns taken once the network is up, in the plan's
+   order, waiting for the listeners the plan names;
+3. applies the faults at their times: hang = SIGSTOP, resume = SIGCONT,
+   crash = SIGKILL, restart = the same command again, leave = SIGTERM,
+   join = start again, link-down/up = `ip link set IF down/up` on the host
+   side, bandwidth = new htb rates on both sides;
+4. waits until every wanted event is in its host's events.jsonl, or the
+   deadline; then stops the nodes and ALWAYS tears the network down (also on
+   SIGINT/SIGTERM), and writes RESULT.json next to the plan: the epoch, which
+   faults were applied, and how the run ended.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from mininet.link import TCLink
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.nodelib import LinuxBridge
+from mininet.topo import Topo
+
+PIDS = "/run/peerlab-mininet.pids"  # this driver's processes, for cleanup
+TICK = 0.02
+GRACE = 3.0
+START_PATIENCE = 120.0
+
+
+class Interrupted(Exception):
+    pass
+
+
+def on_signal(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def cleanup(hosts):
+    """`mn -c` for this driver only: ends the processes an earlier, killed
+    run left (recorded in PIDS, checked by their command line) and deletes
+    the interfaces and bridge it would collide with."""
+    try:
+        with open(PIDS) as f:
+            pids = [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        pids = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                cmdline = f.read()
+            if b"mininet:" in cmdline or b"peerlab" in cmdline:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+    for name in ["%s-eth0" % h["mn"] for h in hosts] + ["s1"]:
+        if os.path.exists("/sys/class/net/" + name):
+            subprocess.call(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
+    try:
+        os.remove(PIDS)
+    except OSError:
+        pass
+
+
+def record_pids(pids):
+    with open(PIDS, "w") as f:
+        f.write(" ".join(str(p) for p in pids if p))
+
+
+def bw(mbit):
+    """TCLink's bw (Mbit/s), None when unlimited (TCLink caps at 1000)."""
+    return None if mbit is None or mbit > 1000 else mbit
+
+
+class Star(Topo):
+    def build(self, hosts):
+        switch = self.addSwitch("s1")
+        for h in hosts:
+            self.addHost(h["mn"], ip=h["ip"] + "/8")
+            # params1: the host's side (its egress = upload); params2: the
+            # switch's side (its egress = the host's download).
+            self.addLink(h["mn"], switch,
+                         params1={"bw": bw(h["up_mbit"])},
+                         params2={"bw": bw(h["down_mbit"])})
+
+
+class Run:
+    def __init__(self, plan, net):
+        self.plan, self.net = plan, net
+        self.procs = [None] * len(plan["hosts"])
+        self.epoch = None
+
+    def node(self, i):
+        return self.net.get(self.plan["hosts"][i]["mn"])
+
+    def start(self, i):
+        h = self.plan["hosts"][i]
+        os.makedirs(h["data"], exist_ok=True)
+        cmd = ["mnexec", "-a", str(self.node(i).pid), self.plan["binary"], "node",
+               *h["args"], "--epoch-unix-ns", str(self.epoch)]
+        log = open(os.path.join(h["data"], "node.log"), "ab")
+        self.procs[i] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        record_pids([self.node(k).pid for k in range(len(self.procs))]
+                    + [p.pid for p in self.procs if p is not None])
+
+    def listening(self, i):
+        out = self.node(i).cmd("ss -Hltn sport = :%d" % self.plan["port"])
+        return "LISTEN" in out
+
+    def wait_listening(self, i):
+        deadline = time.time() + START_PATIENCE
+        while not self.listening(i):
+            self.check_alive()
+            if time.time() > deadline:
+                raise RuntimeError("%s did not listen" % self.plan["hosts"][i]["name"])
+            time.sleep(TICK)
+
+    def check_alive(self):
+        for i, p in enumerate(self.procs):
+            if p is not None and p.poll() is not None:
+                h = self.plan["hosts"][i]
+                raise RuntimeError("node %s exited on its own (%s); see %s/node.log"
+                                   % (h["name"], p.returncode, h["data"]))
+
+    def signal(self, i, sig):
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            os.kill(p.pid, sig)
+
+    def reap(self, i, patient):
+        p, self.procs[i] = self.procs[i], None
+        if p is None:
+            return
+        try:
+            p.wait(GRACE if patient else 0.001)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def intfs(self, i):
+        """The host-side and the switch-side interface of host i."""
+        intf = self.node(i).defaultIntf()
+        link = intf.link
+        other = link.intf2 if link.intf1 is intf else link.intf1
+        return intf, other
+
+    def apply(self, f):
+        i, kind = f["host"], f["kind"]
+        if kind == "crash":
+            self.signal(i, signal.SIGKILL)
+            self.reap(i, False)
+        elif kind == "leave":
+            self.signal(i, signal.SIGTERM)
+            self.signal(i, signal.SIGCONT)
+            self.reap(i, True)
+        elif kind in ("restart", "join"):
+            if self.procs[i] is None:
+                self.start(i)
+        elif kind == "hang":
+            self.signal(i, signal.SIGSTOP)
+        elif kind == "resume":
+            self.signal(i, signal.SIGCONT)
+        elif kind in ("link-down", "link-up"):
+            host_side, _ = self.intfs(i)
+            self.node(i).cmd("ip link set %s %s" % (host_side, kind[5:]))
+        elif kind == "bandwidth":
+            # A key present = that direction changes; null = unlimited.
+            for intf, key in zip(self.intfs(i), ("up_mbit", "down_mbit")):
+                if key not in f:
+                    continue
+                if bw(f[key]) is None:
+                    intf.tc("%s qdisc del dev %s root")
+                else:
+                    intf.config(bw=bw(f[key]))
+        else:
+            raise RuntimeError("unknown fault " + kind)
+
+    def done(self, offsets, seen):
+        """Whether every wanted (host, event) appeared; reads only new lines."""
+        for k, (i, event) in enumerate(self.plan["wait_for"]):
+            if k in seen:
+                continue
+            path = os.path.join(self.plan["hosts"][i]["data"], "events.jsonl")
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offsets.get(k, 0))
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1
+            offsets[k] = offsets.get(k, 0) + end
+            if ('"%s"' % event).encode() in data[:end]:
+                seen.add(k)
+        return len(seen) == len(self.plan["wait_for"])
+
+    def stop_all(self):
+        for i in range(len(self.procs)):
+            self.signal(i, signal.SIGTERM)
+            self.signal(i, signal.SIGCONT)
+        for i in range(len(self.procs)):
+            self.reap(i, True)
+
+    def go(self):
+        self.epoch = time.time_ns()
+        t0 = time.monotonic()
+        for i in self.plan["order"]:
+            self.start(i)
+            if i in self.plan["wait_listening"]:
+                self.wait_listening(i)
+        faults = sorted(self.plan["faults"], key=lambda f: (f["at_s"], f["host"]))
+        applied, offsets, seen = [], {}, set()
+        while True:
+            now = time.monotonic() - t0
+            while faults and faults[0]["at_s"] <= now:
+                f = faults.pop(0)
+                self.apply(f)
+                applied.append(f["kind"])
+            self.check_alive()
+            if self.done(offsets, seen):
+                return "complete", applied
+            if now >= self.plan["deadline_s"]:
+                return "deadline", applied
+            time.sleep(TICK)
+
+
+def main():
+    plan_path = sys.argv[1]
+    with open(plan_path) as f:
+        plan = json.load(f)
+    result = {"outcome": "error", "applied": [], "epoch_unix_ns": None, "error": None}
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    setLogLevel("error")
+    cleanup(plan["hosts"])  # leftovers of an earlier, killed run
+    net = None
+    run = None
+    try:
+        net = Mininet(topo=Star(hosts=plan["hosts"]), switch=LinuxBridge, controller=None,
+                      link=TCLink, autoStaticArp=True)
+        net.start()
+        run = Run(plan, net)
+        result["outcome"], result["applied"] = run.go()
+    except Interrupted as e:
+        result["outcome"], result["error"] = "interrupted", str(e)
+    except Exception as e:  # reported to the Rust side, which prints it
+        result["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if run is not None:
+            result["epoch_unix_ns"] = run.epoch
+            run.stop_all()
+        if net is not None:
+            net.stop()
+        cleanup(plan["hosts"])
+        out = os.path.join(os.path.dirname(os.path.abspath(plan_path)), "RESULT.json")
+        with open(out, "w") as f:
+            json.dump(result, f)
+    return 0 if result["outcome"] == "complete" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

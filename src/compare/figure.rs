@@ -1,0 +1,506 @@
+//! The comparison's figure: distribution time of A (solid, filled markers)
+//! and B (dashed, hollow markers) against the first numeric point field, one
+//! colour per (protocol, file, other point fields), and below it a panel of
+//! the relative error |A − B| / B of each point with the 5% fidelity target
+//! (DESIGN.md §7). Two single reports show each downloader's completion
+//! time instead.
+
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+
+use super::input::Input;
+use super::{Pair, PeerPair, relative_error, value_text, varying_fields};
+use crate::human;
+use crate::plotting::{self, Draw, DrawResult, FONT, PALETTE, TickedAxis, marker, tick};
+
+/// The simulator's fidelity target against the real network, in percent.
+const TARGET_PERCENT: f64 = 5.0;
+/// Relative errors are written next to their points up to this many.
+const MAX_ERROR_LABELS: usize = 40;
+
+/// One colour: A's and B's line of the same runs.
+#[derive(Debug, Default)]
+struct Series {
+    label: String,
+    /// (x, time) of A's and B's completed runs, by x.
+    a: Vec<(f64, f64)>,
+    b: Vec<(f64, f64)>,
+    /// (x, relative error in percent) where both completed, by x.
+    err: Vec<(f64, f64)>,
+}
+
+/// Everything the figure shows, computed before anything is drawn.
+#[derive(Debug)]
+pub struct Figure {
+    title: String,
+    subtitle: String,
+    x_label: String,
+    y_label: String,
+    /// Tick labels of a categorical x (positions 0, 1, …).
+    categories: Option<Vec<String>>,
+    integer_x: bool,
+    /// Legend names of the two sides.
+    a_name: String,
+    b_name: String,
+    series: Vec<Series>,
+}
+
+/// `A: sim` / `B: mininet (reference)`.
+fn side_names(pair: &Pair<'_>) -> (String, String) {
+    (
+        format!("A: {}", pair.a.report.backend),
+        format!("B: {} (reference)", pair.b.report.backend),
+    )
+}
+
+/// The file's name with its directory's (`sim/reports.jsonl`).
+fn file_name(input: &Input) -> String {
+    let parts: Vec<String> = input
+        .path
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
+/// The mean and max relative error, for the subtitle.
+fn error_summary(series: &[Series]) -> String {
+    let errs: Vec<f64> = series.iter().flat_map(|s| &s.err).map(|p| p.1).collect();
+    if errs.is_empty() {
+        return "no point completed on both sides".to_string();
+    }
+    let mean = errs.iter().sum::<f64>() / errs.len() as f64;
+    let max = errs.iter().copied().fold(0.0, f64::max);
+    format!("relative error |A − B| / B: mean {mean:.2}%, max {max:.2}%")
+}
+
+/// The figure of two sweeps' matched points.
+pub fn points(a: &Input, b: &Input, pairs: &[Pair<'_>]) -> Figure {
+    let varying = varying_fields(pairs);
+    let value = |p: &Pair<'_>, k: &str| {
+        p.a.point
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or_else(String::new, |(_, v)| value_text(v))
+    };
+    // x: the first varying field whose values are numbers, else the first
+    // varying field as categories.
+    let numeric_x = varying.iter().find_map(|k| {
+        let values: Vec<String> = pairs.iter().map(|p| value(p, k)).collect();
+        plotting::numeric(&values).map(|(xs, unit)| (k.clone(), xs, unit))
+    });
+    let (x_field, xs, unit, categories) = match numeric_x {
+        Some((k, xs, unit)) => (Some(k), xs, unit, None),
+        None => match varying.first() {
+            Some(k) => {
+                let mut cats: Vec<String> = Vec::new();
+                let xs = pairs
+                    .iter()
+                    .map(|p| {
+                        let v = value(p, k);
+                        let i = cats.iter().position(|c| *c == v).unwrap_or_else(|| {
+                            cats.push(v);
+                            cats.len() - 1
+                        });
+                        i as f64
+                    })
+                    .collect();
+                (Some(k.clone()), xs, String::new(), Some(cats))
+            }
+            None => (
+                None,
+                vec![0.0; pairs.len()],
+                String::new(),
+                Some(vec![String::new()]),
+            ),
+        },
+    };
+    let others: Vec<&String> = varying
+        .iter()
+        .filter(|k| Some(*k) != x_field.as_ref() && *k != "protocol" && *k != "file.size")
+        .collect();
+    let mut keys: Vec<String> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
+    for (p, &x) in pairs.iter().zip(&xs) {
+        let r = &p.a.report;
+        let mut parts = vec![r.protocol.to_string(), human::bytes(r.file_bytes)];
+        parts.extend(others.iter().map(|k| format!("{k}={}", value(p, k))));
+        let label = parts.join(", ");
+        let i = keys.iter().position(|k| *k == label).unwrap_or_else(|| {
+            keys.push(label.clone());
+            series.push(Series {
+                label,
+                ..Series::default()
+            });
+            series.len() - 1
+        });
+        let s = &mut series[i];
+        let (ta, tb) = (p.a.report.distribution_time_s, p.b.report.distribution_time_s);
+        if let Some(t) = ta {
+            s.a.push((x, t));
+        }
+        if let Some(t) = tb {
+            s.b.push((x, t));
+        }
+        if let Some(e) = relative_error(ta, tb) {
+            s.err.push((x, e * 100.0));
+        }
+    }
+    for s in &mut series {
+        for line in [&mut s.a, &mut s.b, &mut s.err] {
+            line.sort_by(|p, q| p.0.total_cmp(&q.0));
+        }
+    }
+    let x_label = match (x_field.as_deref(), unit.as_str()) {
+        (None, _) => String::new(),
+        (Some("peers.count"), "") => "downloaders N (peers.count)".to_string(),
+        (Some(k), "") => k.to_string(),
+        (Some(k), unit) => format!("{k} ({unit})"),
+    };
+    let fixed: Vec<String> = pairs[0]
+        .a
+        .point
+        .iter()
+        .filter(|(k, _)| !varying.contains(k))
+        .map(|(k, v)| format!("{k}={}", value_text(v)))
+        .collect();
+    let (a_name, b_name) = side_names(&pairs[0]);
+    let r0 = &pairs[0].a.report;
+    let name = r0.scenario.clone().unwrap_or_else(|| r0.protocol.to_string());
+    let mut subtitle = format!("A = {} · B = {}", file_name(a), file_name(b));
+    if !fixed.is_empty() {
+        subtitle.push_str(&format!(" · {}", fixed.join(", ")));
+    }
+    subtitle.push_str(&format!(" · {}", error_summary(&series)));
+    Figure {
+        title: match x_field.as_deref() {
+            Some(k) => format!("{name}: {a_name} vs {b_name}, distribution time vs {k}"),
+            None => format!("{name}: {a_name} vs {b_name}, distribution time"),
+        }
+        .replace(" (reference)", ""),
+        subtitle,
+        x_label,
+        y_label: "distribution time (s)".to_string(),
+        integer_x: xs.iter().all(|v| v.fract() == 0.0),
+        categories,
+        a_name,
+        b_name,
+        series,
+    }
+}
+
+/// The figure of two single reports: each downloader's completion time.
+pub fn peers(a: &Input, b: &Input, pair: &Pair<'_>, peers: &[PeerPair]) -> Figure {
+    let r = &pair.a.report;
+    let mut s = Series {
+        label: format!("{}, {}", r.protocol, human::bytes(r.file_bytes)),
+        ..Series::default()
+    };
+    for (i, p) in peers.iter().enumerate() {
+        let x = i as f64;
+        if let Some(t) = p.a {
+            s.a.push((x, t));
+        }
+        if let Some(t) = p.b {
+            s.b.push((x, t));
+        }
+        if let Some(e) = relative_error(p.a, p.b) {
+            s.err.push((x, e * 100.0));
+        }
+    }
+    let (a_name, b_name) = side_names(pair);
+    let name = r.scenario.clone().unwrap_or_else(|| r.protocol.to_string());
+    let times = |t: Option<f64>| t.map_or_else(|| "-".to_string(), human::secs);
+    let err = relative_error(r.distribution_time_s, pair.b.report.distribution_time_s)
+        .map_or_else(|| "-".to_string(), |e| format!("{:.2}%", e * 100.0));
+    let few = peers.len() <= 16;
+    Figure {
+        title: format!("{name}: {a_name} vs {b_name}, completion time per downloader")
+            .replace(" (reference)", ""),
+        subtitle: format!(
+            "A = {} · B = {} · {} downloaders · distribution time {} vs {} ({err})",
+            file_name(a),
+            file_name(b),
+            r.downloaders,
+            times(r.distribution_time_s),
+            times(pair.b.report.distribution_time_s),
+        ),
+        x_label: if few {
+            "downloader".to_string()
+        } else {
+            "downloader (in A's host order, from 0)".to_string()
+        },
+        y_label: "completion time (s)".to_string(),
+        categories: few.then(|| peers.iter().map(|p| p.name.clone()).collect()),
+        integer_x: true,
+        a_name,
+        b_name,
+        series: vec![s],
+    }
+}
+
+impl Figure {
+    fn x_range(&self) -> (f64, f64) {
+        if let Some(c) = &self.categories {
+            return (-0.5, c.len() as f64 - 0.5);
+        }
+        let xs = || {
+            self.series
+                .iter()
+                .flat_map(|s| s.a.iter().chain(&s.b))
+                .map(|p| p.0)
+        };
+        let (lo, hi) = (
+            xs().fold(f64::INFINITY, f64::min),
+            xs().fold(f64::NEG_INFINITY, f64::max),
+        );
+        if !lo.is_finite() {
+            return (-0.5, 0.5);
+        }
+        let pad = if hi > lo { (hi - lo) * 0.04 } else { 0.5 };
+        (lo - pad, hi + pad)
+    }
+
+    fn x_ticks(&self) -> Vec<f64> {
+        if let Some(c) = &self.categories {
+            return (0..c.len()).map(|k| k as f64).collect();
+        }
+        let mut xs: Vec<f64> = self
+            .series
+            .iter()
+            .flat_map(|s| s.a.iter().chain(&s.b))
+            .map(|p| p.0)
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        if xs.len() <= 16 {
+            return xs;
+        }
+        plotting::round_ticks(xs[0], xs[xs.len() - 1], self.integer_x)
+    }
+
+    fn x_format(&self, v: f64) -> String {
+        match &self.categories {
+            Some(c) => c.get(v.round().max(0.0) as usize).cloned().unwrap_or_default(),
+            None => tick(v),
+        }
+    }
+
+    fn legend_label(&self, s: &Series, side: &str) -> String {
+        if self.series.len() == 1 {
+            format!("{side} · {}", s.label)
+        } else {
+            format!("{} · {side}", s.label)
+        }
+    }
+}
+
+/// The corner of a panel the lines cross least, for its legend; `w` and `h`
+/// are the legend's rough share of the panel.
+fn legend_corner(
+    lines: &[&[(f64, f64)]],
+    (x_lo, x_hi): (f64, f64),
+    y_max: f64,
+    h: f64,
+) -> SeriesLabelPosition {
+    let w = 0.42;
+    let mut samples = Vec::new();
+    for line in lines {
+        let norm = |p: &(f64, f64)| ((p.0 - x_lo) / (x_hi - x_lo), p.1 / y_max);
+        for pair in line.windows(2) {
+            let (a, b) = (norm(&pair[0]), norm(&pair[1]));
+            for k in 0..=20 {
+                let t = f64::from(k) / 20.0;
+                samples.push((a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t));
+            }
+        }
+        samples.extend(line.iter().map(norm));
+    }
+    let crossing = |left: bool, top: bool| {
+        samples
+            .iter()
+            .filter(|(x, y)| {
+                (if left { *x <= w } else { *x >= 1.0 - w }) && (if top { *y >= 1.0 - h } else { *y <= h })
+            })
+            .count()
+    };
+    [
+        (SeriesLabelPosition::UpperLeft, crossing(true, true)),
+        (SeriesLabelPosition::UpperRight, crossing(false, true)),
+        (SeriesLabelPosition::LowerRight, crossing(false, false)),
+        (SeriesLabelPosition::LowerLeft, crossing(true, false)),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, n)| n)
+    .map_or(SeriesLabelPosition::UpperLeft, |(p, _)| p)
+}
+
+impl Draw for Figure {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let area = root.margin(16, 8, 8, 28);
+        let area = area.titled(&self.title, (FONT, 28).into_font().color(&BLACK))?;
+        let area = area.titled(
+            &self.subtitle,
+            (FONT, 18).into_font().color(&RGBColor(90, 90, 90)),
+        )?;
+        let height = area.dim_in_pixel().1;
+        let (upper, lower) = area.split_vertically((f64::from(height) * 0.66) as i32);
+        let (x_lo, x_hi) = self.x_range();
+        let x_axis = || TickedAxis {
+            range: x_lo..x_hi,
+            ticks: self.x_ticks(),
+        };
+        let x_format = |v: &f64| self.x_format(*v);
+
+        // Distribution (or completion) times.
+        let y_max = self
+            .series
+            .iter()
+            .flat_map(|s| s.a.iter().chain(&s.b))
+            .map(|p| p.1)
+            .fold(0.0f64, f64::max);
+        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+        let mut chart = ChartBuilder::on(&upper)
+            .margin(12)
+            .margin_bottom(4)
+            .x_label_area_size(36)
+            .y_label_area_size(84)
+            .build_cartesian_2d(x_axis(), 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .y_desc(self.y_label.as_str())
+            .axis_desc_style((FONT, 20))
+            .label_style((FONT, 16))
+            .y_labels(8)
+            .x_label_formatter(&x_format)
+            .y_label_formatter(&|v| tick(*v))
+            .bold_line_style(RGBColor(222, 222, 222))
+            .light_line_style(TRANSPARENT)
+            .axis_style(RGBColor(60, 60, 60))
+            .draw()?;
+        for (i, s) in self.series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let line = color.stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(s.a.iter().copied(), line))?
+                .label(self.legend_label(s, &self.a_name))
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (28, 0)], line)
+                        + marker::<DB>(i, (14, 0), color)
+                });
+            chart.draw_series(
+                s.a.iter()
+                    .map(|&p| EmptyElement::at(p) + marker::<DB>(i, (0, 0), color)),
+            )?;
+            chart
+                .draw_series(DashedLineSeries::new(s.b.iter().copied(), 10, 6, line))?
+                .label(self.legend_label(s, &self.b_name))
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + DashedPathElement::new(vec![(0, 0), (28, 0)], 8, 4, line)
+                        + Circle::new((14, 0), 6, WHITE.filled())
+                        + Circle::new((14, 0), 6, line)
+                });
+            chart.draw_series(s.b.iter().map(|&p| {
+                EmptyElement::at(p) + Circle::new((0, 0), 6, WHITE.filled()) + Circle::new((0, 0), 6, line)
+            }))?;
+        }
+        let lines: Vec<&[(f64, f64)]> = self
+            .series
+            .iter()
+            .flat_map(|s| [s.a.as_slice(), s.b.as_slice()])
+            .collect();
+        let entries = self.series.len() * 2;
+        chart
+            .configure_series_labels()
+            .position(legend_corner(
+                &lines,
+                (x_lo, x_hi),
+                y_max,
+                (0.06 + entries as f64 * 0.07).min(0.9),
+            ))
+            .margin(14)
+            .legend_area_size(36)
+            .label_font((FONT, 17))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(190, 190, 190))
+            .draw()?;
+
+        // Relative errors, in percent, with the fidelity target.
+        let e_max = self
+            .series
+            .iter()
+            .flat_map(|s| &s.err)
+            .map(|p| p.1)
+            .fold(0.0f64, f64::max);
+        let e_max = (e_max * 1.35).max(TARGET_PERCENT * 1.4);
+        let mut panel = ChartBuilder::on(&lower)
+            .margin(12)
+            .margin_top(4)
+            .x_label_area_size(60)
+            .y_label_area_size(84)
+            .build_cartesian_2d(x_axis(), 0.0..e_max)?;
+        panel
+            .configure_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc("|A − B| / B (%)")
+            .axis_desc_style((FONT, 20))
+            .label_style((FONT, 16))
+            .y_labels(5)
+            .x_label_formatter(&x_format)
+            .y_label_formatter(&|v| tick(*v))
+            .bold_line_style(RGBColor(222, 222, 222))
+            .light_line_style(TRANSPARENT)
+            .axis_style(RGBColor(60, 60, 60))
+            .draw()?;
+        let target = RGBColor(120, 120, 120).stroke_width(1);
+        panel
+            .draw_series(DashedLineSeries::new(
+                [(x_lo, TARGET_PERCENT), (x_hi, TARGET_PERCENT)],
+                6,
+                5,
+                target,
+            ))?
+            .label(format!("{TARGET_PERCENT}% fidelity target"))
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y)) + DashedPathElement::new(vec![(0, 0), (28, 0)], 6, 5, target)
+            });
+        let labelled = self.series.iter().map(|s| s.err.len()).sum::<usize>() <= MAX_ERROR_LABELS;
+        for (i, s) in self.series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            panel.draw_series(LineSeries::new(s.err.iter().copied(), color.stroke_width(1)))?;
+            panel.draw_series(
+                s.err
+                    .iter()
+                    .map(|&p| EmptyElement::at(p) + marker::<DB>(i, (0, 0), color)),
+            )?;
+            if labelled {
+                let font = (FONT, 15).into_font().color(&color);
+                panel.draw_series(s.err.iter().map(|&(x, e)| {
+                    EmptyElement::at((x, e)) + Text::new(format!("{e:.1}%"), (-16, -24), font.clone())
+                }))?;
+            }
+        }
+        panel
+            .configure_series_labels()
+            .position(legend_corner(
+                &self.series.iter().map(|s| s.err.as_slice()).collect::<Vec<_>>(),
+                (x_lo, x_hi),
+                e_max,
+                0.3,
+            ))
+            .margin(10)
+            .legend_area_size(36)
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(190, 190, 190))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    }
+}

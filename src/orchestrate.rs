@@ -1,0 +1,297 @@
+//! What the real backends (`--on loopback`, `--on mininet`) share: the work
+//! directory with the source file, its metainfo, the resolved scenario and
+//! the address file; the start order; the fault schedule; reading the
+//! nodes' `events.jsonl`; merging them into the simulator's
+//! [`ReportBuilder`]; comparing the downloaded files with the source; and
+//! the end of the run (report, summary, exit status).
+
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use peerlab_core::time::Time;
+use peerlab_net::metainfo_file::{self, HashKind};
+use peerlab_scenarios::faults::FaultKind;
+use peerlab_scenarios::scenario::Host;
+use peerlab_scenarios::{Outcome, Protocol, Report, ReportBuilder, Role, Scenario};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::node_cmd::{EVENTS_FILE, Record};
+use crate::run::RunArgs;
+
+/// The source file's name (and so every downloader's).
+pub const FILE_NAME: &str = "file.bin";
+
+/// Exit status when a downloader's file differs from the source.
+pub const EXIT_MISMATCH: u8 = 5;
+
+/// The prepared work directory of a run.
+pub struct Prepared {
+    /// The scenario's name (for the default report path).
+    pub name: String,
+    pub work: PathBuf,
+    /// The source file, served by host 0.
+    pub source: PathBuf,
+    pub metainfo: PathBuf,
+    /// The resolved scenario, as JSON, for every node.
+    pub scenario: PathBuf,
+}
+
+/// Creates the (new or empty) work directory and writes the source file,
+/// its metainfo and the resolved scenario into it.
+pub fn prepare(args: &RunArgs, scenario: &Scenario, backend: &str) -> Result<Prepared> {
+    let name = scenario.name.clone().unwrap_or_else(|| "scenario".into());
+    let work = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("peerlab-{backend}-{name}-{}", std::process::id())),
+    };
+    if work.exists() && std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "work directory {} is not empty; give an empty or new one (--work-dir)",
+            work.display()
+        );
+    }
+    std::fs::create_dir_all(work.join("source"))
+        .with_context(|| format!("cannot create the work directory {}", work.display()))?;
+    let source = work.join("source").join(FILE_NAME);
+    write_source(&source, scenario.file.size.0, scenario.seed)?;
+    let meta = metainfo_file::create_metainfo(&source, scenario.layout().piece_len(), HashKind::Sha1)?;
+    let metainfo = metainfo_file::save(&meta, &metainfo_file::metainfo_path(&source))?;
+    let scenario_path = work.join("scenario.json");
+    std::fs::write(&scenario_path, serde_json::to_string_pretty(scenario)?)
+        .with_context(|| format!("cannot write {}", scenario_path.display()))?;
+    Ok(Prepared {
+        name,
+        work,
+        source,
+        metainfo,
+        scenario: scenario_path,
+    })
+}
+
+/// Writes the address file: one `name = ip:port` line per host.
+pub fn write_addresses(path: &Path, hosts: &[Host], addrs: &[SocketAddr]) -> Result<()> {
+    let mut text = String::from("# peerlab address file: one `name = ip:port` per host\n");
+    for (h, a) in hosts.iter().zip(addrs) {
+        text.push_str(&format!("{} = {a}\n", h.name));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The order the hosts start in, and whether each must listen before the
+/// next starts. Everyone dials the server: it starts first (swarm: the
+/// tracker first, peers announce to it). The sender of a relay run fails
+/// over when its destination does not answer: it starts last.
+pub fn start_order(scenario: &Scenario) -> Vec<(usize, bool)> {
+    let n = scenario.hosts().len();
+    let order: Vec<usize> = match scenario.protocol {
+        Protocol::Swarm => [n - 1].into_iter().chain(0..n - 1).collect(),
+        Protocol::Relay => (1..n).chain([0]).collect(),
+        _ => (0..n).collect(),
+    };
+    let relay = scenario.protocol == Protocol::Relay;
+    order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| (i, relay || i == 0 || k == 0 || k + 1 == n))
+        .collect()
+}
+
+/// Every fault (and its undoing) as (time, kind, host index, the fault),
+/// in time order.
+pub fn schedule(scenario: &Scenario) -> Vec<(Duration, FaultKind, usize, usize)> {
+    let hosts = scenario.hosts();
+    let mut faults: Vec<_> = scenario
+        .faults
+        .iter()
+        .enumerate()
+        .flat_map(|(k, f)| {
+            let host = hosts.iter().position(|h| h.name == f.host).unwrap_or(0);
+            f.expand()
+                .into_iter()
+                .map(move |(at, kind)| (at.0, kind, host, k))
+        })
+        .collect();
+    faults.sort_by_key(|&(at, _, host, _)| (at, host));
+    faults
+}
+
+/// Whether a fault counts as one (the disruptive half, as the simulator
+/// counts).
+pub fn counts_as_fault(kind: FaultKind) -> bool {
+    !matches!(
+        kind,
+        FaultKind::Restart | FaultKind::Join | FaultKind::Resume | FaultKind::LinkUp
+    )
+}
+
+/// A node's `events.jsonl`, read as it grows.
+pub struct EventsFile {
+    pub path: PathBuf,
+    /// How far it has been read (whole lines only).
+    offset: u64,
+}
+
+impl EventsFile {
+    /// The events file in data directory `dir`.
+    pub fn in_dir(dir: &Path) -> EventsFile {
+        EventsFile {
+            path: dir.join(EVENTS_FILE),
+            offset: 0,
+        }
+    }
+
+    /// The complete lines appended since the last call.
+    pub fn read_new(&mut self) -> Result<Vec<Record>> {
+        let path = &self.path;
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut reader = std::io::BufReader::new(file);
+        let mut out = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            // A line without its newline is still being written (or was cut
+            // by a SIGKILL mid-write): read it next time, or never.
+            if n == 0 || !line.ends_with('\n') {
+                return Ok(out);
+            }
+            let record: Record = serde_json::from_str(line.trim_end())
+                .with_context(|| format!("{}: bad event line {:?}", path.display(), line.trim_end()))?;
+            self.offset += n as u64;
+            out.push(record);
+        }
+    }
+}
+
+/// Merges every node's events in time order (every process counts from the
+/// same epoch) into the report of `backend`.
+pub fn build_report(
+    scenario: &Scenario,
+    mut records: Vec<Record>,
+    faults: u64,
+    outcome: Outcome,
+    backend: &str,
+) -> Report {
+    records.sort_by_key(|r| (r.t_ns, r.node));
+    let mut builder = ReportBuilder::new(scenario);
+    for _ in 0..faults {
+        builder.count_fault();
+    }
+    for r in &records {
+        builder.record(Time::from_nanos(r.t_ns), r.node, &r.event);
+    }
+    builder.finish(backend, outcome, None, None)
+}
+
+/// Each downloader's file compared with the source (after a complete run).
+pub fn compare_files(hosts: &[Host], source: &Path, dirs: &[PathBuf]) -> Result<Vec<(String, bool)>> {
+    let mut identical = Vec::new();
+    for (h, dir) in hosts.iter().zip(dirs) {
+        if h.role == Role::Peer {
+            identical.push((h.name.clone(), same_bytes(source, &dir.join(FILE_NAME))?));
+        }
+    }
+    Ok(identical)
+}
+
+/// The report's path: --report, or `<name>.report.json`.
+pub fn report_path(args: &RunArgs, name: &str) -> PathBuf {
+    args.report
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.report.json")))
+}
+
+/// Prints the files' verdict and the report's path, keeps or removes the
+/// work directory, and gives the exit status.
+pub fn conclude(
+    args: &RunArgs,
+    report_path: &Path,
+    outcome: &Outcome,
+    identical: &[(String, bool)],
+    work: &Path,
+) -> ExitCode {
+    let differ: Vec<&str> = identical
+        .iter()
+        .filter(|(_, same)| !same)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let complete = *outcome == Outcome::Complete;
+    if complete {
+        println!(
+            "files: {}/{} byte-identical to the source{}",
+            identical.len() - differ.len(),
+            identical.len(),
+            if differ.is_empty() {
+                String::new()
+            } else {
+                format!("; DIFFERENT: {}", differ.join(", "))
+            }
+        );
+    }
+    println!("report: {}", report_path.display());
+    if args.keep || !complete || !differ.is_empty() {
+        println!("work directory kept: {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(work);
+    }
+    match (complete, differ.is_empty()) {
+        (true, true) => ExitCode::SUCCESS,
+        (true, false) => ExitCode::from(EXIT_MISMATCH),
+        _ => ExitCode::from(3),
+    }
+}
+
+/// Writes `size` bytes of ChaCha8 output seeded with `seed` to `path`, 1 MiB
+/// at a time.
+pub fn write_source(path: &Path, size: u64, seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut buf = vec![0; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        out.write_all(&buf[..n])
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        left -= n as u64;
+    }
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Whether two files hold the same bytes (read 1 MiB at a time).
+pub fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
+    let open = |p: &Path| std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()));
+    let (mut fa, mut fb) = match (open(a), open(b)) {
+        (Ok(fa), Ok(fb)) => (fa, fb),
+        (Err(e), _) => return Err(e),
+        (_, Err(_)) => return Ok(false),
+    };
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0; 1 << 20], vec![0; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! What every peerlab figure shares (`peerlab sweep`, `peerlab compare`):
+//! the bundled font, the palette, tick labels without noise, markers, and
+//! writing one figure as SVG and PNG. Text is drawn with a bundled font
+//! (`sweep/fonts/`), so no system font library is needed.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow};
+use peerlab_scenarios::{Dur, Rate, Size};
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::element::DynElement;
+use plotters::prelude::*;
+
+/// Pixel size of both the PNG and the SVG.
+pub const SIZE: (u32, u32) = (1280, 800);
+/// The family the bundled font is registered under.
+pub const FONT: &str = "sans-serif";
+/// Tableau 10: distinct, print- and colour-blind-friendly enough.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// What drawing into a backend `DB` returns.
+pub type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// A figure that can draw itself on any plotters backend.
+pub trait Draw {
+    /// Draws the whole figure on `root` and presents it.
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+/// Writes `<stem>.svg` and `<stem>.png` into `dir`, each through a
+/// temporary file renamed into place.
+pub fn write(fig: &impl Draw, dir: &Path, stem: &str) -> Result<()> {
+    register_font()?;
+    let svg_path = dir.join(format!("{stem}.svg"));
+    let mut svg = String::new();
+    fig.draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
+        .map_err(|e| anyhow!("cannot draw {}: {e}", svg_path.display()))?;
+    let tmp = dir.join(format!("{stem}.partial.svg"));
+    std::fs::write(&tmp, svg)
+        .and_then(|()| std::fs::rename(&tmp, &svg_path))
+        .with_context(|| format!("cannot write {}", svg_path.display()))?;
+
+    let png_path = dir.join(format!("{stem}.png"));
+    // BitMapBackend picks the format from the extension: keep `.png` last.
+    let tmp = dir.join(format!("{stem}.partial.png"));
+    fig.draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area())
+        .map_err(|e| anyhow!("cannot draw {}: {e}", png_path.display()))?;
+    std::fs::rename(&tmp, &png_path).with_context(|| format!("cannot write {}", png_path.display()))
+}
+
+fn register_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        let bytes: &'static [u8] = include_bytes!("sweep/fonts/DejaVuSans.ttf");
+        plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("the bundled font cannot be read"))
+    }
+}
+
+/// `2` for 2.0, `2.5` for 2.5, `0.125` for 0.125: ticks without noise.
+pub fn tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{:.0}", v.round())
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Ticks at round numbers (1, 2 or 5 times a power of ten) covering
+/// `lo..=hi`, about ten of them; whole numbers only if `integer`.
+pub fn round_ticks(lo: f64, hi: f64, integer: bool) -> Vec<f64> {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / 10.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(raw);
+    let step = if integer { step.max(1.0).round() } else { step };
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// A linear f64 axis with ticks where we say (plotters' `with_key_points`
+/// loses the label formatter of f64 axes).
+#[derive(Debug)]
+pub struct TickedAxis {
+    /// The values the axis spans.
+    pub range: Range<f64>,
+    /// Where its labelled ticks go.
+    pub ticks: Vec<f64>,
+}
+
+impl Ranged for TickedAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let share = (value - self.range.start) / (self.range.end - self.range.start);
+        limit.0 + (share * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+/// A marker of shape `kind` centred `at` pixels from its anchor.
+pub fn marker<DB: DrawingBackend>(
+    kind: usize,
+    at: (i32, i32),
+    color: RGBColor,
+) -> DynElement<'static, DB, (i32, i32)> {
+    let (x, y) = at;
+    match kind % 4 {
+        0 => Circle::new(at, 5, color.filled()).into_dyn(),
+        1 => TriangleMarker::new(at, 7, color.filled()).into_dyn(),
+        2 => Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], color.filled()).into_dyn(),
+        _ => Cross::new(at, 5, color.stroke_width(2)).into_dyn(),
+    }
+}
+
+/// The values as numbers in one unit: plain numbers, numbers sharing a unit
+/// (`0 ms, 5 ms`), or durations, sizes or rates in mixed units (shown in
+/// ms, MiB or Mbit/s).
+pub fn numeric(values: &[String]) -> Option<(Vec<f64>, String)> {
+    let split: Option<Vec<(f64, &str)>> = values
+        .iter()
+        .map(|v| {
+            let v = v.trim();
+            let end = v
+                .char_indices()
+                .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || (c == '-' && i == 0)))
+                .map_or(v.len(), |(i, _)| i);
+            let x: f64 = v[..end].parse().ok()?;
+            x.is_finite().then_some((x, v[end..].trim()))
+        })
+        .collect();
+    if let Some(split) = split
+        && split.iter().all(|(_, u)| *u == split[0].1)
+    {
+        let unit = split[0].1.to_string();
+        return Some((split.into_iter().map(|(x, _)| x).collect(), unit));
+    }
+    let all = |f: &dyn Fn(&str) -> Option<f64>| values.iter().map(|v| f(v)).collect::<Option<Vec<f64>>>();
+    if let Some(xs) = all(&|v| Dur::parse(v).ok().map(|d| d.0.as_secs_f64() * 1e3)) {
+        return Some((xs, "ms".into()));
+    }
+    if let Some(xs) = all(&|v| Size::parse(v).ok().map(|s| s.0 as f64 / (1u64 << 20) as f64)) {
+        return Some((xs, "MiB".into()));
+    }
+    if let Some(xs) = all(&|v| {
+        Rate::parse(v)
+            .ok()
+            .filter(|r| !r.is_unlimited())
+            .map(|r| r.bits_per_sec() / 1e6)
+    }) {
+        return Some((xs, "Mbit/s".into()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn numbers_with_one_unit_or_a_known_kind_are_numeric() {
+        assert_eq!(
+            numeric(&strings(&["2", "4"])),
+            Some((vec![2.0, 4.0], String::new()))
+        );
+        assert_eq!(
+            numeric(&strings(&["0 ms", "5 ms"])),
+            Some((vec![0.0, 5.0], "ms".into()))
+        );
+        assert_eq!(
+            numeric(&strings(&["500 ms", "1 s"])),
+            Some((vec![500.0, 1000.0], "ms".into()))
+        );
+        assert_eq!(
+            numeric(&strings(&["512 KiB", "1 MiB"])),
+            Some((vec![0.5, 1.0], "MiB".into()))
+        );
+        assert_eq!(numeric(&strings(&["client-server", "swarm"])), None);
+        assert_eq!(numeric(&strings(&["10 Mbit/s", "unlimited"])), None);
+    }
+
+    #[test]
+    fn ticks_have_no_noise() {
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(0.30000000000000004), "0.3");
+        assert_eq!(tick(12.5), "12.5");
+        assert_eq!(round_ticks(0.0, 100.0, true).len(), 11);
+    }
+}
