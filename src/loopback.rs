@@ -57,6 +57,10 @@ const START_PATIENCE: Duration = Duration::from_secs(120);
 /// How often the run looks at its processes, events and faults.
 const TICK: Duration = Duration::from_millis(10);
 
+/// How far ahead of the release the common epoch lies: time for every node
+/// to read the start file.
+const START_MARGIN: Duration = Duration::from_millis(50);
+
 /// What `peerlab run --on loopback` leaves in the work directory besides
 /// the report: measurements that are not part of the report's contract.
 #[derive(Debug, Serialize)]
@@ -111,8 +115,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
 
     let interrupted = interrupt_flag();
-    let epoch_ns = node_cmd::unix_now_ns();
-    let epoch = Instant::now();
+    let start_file = work.join("start");
     let mut fleet = Fleet {
         slots: hosts
             .iter()
@@ -133,8 +136,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             addresses.display().to_string(),
             "--metainfo".into(),
             prep.metainfo.display().to_string(),
-            "--epoch-unix-ns".into(),
-            epoch_ns.to_string(),
+            "--start-file".into(),
+            start_file.display().to_string(),
             "--exit-with-parent".into(),
             "--quiet".into(),
         ],
@@ -142,12 +145,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         pace_server: args.pace_server.map(|d| format!("{} ns", d.0.as_nanos())),
         verbose: args.verbose,
     };
-    for (i, wait) in orchestrate::start_order(&scenario) {
+    // Every node opens its storage and listens, then waits at the start
+    // barrier; released together a moment later, no start-up is timed.
+    let order = orchestrate::start_order(&scenario);
+    for &i in &order {
         fleet.start(i)?;
-        if wait {
-            fleet.wait_listening(i, &interrupted)?;
-        }
     }
+    for &i in &order {
+        fleet.wait_listening(i, &interrupted)?;
+    }
+    let epoch = Instant::now() + START_MARGIN;
+    node_cmd::release_start(
+        &start_file,
+        node_cmd::unix_now_ns() + START_MARGIN.as_nanos() as u64,
+    )?;
+    std::thread::sleep(START_MARGIN);
 
     let mut faults = orchestrate::schedule(&scenario).into_iter().peekable();
     let mut applied = 0;

@@ -75,6 +75,13 @@ pub struct NodeArgs {
     /// node of a run the same one [default: when this node starts].
     #[arg(long, value_name = "NS")]
     epoch_unix_ns: Option<u64>,
+    /// Start barrier: open storage and listen, then wait until FILE exists
+    /// and start at the epoch it holds (UNIX nanoseconds). An orchestrator
+    /// writes it once every node is ready, a moment ahead, so that all
+    /// downloads start together and no node's start-up is timed. Overrides
+    /// --epoch-unix-ns.
+    #[arg(long, value_name = "FILE")]
+    start_file: Option<PathBuf>,
     /// Send at most one message per DUR (e.g. "2 ms"): a deliberately slow
     /// node, so that faults can land mid-transfer on a fast network.
     #[arg(long, value_name = "DUR", value_parser = parse_dur)]
@@ -212,6 +219,38 @@ pub fn unix_now_ns() -> u64 {
 }
 
 /// The monotonic instant matching `unix_ns` on the wall clock.
+/// The start barrier: with a start file, waits until it exists and reads
+/// the common epoch from it; then waits until that epoch. Returns the epoch.
+async fn start_barrier(start_file: Option<&Path>, epoch_ns: u64) -> Result<u64> {
+    let epoch_ns = match start_file {
+        None => epoch_ns,
+        Some(path) => loop {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    break text.trim().parse::<u64>().with_context(|| {
+                        format!("{}: not a start time in UNIX nanoseconds", path.display())
+                    })?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            }
+        },
+    };
+    tokio::time::sleep_until(epoch_instant(epoch_ns)).await;
+    Ok(epoch_ns)
+}
+
+/// Writes the start file of [`start_barrier`] (atomically: a node never
+/// reads half of it): every node waiting on it starts at `epoch_ns`.
+pub fn release_start(path: &Path, epoch_ns: u64) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, epoch_ns.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the start file {}", path.display()))
+}
+
 fn epoch_instant(unix_ns: u64) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     let wall = unix_now_ns();
@@ -331,6 +370,10 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
                 args.addresses.display()
             )
         })?;
+        let epoch_ns = tokio::select! {
+            epoch = start_barrier(args.start_file.as_deref(), epoch_ns) => epoch?,
+            () = shutdown_signal(args.exit_with_parent) => return Ok(()),
+        };
         let mut io = NodeIo::new(listener, book, storage);
         io.epoch = epoch_instant(epoch_ns);
         io.http_tracker = http_tracker;
@@ -392,6 +435,10 @@ fn run_tracker_host(
                 args.addresses.display()
             )
         })?;
+        let epoch_ns = tokio::select! {
+            epoch = start_barrier(args.start_file.as_deref(), epoch_ns) => epoch?,
+            () = shutdown_signal(args.exit_with_parent) => return Ok(()),
+        };
         let mut io = peerlab_net::TrackerIo::new(listener, book, info_hash);
         io.epoch = epoch_instant(epoch_ns);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -82,23 +82,18 @@ pub fn write_addresses(path: &Path, hosts: &[Host], addrs: &[SocketAddr]) -> Res
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The order the hosts start in, and whether each must listen before the
-/// next starts. Everyone dials the server: it starts first (swarm: the
-/// tracker first, peers announce to it). The sender of a relay run fails
-/// over when its destination does not answer: it starts last.
-pub fn start_order(scenario: &Scenario) -> Vec<(usize, bool)> {
+/// The order the hosts start in. Nodes wait at a start barrier (`peerlab
+/// node --start-file`) until every one is listening, so the order only
+/// decides who gets ready first: the server (swarm: the tracker) first,
+/// a relay run's sender last.
+pub fn start_order(scenario: &Scenario) -> Vec<usize> {
     let n = scenario.hosts().len();
     let order: Vec<usize> = match scenario.protocol {
         Protocol::Swarm => [n - 1].into_iter().chain(0..n - 1).collect(),
         Protocol::Relay => (1..n).chain([0]).collect(),
         _ => (0..n).collect(),
     };
-    let relay = scenario.protocol == Protocol::Relay;
     order
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| (i, relay || i == 0 || k == 0 || k + 1 == n))
-        .collect()
 }
 
 /// Every fault (and its undoing) as (time, kind, host index, the fault),

@@ -12,9 +12,11 @@ means. The driver:
    switch with no controller and one host per scenario host, each on a
    TCLink shaped with the host's upload rate on the host-side interface and
    its download rate on the switch-side one (htb; egress of each side);
-2. starts every `peerlab node` inside its host's namespace (mnexec -a), all
-   with one --epoch-unix-ns taken once the network is up, in the plan's
-   order, waiting for the listeners the plan names;
+2. starts every `peerlab node` inside its host's namespace (mnexec -a) with
+   a start barrier (--start-file): each opens its storage and listens, then
+   waits; once every listener is up the driver writes the start file with a
+   common epoch a moment ahead, so all downloads start together and no
+   node's start-up is timed;
 3. applies the faults at their times: hang = SIGSTOP, resume = SIGCONT,
    crash = SIGKILL, restart = the same command again, leave = SIGTERM,
    join = start again, link-down/up = `ip link set IF down/up` on the host
@@ -101,10 +103,13 @@ class Star(Topo):
 
 
 class Run:
-    def __init__(self, plan, net):
+    def __init__(self, plan, net, start_file):
         self.plan, self.net = plan, net
         self.procs = [None] * len(plan["hosts"])
         self.epoch = None
+        self.start_file = start_file
+        if os.path.exists(start_file):
+            os.remove(start_file)
 
     def node(self, i):
         return self.net.get(self.plan["hosts"][i]["mn"])
@@ -113,7 +118,7 @@ class Run:
         h = self.plan["hosts"][i]
         os.makedirs(h["data"], exist_ok=True)
         cmd = ["mnexec", "-a", str(self.node(i).pid), self.plan["binary"], "node",
-               *h["args"], "--epoch-unix-ns", str(self.epoch)]
+               *h["args"], "--start-file", self.start_file]
         log = open(os.path.join(h["data"], "node.log"), "ab")
         self.procs[i] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
@@ -219,12 +224,18 @@ class Run:
             self.reap(i, True)
 
     def go(self):
-        self.epoch = time.time_ns()
-        t0 = time.monotonic()
         for i in self.plan["order"]:
             self.start(i)
-            if i in self.plan["wait_listening"]:
-                self.wait_listening(i)
+        for i in self.plan["wait_listening"]:
+            self.wait_listening(i)
+        margin_s = 0.1  # time for every node to read the start file
+        self.epoch = time.time_ns() + int(margin_s * 1e9)
+        t0 = time.monotonic() + margin_s
+        tmp = self.start_file + ".partial"
+        with open(tmp, "w") as f:
+            f.write(str(self.epoch))
+        os.rename(tmp, self.start_file)
+        time.sleep(margin_s)
         faults = sorted(self.plan["faults"], key=lambda f: (f["at_s"], f["host"]))
         applied, offsets, seen = [], {}, set()
         while True:
@@ -256,7 +267,8 @@ def main():
         net = Mininet(topo=Star(hosts=plan["hosts"]), switch=LinuxBridge, controller=None,
                       link=TCLink, autoStaticArp=True)
         net.start()
-        run = Run(plan, net)
+        start_file = os.path.join(os.path.dirname(os.path.abspath(plan_path)), "start")
+        run = Run(plan, net, start_file)
         result["outcome"], result["applied"] = run.go()
     except Interrupted as e:
         result["outcome"], result["error"] = "interrupted", str(e)
