@@ -59,9 +59,15 @@ fn a_good_scenario_prints_the_table_and_writes_the_report() {
     assert_eq!(r["protocol"], "client-server");
     assert_eq!(r["file_bytes"], 1 << 20);
     assert_eq!(r["hosts"].as_array().map(Vec::len), Some(4));
-    // 3 x 1 MiB through a 10 Mbit/s uplink.
+    // 3 x 1 MiB through a 10 Mbit/s uplink, of which the calibrated
+    // goodput factor is left for payload.
+    assert_eq!(
+        r["goodput_factor"],
+        peerlab_scenarios::scenario::CALIBRATED_GOODPUT
+    );
     let bound = r["bounds"]["client_server_s"].as_f64().expect("bound");
-    assert!((bound - 3.0 * 8.0 * 1_048_576.0 / 10e6).abs() < 1e-9);
+    let payload_rate = 10e6 * peerlab_scenarios::scenario::CALIBRATED_GOODPUT;
+    assert!((bound - 3.0 * 8.0 * 1_048_576.0 / payload_rate).abs() < 1e-9);
     let d = r["distribution_time_s"].as_f64().expect("distribution time");
     assert!(d >= bound && d <= bound * 1.005, "{d} vs {bound}");
     assert!(r["trace_hash"].as_str().is_some_and(|h| h.len() == 16));

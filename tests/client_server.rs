@@ -13,7 +13,8 @@ const BASE: &str = r#"{
     "seed": 1,
     "file": { "size": "4 MiB" },
     "server": { "upload": "20 Mbit/s" },
-    "peers": { "count": 1, "upload": "20 Mbit/s", "download": "20 Mbit/s" }
+    "peers": { "count": 1, "upload": "20 Mbit/s", "download": "20 Mbit/s" },
+    "network": { "goodput": 1.0 }
 }"#;
 
 /// Asserts the run completed no sooner than the bound and within `slack` of it.
@@ -57,10 +58,15 @@ fn homogeneous_clients_land_within_half_a_percent_for_n_1_to_64() {
 #[test]
 fn the_slowest_download_link_sets_the_pace_when_the_server_is_fast() {
     // u_s = 1 Gbit/s: N*F/u_s is small, F/d_min (the 2 Mbit/s client) dominates.
-    let json = BASE.replace("\"20 Mbit/s\" }", "\"1 Gbit/s\" }").replace(
-        "\"count\": 1,",
-        "\"count\": 9, \"hosts\": [ { \"name\": \"slow\", \"download\": \"2 Mbit/s\" } ],",
-    );
+    let json = BASE
+        .replace(
+            "\"server\": { \"upload\": \"20 Mbit/s\" }",
+            "\"server\": { \"upload\": \"1 Gbit/s\" }",
+        )
+        .replace(
+            "\"count\": 1,",
+            "\"count\": 9, \"hosts\": [ { \"name\": \"slow\", \"download\": \"2 Mbit/s\" } ],",
+        );
     let r = simulate(&scenario(&json, &[]));
     assert_near_cs_bound(&r, 0.005, "fast server, one slow client");
     let f_bits = r.file_bytes as f64 * 8.0;

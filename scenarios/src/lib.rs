@@ -6,6 +6,7 @@
 //! use peerlab_scenarios::{Scenario, library};
 //! let s = Scenario::from_json(library::get("lab-client-server").unwrap(), "lab", &[
 //!     "peers.count=4".to_string(),
+//!     "network.goodput=1".to_string(), // no TCP/IP overhead: the textbook bound
 //! ]).unwrap();
 //! assert_eq!(s.downloaders(), 4);
 //! let b = peerlab_scenarios::Bounds::of(&s);
