@@ -191,6 +191,45 @@ pub fn numeric(values: &[String]) -> Option<(Vec<f64>, String)> {
     None
 }
 
+/// The corner of a panel the lines cross least, for its legend; `(w, h)`
+/// is the legend's rough share of the panel's width and height.
+pub fn legend_corner(
+    lines: &[&[(f64, f64)]],
+    (x_lo, x_hi): (f64, f64),
+    y_max: f64,
+    (w, h): (f64, f64),
+) -> SeriesLabelPosition {
+    let mut samples = Vec::new();
+    for line in lines {
+        let norm = |p: &(f64, f64)| ((p.0 - x_lo) / (x_hi - x_lo), p.1 / y_max);
+        for pair in line.windows(2) {
+            let (a, b) = (norm(&pair[0]), norm(&pair[1]));
+            for k in 0..=20 {
+                let t = f64::from(k) / 20.0;
+                samples.push((a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t));
+            }
+        }
+        samples.extend(line.iter().map(norm));
+    }
+    let crossing = |left: bool, top: bool| {
+        samples
+            .iter()
+            .filter(|(x, y)| {
+                (if left { *x <= w } else { *x >= 1.0 - w }) && (if top { *y >= 1.0 - h } else { *y <= h })
+            })
+            .count()
+    };
+    [
+        (SeriesLabelPosition::UpperLeft, crossing(true, true)),
+        (SeriesLabelPosition::UpperRight, crossing(false, true)),
+        (SeriesLabelPosition::LowerRight, crossing(false, false)),
+        (SeriesLabelPosition::LowerLeft, crossing(true, false)),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, n)| n)
+    .map_or(SeriesLabelPosition::UpperLeft, |(p, _)| p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

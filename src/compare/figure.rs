@@ -298,46 +298,6 @@ impl Figure {
     }
 }
 
-/// The corner of a panel the lines cross least, for its legend; `w` and `h`
-/// are the legend's rough share of the panel.
-fn legend_corner(
-    lines: &[&[(f64, f64)]],
-    (x_lo, x_hi): (f64, f64),
-    y_max: f64,
-    h: f64,
-) -> SeriesLabelPosition {
-    let w = 0.42;
-    let mut samples = Vec::new();
-    for line in lines {
-        let norm = |p: &(f64, f64)| ((p.0 - x_lo) / (x_hi - x_lo), p.1 / y_max);
-        for pair in line.windows(2) {
-            let (a, b) = (norm(&pair[0]), norm(&pair[1]));
-            for k in 0..=20 {
-                let t = f64::from(k) / 20.0;
-                samples.push((a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t));
-            }
-        }
-        samples.extend(line.iter().map(norm));
-    }
-    let crossing = |left: bool, top: bool| {
-        samples
-            .iter()
-            .filter(|(x, y)| {
-                (if left { *x <= w } else { *x >= 1.0 - w }) && (if top { *y >= 1.0 - h } else { *y <= h })
-            })
-            .count()
-    };
-    [
-        (SeriesLabelPosition::UpperLeft, crossing(true, true)),
-        (SeriesLabelPosition::UpperRight, crossing(false, true)),
-        (SeriesLabelPosition::LowerRight, crossing(false, false)),
-        (SeriesLabelPosition::LowerLeft, crossing(true, false)),
-    ]
-    .into_iter()
-    .min_by_key(|&(_, n)| n)
-    .map_or(SeriesLabelPosition::UpperLeft, |(p, _)| p)
-}
-
 impl Draw for Figure {
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
@@ -418,11 +378,11 @@ impl Draw for Figure {
         let entries = self.series.len() * 2;
         chart
             .configure_series_labels()
-            .position(legend_corner(
+            .position(plotting::legend_corner(
                 &lines,
                 (x_lo, x_hi),
                 y_max,
-                (0.06 + entries as f64 * 0.07).min(0.9),
+                (0.42, (0.06 + entries as f64 * 0.07).min(0.9)),
             ))
             .margin(14)
             .legend_area_size(36)
@@ -488,11 +448,11 @@ impl Draw for Figure {
         }
         panel
             .configure_series_labels()
-            .position(legend_corner(
+            .position(plotting::legend_corner(
                 &self.series.iter().map(|s| s.err.as_slice()).collect::<Vec<_>>(),
                 (x_lo, x_hi),
                 e_max,
-                0.3,
+                (0.42, 0.3),
             ))
             .margin(10)
             .legend_area_size(36)

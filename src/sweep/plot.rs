@@ -287,44 +287,17 @@ fn x_ticks(fig: &Figure) -> Vec<f64> {
 }
 
 /// The corner of the plot the lines cross least, for the legend.
-fn legend_corner(fig: &Figure, (x_lo, x_hi): (f64, f64), y_max: f64) -> SeriesLabelPosition {
+fn legend_corner(fig: &Figure, x: (f64, f64), y_max: f64) -> SeriesLabelPosition {
     let entries = fig.series.len() + fig.bounds.len();
     // The legend's share of the plot, roughly.
-    let (w, h) = (0.36, (0.05 + entries as f64 * 0.04).min(0.9));
-    let lines = fig
+    let size = (0.36, (0.05 + entries as f64 * 0.04).min(0.9));
+    let lines: Vec<&[(f64, f64)]> = fig
         .series
         .iter()
-        .map(|s| &s.points)
-        .chain(fig.bounds.iter().map(|b| &b.points));
-    let mut samples = Vec::new();
-    for line in lines {
-        let norm = |p: &(f64, f64)| ((p.0 - x_lo) / (x_hi - x_lo), p.1 / y_max);
-        for pair in line.windows(2) {
-            let (a, b) = (norm(&pair[0]), norm(&pair[1]));
-            for k in 0..=20 {
-                let t = f64::from(k) / 20.0;
-                samples.push((a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t));
-            }
-        }
-        samples.extend(line.iter().map(norm));
-    }
-    let crossing = |left: bool, top: bool| {
-        samples
-            .iter()
-            .filter(|(x, y)| {
-                (if left { *x <= w } else { *x >= 1.0 - w }) && (if top { *y >= 1.0 - h } else { *y <= h })
-            })
-            .count()
-    };
-    [
-        (SeriesLabelPosition::UpperLeft, crossing(true, true)),
-        (SeriesLabelPosition::UpperRight, crossing(false, true)),
-        (SeriesLabelPosition::LowerRight, crossing(false, false)),
-        (SeriesLabelPosition::LowerLeft, crossing(true, false)),
-    ]
-    .into_iter()
-    .min_by_key(|&(_, n)| n)
-    .map_or(SeriesLabelPosition::UpperLeft, |(p, _)| p)
+        .map(|s| s.points.as_slice())
+        .chain(fig.bounds.iter().map(|b| b.points.as_slice()))
+        .collect();
+    plotting::legend_corner(&lines, x, y_max, size)
 }
 
 fn draw<DB: DrawingBackend>(fig: &Figure, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
