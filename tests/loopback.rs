@@ -3,6 +3,10 @@
 //! reports of the simulator's shape, errors that name what was wrong.
 //! Every command is bounded by [`PATIENCE`] and killed after it.
 
+mod common;
+
+use common::{key_paths, read_json};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,30 +63,6 @@ fn peerlab(dir: &Path, args: &[&str]) -> Out {
         code: status.code(),
         stdout: std::fs::read_to_string(&out).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("JSON")
-}
-
-/// Every key path of `v` (array items merged), e.g. `hosts[].bytes_down`.
-fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let path = format!("{prefix}.{k}");
-                out.insert(path.clone());
-                key_paths(v, &path, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                key_paths(item, &format!("{prefix}[]"), out);
-            }
-        }
-        _ => {}
     }
 }
 

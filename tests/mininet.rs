@@ -7,6 +7,10 @@
 
 #![allow(clippy::print_stderr)] // the skip and the timings are for people
 
+mod common;
+
+use common::{key_paths, read_json};
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -80,29 +84,6 @@ fn peerlab(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     };
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     (status.code(), read(&out), read(&err))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("JSON")
-}
-
-fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let path = format!("{prefix}.{k}");
-                out.insert(path.clone());
-                key_paths(v, &path, out);
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                key_paths(v, &format!("{prefix}[]"), out);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Runs `scenario` with `sets` on Mininet and on the simulator; checks the
