@@ -219,6 +219,36 @@ pub fn unix_now_ns() -> u64 {
 }
 
 /// The monotonic instant matching `unix_ns` on the wall clock.
+/// The node's tokio runtime.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+/// Listens on `listen`, then waits at the start barrier. `None`: the node
+/// was told to stop before it started.
+async fn listen_then_wait(
+    args: &NodeArgs,
+    listen: std::net::SocketAddr,
+    epoch_ns: u64,
+) -> Result<Option<(tokio::net::TcpListener, u64)>> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} (host {:?} in {}); is the address this machine's, \
+             and the port free?",
+            args.host,
+            args.addresses.display()
+        )
+    })?;
+    tokio::select! {
+        epoch = start_barrier(args.start_file.as_deref(), epoch_ns) => Ok(Some((listener, epoch?))),
+        () = shutdown_signal(args.exit_with_parent) => Ok(None),
+    }
+}
+
 /// The start barrier: with a start file, waits until it exists and reads
 /// the common epoch from it; then waits until that epoch. Returns the epoch.
 async fn start_barrier(start_file: Option<&Path>, epoch_ns: u64) -> Result<u64> {
@@ -355,24 +385,11 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     }
     tracing::info!(host = %args.host, %id, ?role, %listen, resumed, "starting");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let runtime = runtime()?;
     let bar = progress_bar(args.quiet || role != Role::Peer, layout.pieces(), resumed);
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
-            format!(
-                "cannot listen on {listen} (host {:?} in {}); is the address this machine's, \
-                 and the port free?",
-                args.host,
-                args.addresses.display()
-            )
-        })?;
-        let epoch_ns = tokio::select! {
-            epoch = start_barrier(args.start_file.as_deref(), epoch_ns) => epoch?,
-            () = shutdown_signal(args.exit_with_parent) => return Ok(()),
+        let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
+            return Ok(()); // stopped while waiting to start
         };
         let mut io = NodeIo::new(listener, book, storage);
         io.epoch = epoch_instant(epoch_ns);
@@ -420,24 +437,11 @@ fn run_tracker_host(
     let node = nodes::build_node(scenario, id, None);
     let info_hash = metainfo_file::info_hash(metainfo);
     tracing::info!(host = %args.host, %id, %listen, "starting the HTTP tracker");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let runtime = runtime()?;
     let events_path = args.data.join(EVENTS_FILE);
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
-            format!(
-                "cannot listen on {listen} (host {:?} in {}); is the address this machine's, \
-                 and the port free?",
-                args.host,
-                args.addresses.display()
-            )
-        })?;
-        let epoch_ns = tokio::select! {
-            epoch = start_barrier(args.start_file.as_deref(), epoch_ns) => epoch?,
-            () = shutdown_signal(args.exit_with_parent) => return Ok(()),
+        let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
+            return Ok(()); // stopped while waiting to start
         };
         let mut io = peerlab_net::TrackerIo::new(listener, book, info_hash);
         io.epoch = epoch_instant(epoch_ns);
