@@ -2,32 +2,13 @@
 
 #![allow(clippy::print_stderr)] // a failing test shows what the binary said
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{peerlab, scratch};
+
+use std::path::Path;
 
 use serde_json::Value;
-
-/// A fresh directory under the system's temporary directory.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("peerlab-cli-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn peerlab(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .output()
-        .expect("peerlab runs");
-    eprintln!(
-        "peerlab {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{key_paths, read_json};
+use common::{Ran, key_paths, read_json};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,43 +27,9 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `peerlab ARGS` in `dir`, killed after [`PATIENCE`].
-fn peerlab(dir: &Path, args: &[&str]) -> Out {
-    let (out, err) = (dir.join("cmd.stdout"), dir.join("cmd.stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("peerlab starts");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "peerlab {args:?} did not finish in {PATIENCE:?}; stderr: {}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.code(),
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-    }
+/// Runs `peerlab ARGS` in `dir`, bounded by [`PATIENCE`].
+fn peerlab(dir: &Path, args: &[&str]) -> Ran {
+    common::peerlab_in(dir, args, PATIENCE)
 }
 
 /// Runs `scenario` with `sets` on loopback and in the simulator; checks the

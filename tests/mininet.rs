@@ -56,34 +56,10 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `peerlab ARGS` in `dir`, killed after [`PATIENCE`]; (status, stdout, stderr).
+/// Runs `peerlab ARGS` in `dir`, bounded by [`PATIENCE`]; (status, stdout, stderr).
 fn peerlab(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let (out, err) = (dir.join("cmd.stdout"), dir.join("cmd.stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("peerlab starts");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // SIGTERM first: the driver tears Mininet down.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("peerlab {args:?} did not finish in {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    (status.code(), read(&out), read(&err))
+    let ran = common::peerlab_in(dir, args, PATIENCE);
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 /// Runs `scenario` with `sets` on Mininet and on the simulator; checks the

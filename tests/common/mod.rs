@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 #![allow(dead_code)]
+#![allow(clippy::print_stderr)] // a failing test shows what the binary said
 
 use peerlab_scenarios::{Report, Scenario};
 
@@ -39,12 +40,72 @@ pub fn reproduce_with(s: &Scenario, r: &Report) -> String {
     }
 }
 
-/// Runs the `peerlab` binary with `args`.
+/// Runs the `peerlab` binary with `args`; what it printed goes to stderr,
+/// where a failing test shows it.
 pub fn peerlab(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
         .args(args)
         .output()
-        .expect("peerlab starts")
+        .expect("peerlab starts");
+    eprintln!(
+        "peerlab {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// What a bounded run of `peerlab` left.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit status (None: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it printed to stdout.
+    pub stdout: String,
+    /// Everything it printed to stderr.
+    pub stderr: String,
+}
+
+/// Runs `peerlab ARGS` in `dir`, bounded by `patience`: past it, the run is
+/// asked to stop (SIGTERM, so it tears down what it started), killed 5 s
+/// later, and the test fails.
+pub fn peerlab_in(dir: &std::path::Path, args: &[&str], patience: std::time::Duration) -> Ran {
+    use std::time::{Duration, Instant};
+    let (out, err) = (dir.join("cmd.stdout"), dir.join("cmd.stderr"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("peerlab starts");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let deadline = Instant::now() + patience;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = std::process::Command::new("kill")
+                .arg(child.id().to_string())
+                .status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "peerlab {args:?} did not finish in {patience:?}; stderr: {}",
+                read(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ran {
+        code: status.code(),
+        stdout: read(&out),
+        stderr: read(&err),
+    }
 }
 
 /// A fresh scratch directory for one test, unique to this test process.
