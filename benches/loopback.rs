@@ -72,7 +72,7 @@ fn main() {
         bytes / transfer / MIB,
         rate / 1e9
     );
-    println!("  distribution time   {distribution:.3} s (with start-up and the seed's hash check)");
+    println!("  distribution time   {distribution:.3} s (from the common start, after every node is ready)");
     match iperf {
         Some(iperf) => println!(
             "  iperf3 (same run)   {:.2} Gbit/s  -> peerlab / iperf3 = {:.3}",
