@@ -325,12 +325,18 @@ proptest! {
 #[test]
 fn a_peer_hung_for_good_does_not_block_the_others() {
     let static_tracker = CS.replace("\"client-server\"", "\"static-tracker\"");
-    for (name, base) in [
-        ("swarm", SWARM),
-        ("static-tracker", static_tracker.as_str()),
-        ("client-server", CS),
+    for (name, base, sets) in [
+        ("swarm", SWARM, vec![]),
+        // One piece at a time: the hung peer must not hold the upload window.
+        (
+            "swarm, serial uploads",
+            SWARM,
+            vec!["swarm.serial_uploads=true".to_string()],
+        ),
+        ("static-tracker", static_tracker.as_str(), vec![]),
+        ("client-server", CS, vec![]),
     ] {
-        let clean = simulate(&scenario(base, &[]));
+        let clean = simulate(&scenario(base, &sets));
         let t = clean.distribution_time_s.expect("completes") * 0.3;
         let json = with_faults(
             base,
@@ -339,7 +345,9 @@ fn a_peer_hung_for_good_does_not_block_the_others() {
                 (t * 1e3) as u64
             ),
         );
-        let r = simulate(&scenario(&json, &["limits.max_time=30 min".into()]));
+        let mut sets = sets;
+        sets.push("limits.max_time=30 min".into());
+        let r = simulate(&scenario(&json, &sets));
         for h in r
             .hosts
             .iter()

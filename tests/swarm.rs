@@ -1,7 +1,7 @@
 //! The BitTorrent-style swarm through the simulator: everyone completes,
 //! nobody beats the P2P bound, runs are reproducible, the server is
 //! relieved, super-seeding sends no piece twice too early, churn is
-//! survived.
+//! survived, serial uploads send whole pieces.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -214,4 +214,52 @@ fn swarm_options_are_checked_by_field() {
     let hosts = s.hosts();
     assert_eq!(hosts.len(), 7, "server, 5 peers, tracker");
     assert_eq!(hosts[6].role, peerlab_scenarios::Role::Tracker);
+}
+
+/// Blocks the server sent, in arrival order, as (receiver, piece); and the
+/// mean length of the runs of one (receiver, piece).
+fn server_runs(log: &Log) -> (usize, f64) {
+    let sends: Vec<(NodeId, u32)> = log
+        .borrow()
+        .iter()
+        .filter_map(|(_, node, e)| match e {
+            Event::BlockReceived { from, block } | Event::BlockDiscarded { from, block }
+                if *from == SERVER =>
+            {
+                Some((*node, block.piece))
+            }
+            _ => None,
+        })
+        .collect();
+    let runs = 1 + sends.windows(2).filter(|w| w[0] != w[1]).count();
+    (sends.len(), sends.len() as f64 / runs as f64)
+}
+
+#[test]
+fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
+    for n in [1, 2, 5, 16, 32] {
+        let r = run(&small(n, &["swarm.serial_uploads=true"]));
+        assert_complete_within_bound(&r, &format!("serial N={n}"));
+    }
+    // 4 MiB in 16 pieces of 16 blocks.
+    let big = |extra: &[&str]| {
+        let mut sets = vec!["peers.count=16", "file.size=4 MiB", "file.piece_size=256 KiB"];
+        sets.extend_from_slice(extra);
+        scenario(&sets)
+    };
+    let (serial, serial_log) = run_logged(&big(&["swarm.serial_uploads=true"]));
+    let (parallel, parallel_log) = run_logged(&big(&[]));
+    let (_, serial_run) = server_runs(&serial_log);
+    let (_, parallel_run) = server_runs(&parallel_log);
+    // Serial sends a piece's 16 blocks back to back (a run breaks where the
+    // next piece starts while the last block of one is still going out);
+    // parallel interleaves its neighbours block by block.
+    assert!(serial_run > 6.0, "serial: runs of {serial_run:.2} blocks");
+    assert!(parallel_run < 2.0, "parallel: runs of {parallel_run:.2} blocks");
+    assert!(
+        serial.server_bytes_up < parallel.server_bytes_up,
+        "the seed sends fewer duplicates one piece at a time: {} vs {} bytes",
+        serial.server_bytes_up,
+        parallel.server_bytes_up
+    );
 }

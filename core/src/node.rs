@@ -130,6 +130,17 @@ pub trait Node {
     /// Storage answered a [`Command`].
     fn handle_storage(&mut self, result: StorageResult, now: Time);
 
+    /// The transport finished sending a payload message (a
+    /// [`Message::Block`] or [`Message::Push`]) to `peer`: its bytes have
+    /// left this host's queue for the network, so the node may hand the
+    /// driver the next one and keep the driver's queue short (see
+    /// [`crate::swarm::upload`]). Drivers report every payload message, once,
+    /// in the order of each connection; a message lost with its connection
+    /// is never reported. The default ignores it.
+    fn handle_sent(&mut self, peer: NodeId, now: Time) {
+        let _ = (peer, now);
+    }
+
     /// The deadline from [`Node::poll_timeout`] passed. Calling it early or
     /// twice is harmless.
     fn handle_timeout(&mut self, now: Time);
@@ -160,6 +171,9 @@ impl<N: Node + ?Sized> Node for Box<N> {
     }
     fn handle_storage(&mut self, result: StorageResult, now: Time) {
         (**self).handle_storage(result, now);
+    }
+    fn handle_sent(&mut self, peer: NodeId, now: Time) {
+        (**self).handle_sent(peer, now);
     }
     fn handle_timeout(&mut self, now: Time) {
         (**self).handle_timeout(now);

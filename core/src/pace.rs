@@ -82,6 +82,10 @@ impl<N: Node> Node for Paced<N> {
         self.inner.handle_timeout(now);
         self.pump(now);
     }
+    fn handle_sent(&mut self, peer: NodeId, now: Time) {
+        self.inner.handle_sent(peer, now);
+        self.pump(now);
+    }
     fn poll_output(&mut self) -> Option<Output> {
         self.ready.pop_front()
     }

@@ -53,6 +53,11 @@ pub struct SwarmOptions {
     /// Whether the server super-seeds (default false).
     #[serde(default)]
     pub super_seed: bool,
+    /// Whether peers send one piece to one neighbour at a time at full
+    /// rate instead of answering every request at once (default false;
+    /// see `core::swarm::upload` and docs/swarm.md).
+    #[serde(default)]
+    pub serial_uploads: bool,
     /// When a peer leaves after completing: `"stay"` (default),
     /// `"at-completion"` or `"after <duration>"`.
     #[serde(default)]
@@ -107,6 +112,7 @@ impl Default for SwarmOptions {
             random_first_pieces: d_random_first(),
             endgame_copies: d_endgame(),
             super_seed: false,
+            serial_uploads: false,
             leave: LeaveSpec::default(),
         }
     }
@@ -174,6 +180,7 @@ impl SwarmOptions {
             random_first_pieces: self.random_first_pieces,
             endgame_copies: self.endgame_copies,
             super_seed: self.super_seed,
+            serial_uploads: self.serial_uploads,
             leave: self.leave.0,
         }
     }

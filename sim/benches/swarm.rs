@@ -1,6 +1,7 @@
 //! Swarm quality: distribution time over the P2P lower bound for
 //! homogeneous swarms of N = 2..1,000 peers and for a heterogeneous mix,
-//! next to the exact piece-level optimum (F/u)(1 + floor(log2 N)/M).
+//! next to the exact piece-level optimum (F/u)(1 + floor(log2 N)/M), with
+//! the default uploads (every request answered at once) and serial ones.
 //! The numbers are ratios by nature: time over a bound of the same run.
 //!
 //! Run: `cargo bench -p peerlab-sim --bench swarm`
@@ -33,39 +34,59 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     println!("homogeneous swarm: 64 MiB in 256 pieces, u_s = u = 20 Mbit/s, unlimited download, seed 1");
+    println!("time / P2P bound; serial = swarm.serial_uploads (one piece to one neighbour at a time)");
     println!(
-        "{:>5} {:>14} {:>17} {:>18} {:>16} {:>12}",
-        "N", "normal / bound", "super-seed / bnd", "optimum / bound", "server up MiB", "wall s"
+        "{:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>24} {:>8}",
+        "N", "normal", "super", "serial", "ser+sup", "optimum", "server up MiB (n/s/sn/ss)", "wall s"
     );
     for n in [2u32, 4, 8, 16, 32, 64, 128, 256, 512, 1000]
         .into_iter()
         .filter(|&n| n <= max_n)
     {
         let count = format!("peers.count={n}");
-        let (normal, w1) = run("swarm-homogeneous", std::slice::from_ref(&count));
-        let (sup, w2) = run("swarm-homogeneous", &[count, "swarm.super_seed=true".into()]);
-        let f_bits = normal.file_bytes as f64 * 8.0;
-        let opt = piece_level_optimum(f_bits, n, 20e6, 256) / normal.bounds.p2p_s;
+        let mut runs = Vec::new();
+        let mut wall = 0.0;
+        for (serial, sup) in [(false, false), (false, true), (true, false), (true, true)] {
+            let sets = [
+                count.clone(),
+                format!("swarm.super_seed={sup}"),
+                format!("swarm.serial_uploads={serial}"),
+            ];
+            let (r, w) = run("swarm-homogeneous", &sets);
+            wall += w;
+            runs.push(r);
+        }
+        let f_bits = runs[0].file_bytes as f64 * 8.0;
+        // The bound applies the goodput factor to every rate; so must the optimum.
+        let u = 20e6 * runs[0].goodput_factor;
+        let opt = piece_level_optimum(f_bits, n, u, 256) / runs[0].bounds.p2p_s;
+        let up: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.1}", r.server_bytes_up as f64 / 1048576.0))
+            .collect();
         println!(
-            "{n:>5} {:>14} {:>17} {opt:>18.3} {:>7.1} / {:<6.1} {:>12.1}",
-            ratio(&normal),
-            ratio(&sup),
-            normal.server_bytes_up as f64 / 1048576.0,
-            sup.server_bytes_up as f64 / 1048576.0,
-            w1 + w2
+            "{n:>5} {:>8} {:>8} {:>8} {:>8} {opt:>9.3} {:>24} {wall:>8.1}",
+            ratio(&runs[0]),
+            ratio(&runs[1]),
+            ratio(&runs[2]),
+            ratio(&runs[3]),
+            up.join(" / "),
         );
     }
     println!();
     println!("heterogeneous swarm: swarm-churn with peers staying (64 peers, 5-40 Mbit/s)");
-    for super_seed in [false, true] {
-        let sets = [
-            "swarm.leave=stay".to_string(),
-            format!("swarm.super_seed={super_seed}"),
-        ];
-        let (r, wall) = run("swarm-churn", &sets);
-        println!(
-            "  super_seed={super_seed:<5}  time / P2P bound {}   ({wall:.1} s wall)",
-            ratio(&r)
-        );
+    for serial in [false, true] {
+        for super_seed in [false, true] {
+            let sets = [
+                "swarm.leave=stay".to_string(),
+                format!("swarm.super_seed={super_seed}"),
+                format!("swarm.serial_uploads={serial}"),
+            ];
+            let (r, wall) = run("swarm-churn", &sets);
+            println!(
+                "  serial_uploads={serial:<5} super_seed={super_seed:<5}  time / P2P bound {}   ({wall:.1} s wall)",
+                ratio(&r)
+            );
+        }
     }
 }

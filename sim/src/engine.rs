@@ -87,6 +87,12 @@ enum SimEvent {
         inc: u32,
         result: StorageResult,
     },
+    /// A payload message `node` sent to `peer` has left its uplink.
+    Sent {
+        node: u32,
+        inc: u32,
+        peer: u32,
+    },
     Fault {
         host: u32,
         index: usize,
@@ -100,7 +106,8 @@ impl SimEvent {
             SimEvent::Start { node, inc }
             | SimEvent::Timer { node, inc, .. }
             | SimEvent::Connection { node, inc, .. }
-            | SimEvent::Storage { node, inc, .. } => Some((node, inc)),
+            | SimEvent::Storage { node, inc, .. }
+            | SimEvent::Sent { node, inc, .. } => Some((node, inc)),
             _ => None,
         }
     }
@@ -257,7 +264,8 @@ const TAG_STORAGE: u8 = 5;
 const TAG_EVENT: u8 = 6;
 const TAG_COMMAND: u8 = 7;
 const TAG_FAULT: u8 = 8;
-const TAG_NAMES: [&str; 9] = [
+const TAG_SENT: u8 = 9;
+const TAG_NAMES: [&str; 10] = [
     "",
     "start",
     "timer",
@@ -267,6 +275,7 @@ const TAG_NAMES: [&str; 9] = [
     "event",
     "command",
     "fault",
+    "sent",
 ];
 
 impl Simulation {
@@ -574,6 +583,11 @@ impl Simulation {
                 self.events += 1;
                 self.record(TAG_STORAGE, now.as_nanos(), node, &result);
                 self.nodes[node as usize].handle_storage(result, now);
+                self.drain(node);
+            }
+            SimEvent::Sent { node, peer, .. } => {
+                self.record(TAG_SENT, now.as_nanos(), node, &peer);
+                self.nodes[node as usize].handle_sent(NodeId(peer), now);
                 self.drain(node);
             }
             SimEvent::Fault { host, index } => {
@@ -906,6 +920,14 @@ impl Simulation {
         if let Some(msg) = self.chans[chan as usize].queue.pop_front() {
             let arrival = self.now + self.path_latency(from, to);
             self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
+            // Handled now, not queued: it is part of the send that finished
+            // (a hung sender holds it like any input).
+            let inc = self.inc(from);
+            self.process(SimEvent::Sent {
+                node: from,
+                inc,
+                peer: to,
+            });
         }
         self.pump(chan);
     }

@@ -14,6 +14,8 @@
 //!   10 s, one optimistic unchoke rotated every 30 s, anti-snubbing);
 //! - [`super_seed`]: the initial seed's super-seeding mode (no piece sent
 //!   twice before every piece has left once);
+//! - [`upload`]: in which order requested blocks are sent (one piece to one
+//!   neighbour at a time, at the full rate of the uplink);
 //! - [`peer`]: the peer node tying them together. The initial seed is the
 //!   same node started with a full bitfield.
 
@@ -23,6 +25,7 @@ pub mod peer;
 pub mod picker;
 pub mod super_seed;
 pub mod tracker;
+pub mod upload;
 
 use std::time::Duration;
 
@@ -73,6 +76,10 @@ pub struct SwarmConfig {
     pub endgame_copies: u32,
     /// Whether the initial seed super-seeds ([`super_seed`]).
     pub super_seed: bool,
+    /// Whether uploads go one piece to one neighbour at a time at the full
+    /// rate of the uplink ([`upload`]) rather than every request being
+    /// answered at once (the uplink shared among the unchoked neighbours).
+    pub serial_uploads: bool,
     /// When a peer leaves after completing.
     pub leave: Leave,
 }
@@ -91,6 +98,7 @@ impl Default for SwarmConfig {
             random_first_pieces: 4,
             endgame_copies: 2,
             super_seed: false,
+            serial_uploads: false,
             leave: Leave::Stay,
         }
     }

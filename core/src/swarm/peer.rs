@@ -15,9 +15,13 @@
 //! - it unchokes by [`super::choker`] every `rechoke_interval`, rotates the
 //!   optimistic unchoke every `optimistic_interval`, and fills a slot that
 //!   falls free between rechokes at once;
-//! - it answers a request at once with the block; a `Cancel` arrives after
-//!   the block was handed to the transport and is ignored (the end game's
-//!   duplicates are bounded by `endgame_copies` instead);
+//! - it answers a request at once with the block, so the uplink is shared
+//!   among the neighbours it serves; a `Cancel` arrives after the block was
+//!   handed to the transport and is ignored (the end game's duplicates are
+//!   bounded by `endgame_copies` instead). With `serial_uploads` it queues
+//!   the requests instead and sends one piece to one neighbour at a time
+//!   ([`super::upload`]), keeping the transport's queue two blocks short;
+//!   a `Cancel` then recalls a block still queued;
 //! - a seed drops connections to other seeds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::choker::{Candidate, Choker};
 use super::picker::Picker;
 use super::super_seed::SuperSeed;
+use super::upload::Uploads;
 use super::{Leave, SwarmConfig};
 use crate::download::{BlockOutcome, Download};
 use crate::event::{Event, ViolationKind};
@@ -103,6 +108,9 @@ pub struct Peer {
     picker: Picker,
     choker: Choker,
     super_seed: Option<SuperSeed>,
+    uploads: Uploads,
+    /// When a neighbour holding the upload window counts as stalled.
+    upload_deadline: Option<Time>,
     remotes: BTreeMap<NodeId, Remote>,
     connecting: BTreeSet<NodeId>,
     /// Peers the tracker named that we have not tried yet.
@@ -148,6 +156,8 @@ impl Peer {
             picker: Picker::new(layout.pieces(), config.random_first_pieces, config.endgame_copies),
             choker: Choker::new(config.unchoke_slots),
             super_seed,
+            uploads: Uploads::new(layout),
+            upload_deadline: None,
             remotes: BTreeMap::new(),
             connecting: BTreeSet::new(),
             candidates: Vec::new(),
@@ -313,6 +323,7 @@ impl Peer {
         }
         r.am_choking = true;
         self.outbox.send(peer, Message::Choke);
+        self.uploads.choked(peer);
     }
 
     /// Super-seeding: offer `peer` new pieces up to its quota.
@@ -475,7 +486,7 @@ impl Peer {
         }
     }
 
-    fn on_request(&mut self, peer: NodeId, block: crate::pieces::BlockRef) {
+    fn on_request(&mut self, peer: NodeId, block: crate::pieces::BlockRef, now: Time) {
         if !self.layout.is_valid_block(block) {
             self.violation(peer, ViolationKind::InvalidBlock);
             return;
@@ -495,11 +506,28 @@ impl Peer {
         {
             return; // not offered to this peer (it cannot know we have it)
         }
+        if self.config.serial_uploads {
+            self.uploads.request(peer, block);
+            self.send_blocks(now);
+        } else {
+            self.send_block(peer, block);
+        }
+    }
+
+    fn send_block(&mut self, peer: NodeId, block: crate::pieces::BlockRef) {
         self.outbox.send(peer, Message::Block(block));
         self.stats.uploaded += u64::from(block.len);
         if let Some(r) = self.remotes.get_mut(&peer) {
             r.up_window += u64::from(block.len);
         }
+    }
+
+    /// Hands the transport the blocks the upload window has room for.
+    fn send_blocks(&mut self, now: Time) {
+        while let Some((peer, block)) = self.uploads.next(now) {
+            self.send_block(peer, block);
+        }
+        self.upload_deadline = self.uploads.deadline(now);
     }
 
     /// Every piece has left once: announce them all and seed normally.
@@ -601,6 +629,8 @@ impl Peer {
         self.picker.release(peer);
         self.download.forget_peer(peer);
         self.choker.forget(peer);
+        self.uploads.disconnected(peer);
+        self.send_blocks(now);
         if let Some(ss) = self.super_seed.as_mut() {
             ss.forget_peer(peer);
         }
@@ -700,6 +730,8 @@ impl Node for Peer {
             self.config.endgame_copies,
         );
         self.choker = Choker::new(self.config.unchoke_slots);
+        self.uploads = Uploads::new(self.layout);
+        self.upload_deadline = None;
         self.timers = Timers::default();
         self.tracker_link = TrackerLink::Down;
         self.gone = false;
@@ -842,11 +874,11 @@ impl Node for Peer {
                 }
                 self.request_from(peer);
             }
-            Message::Request(block) => self.on_request(peer, block),
+            Message::Request(block) => self.on_request(peer, block, now),
             Message::Block(block) => self.on_block(peer, block, now),
-            // The block was handed to the transport when requested; there
-            // is nothing left to recall.
-            Message::Cancel(_) => {}
+            Message::Cancel(block) => {
+                self.uploads.cancel(peer, block);
+            }
             _ => self.violation(peer, ViolationKind::UnexpectedMessage),
         }
     }
@@ -876,10 +908,19 @@ impl Node for Peer {
         }
     }
 
+    fn handle_sent(&mut self, peer: NodeId, now: Time) {
+        self.uploads.sent(peer, now);
+        if !self.gone {
+            self.send_blocks(now);
+        }
+    }
+
     fn handle_timeout(&mut self, now: Time) {
         if self.gone {
             return;
         }
+        // A neighbour holding the upload window may have stalled.
+        self.send_blocks(now);
         let due = self.timers.expire(now);
         let rotate = due.contains(&Timer::Optimistic);
         for timer in &due {
@@ -910,7 +951,11 @@ impl Node for Peer {
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        self.timers.next()
+        let stall = self.upload_deadline;
+        match (self.timers.next(), stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
