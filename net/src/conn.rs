@@ -23,7 +23,12 @@
 //!    writer takes [`Outgoing`] messages from a bounded queue, reads each
 //!    block's payload from storage on a blocking thread just before it is
 //!    sent (so queued blocks cost a few bytes each, never their payload),
-//!    and writes them in batches. [`Outgoing::Close`] flushes what was
+//!    and writes them in batches. Once a batch is written it reports
+//!    [`Report::Sent`] for its payload messages, so a node that keeps the
+//!    transport's queue short (the swarm's upload scheduler) hands over the
+//!    next block. The socket's unsent bytes are held to
+//!    [`NOTSENT_LOWAT`], so "written" means "nearly on the wire", not
+//!    "in a send buffer of megabytes". [`Outgoing::Close`] flushes what was
 //!    queued before it, then closes.
 //! 4. **End.** Whatever ends the connection — the peer, an I/O error, a bad
 //!    frame, a close — the task reports [`Report::Closed`] once, after every
@@ -133,6 +138,14 @@ pub enum Report {
         /// The payload of a block or push.
         payload: Option<Vec<u8>>,
     },
+    /// The writer wrote `count` payload messages (blocks, pushes) to the
+    /// socket.
+    Sent {
+        /// The connection.
+        conn: ConnId,
+        /// How many.
+        count: u32,
+    },
     /// The connection ended, or never got past its handshake.
     Closed {
         /// The connection.
@@ -164,6 +177,13 @@ pub struct ConnCtx {
 const READ_CHUNK: usize = 64 * 1024;
 /// A writer sends at most this many payload bytes per batch.
 const BATCH_BYTES: u64 = 1024 * 1024;
+/// Unsent bytes a socket may hold (`TCP_NOTSENT_LOWAT`): a write completes
+/// only once the kernel is this close to having sent everything, so
+/// [`Report::Sent`] follows the bytes leaving the host within about one
+/// block (16 KiB). Large enough that a writer keeps the pipe full (it refills on
+/// every ack), small enough not to hide a queue from the node.
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
+
 /// A writer sends at most this many messages per batch.
 const BATCH_MESSAGES: usize = 256;
 
@@ -205,6 +225,9 @@ async fn serve(
 ) -> Result<String, String> {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(conn, "cannot set TCP_NODELAY: {e}");
+    }
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!(conn, "cannot set TCP_NOTSENT_LOWAT: {e}");
     }
     let (mut read, mut write) = stream.into_split();
     let ours = Handshake::new(ctx.info_hash, peer_id(ctx.me));
@@ -252,7 +275,7 @@ async fn serve(
     }
     tokio::select! {
         r = read_frames(ctx, conn, read, buf) => r,
-        w = write_frames(ctx, write, queue) => w,
+        w = write_frames(ctx, conn, write, queue) => w,
     }
 }
 
@@ -385,6 +408,7 @@ async fn read_frames(
 /// Sends queued messages until [`Outgoing::Close`] or an error; why it ended.
 async fn write_frames(
     ctx: &ConnCtx,
+    conn: ConnId,
     mut write: OwnedWriteHalf,
     mut queue: mpsc::Receiver<Outgoing>,
 ) -> Result<String, String> {
@@ -396,6 +420,7 @@ async fn write_frames(
         let mut batch = Vec::new();
         let mut close = false;
         let mut payload_bytes = 0;
+        let mut payloads = 0;
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
@@ -405,6 +430,7 @@ async fn write_frames(
                 }
                 Outgoing::Message(msg) => {
                     payload_bytes += msg.payload_len();
+                    payloads += u32::from(msg.payload_len() > 0);
                     batch.push(msg);
                 }
             }
@@ -425,6 +451,16 @@ async fn write_frames(
             .write_all(&out)
             .await
             .map_err(|e| format!("write failed: {e}"))?;
+        if payloads > 0 {
+            let sent = Report::Sent {
+                conn,
+                count: payloads,
+            };
+            ctx.reports
+                .send(sent)
+                .await
+                .map_err(|_| "node stopped".to_string())?;
+        }
         if close {
             let _ = write.shutdown().await;
             return Ok("closed by this node".into());

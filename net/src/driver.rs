@@ -28,8 +28,9 @@
 //!    - [`Command::VerifyPiece`]: hash-check the piece on disk, answered by
 //!      [`StorageResult::Verified`] or [`StorageResult::Corrupt`];
 //!    - [`Output::Event`]: send `(now, node, event)` to the events channel;
-//! 2. wait for the first of: a frame or connection change from a connection
-//!    task, a storage result, the node's [`Node::poll_timeout`] deadline
+//! 2. wait for the first of: a frame, a connection change or a "payload
+//!    written" report ([`Node::handle_sent`]) from a connection task, a
+//!    storage result, the node's [`Node::poll_timeout`] deadline
 //!    (then [`Node::handle_timeout`]), or the shutdown future.
 //!
 //! With [`NodeIo::http_tracker`], the connection to that node and the
@@ -572,22 +573,24 @@ impl Driver {
                 self.settle().await;
             }
             Report::Frame { conn, msg, payload } => {
-                let Some(&(_, Some(peer))) = self.conns.get(&conn) else {
+                let Some(peer) = self.open_peer(conn) else {
                     return;
                 };
-                let is_open = self
-                    .links
-                    .get(&peer)
-                    .and_then(|l| l.open.as_ref())
-                    .map(|o| o.conn);
-                if is_open != Some(conn) {
-                    return; // a connection the node no longer knows
-                }
                 if let (Some(payload), Message::Block(block) | Message::Push(block)) = (payload, &msg) {
                     self.payload = Some((peer, *block, payload));
                 }
                 let now = self.now();
                 self.node.handle_message(peer, msg, now);
+                self.settle().await;
+            }
+            Report::Sent { conn, count } => {
+                let Some(peer) = self.open_peer(conn) else {
+                    return;
+                };
+                for _ in 0..count {
+                    let now = self.now();
+                    self.node.handle_sent(peer, now);
+                }
                 self.settle().await;
             }
             Report::Closed { conn, reason } => {
@@ -601,6 +604,14 @@ impl Driver {
                 self.settle().await;
             }
         }
+    }
+
+    /// The peer of `conn` if `conn` is the connection to it the node knows
+    /// (`None` for one it no longer knows).
+    fn open_peer(&self, conn: ConnId) -> Option<NodeId> {
+        let peer = self.conns.get(&conn)?.1?;
+        let open = self.links.get(&peer)?.open.as_ref()?;
+        (open.conn == conn).then_some(peer)
     }
 
     fn on_handshake(
