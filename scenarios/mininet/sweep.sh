@@ -3,22 +3,42 @@
 # 20 Mbit/s with 20 MiB; writes docs/data/{mininet,sim}-{cs,swarm}.jsonl
 # (sweep-style lines: {"point": {"peers.count": N}, "report": {...}}).
 # As root, from the repository root, after `cargo build`.
+#
+#   PROTOCOLS="cs swarm"  which protocols to run (default: both)
+#   REPEATS=1             Mininet runs per point; with more than one, every
+#                         run also goes to docs/data/mininet-PROTO-repeats.jsonl
+#                         (point {"peers.count": N, "run": k}); the simulator
+#                         is deterministic and runs once
+#   PEERLAB=path          the binary (default target/debug/peerlab)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${PEERLAB:-$PWD/target/debug/peerlab}
+repeats=${REPEATS:-1}
 tmp=$(mktemp -d)
+# Kept when a run fails, for its node logs.
+trap 'if [ $? = 0 ]; then rm -rf "$tmp"; else echo "kept $tmp" >&2; fi' EXIT
 mkdir -p docs/data
-for proto in cs swarm; do
+line() { # point-json report-file >> out
+    /usr/bin/python3 -c 'import json,sys; print(json.dumps({"point": json.loads(sys.argv[1]), "report": json.load(open(sys.argv[2]))}, separators=(",", ":")))' "$1" "$2"
+}
+for proto in ${PROTOCOLS:-cs swarm}; do
     scen=lab-client-server
     [ "$proto" = swarm ] && scen=swarm-homogeneous
     for be in sim mininet; do : > "docs/data/$be-$proto.jsonl"; done
+    [ "$repeats" -gt 1 ] && : > "docs/data/mininet-$proto-repeats.jsonl"
     for n in 2 4 8 16; do
         for be in sim mininet; do
-            "$bin" run "$scen" --on "$be" --set peers.count=$n --set 'file.size=20 MiB' \
-                --report "$tmp/$be-$proto-$n.json" --work-dir "$tmp/w-$be-$proto-$n" -q
-            /usr/bin/python3 -c 'import json,sys; print(json.dumps({"point": {"peers.count": int(sys.argv[1])}, "report": json.load(open(sys.argv[2]))}, separators=(",", ":")))' \
-                "$n" "$tmp/$be-$proto-$n.json" >> "docs/data/$be-$proto.jsonl"
+            runs=1
+            [ "$be" = mininet ] && runs=$repeats
+            for run in $(seq 1 "$runs"); do
+                out="$tmp/$be-$proto-$n-$run.json"
+                "$bin" run "$scen" --on "$be" --set peers.count=$n --set 'file.size=20 MiB' \
+                    --report "$out" --work-dir "$tmp/w-$be-$proto-$n-$run" -q
+                [ "$run" = 1 ] && line "{\"peers.count\": $n}" "$out" >> "docs/data/$be-$proto.jsonl"
+                if [ "$be" = mininet ] && [ "$repeats" -gt 1 ]; then
+                    line "{\"peers.count\": $n, \"run\": $run}" "$out" >> "docs/data/mininet-$proto-repeats.jsonl"
+                fi
+            done
         done
     done
 done
-rm -rf "$tmp"
