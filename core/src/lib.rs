@@ -13,9 +13,9 @@
 //! 3. ask [`Node::poll_timeout`] for its next deadline and call
 //!    [`Node::handle_timeout`] when it passes (early or twice is harmless);
 //! 4. call [`Node::handle_sent`] when the transport has sent a block, so a
-//!    node can keep the transport's queue short. The swarm peer needs it:
-//!    without it, its uploads stop after two blocks for
-//!    [`swarm::upload::STALL`] at a time.
+//!    node can keep the transport's queue short. A swarm peer with
+//!    `serial_uploads` needs it: without it, its uploads stop after two
+//!    blocks for [`swarm::upload::STALL`] at a time.
 //!
 //! Randomness comes from [`rng::node_rng`], seeded from (scenario seed, node
 //! id). Ordered collections are used wherever order could leak into
