@@ -26,6 +26,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         include_str!("../library/swarm-super-seed.json"),
     ),
     ("swarm-churn", include_str!("../library/swarm-churn.json")),
+    ("swarm-tuned", include_str!("../library/swarm-tuned.json")),
     ("relay-seed000", include_str!("../library/relay-seed000.json")),
 ];
 

@@ -1,7 +1,9 @@
 //! Swarm quality: distribution time over the P2P lower bound for
 //! homogeneous swarms of N = 2..1,000 peers and for a heterogeneous mix,
 //! next to the exact piece-level optimum (F/u)(1 + floor(log2 N)/M), with
-//! the default uploads (every request answered at once) and serial ones.
+//! the default uploads (every request answered at once) and serial ones, and
+//! the tuned profile of docs/swarm.md (serial uploads, super-seeding and a
+//! 500 ms rechoke: the `swarm-tuned` library scenario).
 //! The numbers are ratios by nature: time over a bound of the same run.
 //!
 //! Run: `cargo bench -p peerlab-sim --bench swarm`
@@ -14,6 +16,9 @@ use std::time::Instant;
 
 use peerlab_scenarios::bounds::piece_level_optimum;
 use peerlab_scenarios::{Report, Scenario, library};
+
+/// The rechoke interval of the tuned profile (`swarm-tuned`).
+const TUNED_RECHOKE: &str = "500 ms";
 
 fn run(name: &str, sets: &[String]) -> (Report, f64) {
     let text = library::get(name).expect("library scenario");
@@ -34,10 +39,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     println!("homogeneous swarm: 64 MiB in 256 pieces, u_s = u = 20 Mbit/s, unlimited download, seed 1");
-    println!("time / P2P bound; serial = swarm.serial_uploads (one piece to one neighbour at a time)");
+    println!("time / P2P bound; serial = swarm.serial_uploads (one piece to one neighbour at a time);");
+    println!("tuned = serial + super + swarm.rechoke_interval=500 ms");
     println!(
-        "{:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>24} {:>8}",
-        "N", "normal", "super", "serial", "ser+sup", "optimum", "server up MiB (n/s/sn/ss)", "wall s"
+        "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>32} {:>8}",
+        "N",
+        "normal",
+        "super",
+        "serial",
+        "ser+sup",
+        "tuned",
+        "optimum",
+        "server up MiB (n/s/sn/ss/t)",
+        "wall s"
     );
     for n in [2u32, 4, 8, 16, 32, 64, 128, 256, 512, 1000]
         .into_iter()
@@ -46,11 +60,18 @@ fn main() {
         let count = format!("peers.count={n}");
         let mut runs = Vec::new();
         let mut wall = 0.0;
-        for (serial, sup) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (serial, sup, rechoke) in [
+            (false, false, "10 s"),
+            (false, true, "10 s"),
+            (true, false, "10 s"),
+            (true, true, "10 s"),
+            (true, true, TUNED_RECHOKE),
+        ] {
             let sets = [
                 count.clone(),
                 format!("swarm.super_seed={sup}"),
                 format!("swarm.serial_uploads={serial}"),
+                format!("swarm.rechoke_interval={rechoke}"),
             ];
             let (r, w) = run("swarm-homogeneous", &sets);
             wall += w;
@@ -65,11 +86,12 @@ fn main() {
             .map(|r| format!("{:.1}", r.server_bytes_up as f64 / 1048576.0))
             .collect();
         println!(
-            "{n:>5} {:>8} {:>8} {:>8} {:>8} {opt:>9.3} {:>24} {wall:>8.1}",
+            "{n:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {opt:>9.3} {:>32} {wall:>8.1}",
             ratio(&runs[0]),
             ratio(&runs[1]),
             ratio(&runs[2]),
             ratio(&runs[3]),
+            ratio(&runs[4]),
             up.join(" / "),
         );
     }
@@ -77,16 +99,22 @@ fn main() {
     println!("heterogeneous swarm: swarm-churn with peers staying (64 peers, 5-40 Mbit/s)");
     for serial in [false, true] {
         for super_seed in [false, true] {
-            let sets = [
-                "swarm.leave=stay".to_string(),
-                format!("swarm.super_seed={super_seed}"),
-                format!("swarm.serial_uploads={serial}"),
-            ];
-            let (r, wall) = run("swarm-churn", &sets);
-            println!(
-                "  serial_uploads={serial:<5} super_seed={super_seed:<5}  time / P2P bound {}   ({wall:.1} s wall)",
-                ratio(&r)
-            );
+            for rechoke in ["10 s", TUNED_RECHOKE] {
+                if rechoke == TUNED_RECHOKE && !(serial && super_seed) {
+                    continue;
+                }
+                let sets = [
+                    "swarm.leave=stay".to_string(),
+                    format!("swarm.super_seed={super_seed}"),
+                    format!("swarm.serial_uploads={serial}"),
+                    format!("swarm.rechoke_interval={rechoke}"),
+                ];
+                let (r, wall) = run("swarm-churn", &sets);
+                println!(
+                    "  serial_uploads={serial:<5} super_seed={super_seed:<5} rechoke={rechoke:<7} time / P2P bound {}   ({wall:.1} s wall)",
+                    ratio(&r)
+                );
+            }
         }
     }
 }

@@ -1,0 +1,94 @@
+//! Where a swarm's time goes: how fast it reaches full rate, how busy it
+//! stays, and how long the last pieces take to reach everyone.
+//!
+//! Run: `cargo run --release -p peerlab-sim --example swarm_anatomy -- \
+//!       swarm-tuned [path=value ...]` (a library scenario and `--set`-style
+//! overrides). docs/swarm.md quotes its output.
+//!
+//! "Rate" is piece copies verified per second over the swarm's upload
+//! capacity (every uplink, server included, at the calibrated goodput): 1.0
+//! means every uplink is busy with bytes that end up in a verified piece.
+
+#![allow(clippy::print_stdout)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use peerlab_core::event::Event;
+use peerlab_scenarios::{Role, Scenario, library};
+
+fn main() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "swarm-tuned".into());
+    let sets: Vec<String> = args.collect();
+    let text = library::get(&name).ok_or_else(|| format!("no library scenario named {name:?}"))?;
+    let s = Scenario::from_json(text, &name, &sets).map_err(|e| e.to_string())?;
+    let layout = s.layout();
+    let pieces = layout.pieces() as usize;
+
+    let verified: Rc<RefCell<Vec<(f64, u32)>>> = Rc::default();
+    let sink = verified.clone();
+    let sim = peerlab_sim::Simulation::new(&s, &name)
+        .map_err(|e| e.to_string())?
+        .observe(move |at, _, e| {
+            if let Event::PieceVerified { piece } = e {
+                sink.borrow_mut().push((at.as_nanos() as f64 / 1e9, *piece));
+            }
+        });
+    let r = sim.run(|_| {});
+    let end = r.distribution_time_s.ok_or("the run did not complete")?;
+    let g = r.goodput_factor;
+    let hosts = s.hosts();
+    let uplinks: Vec<f64> = hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::Server | Role::Peer))
+        .map(|h| h.upload.0 * g)
+        .collect();
+    let piece_bits = f64::from(layout.piece_size(0)) * 8.0;
+    let capacity = uplinks.iter().sum::<f64>() / piece_bits; // copies per second
+    let peer_mean = uplinks[1..].iter().sum::<f64>() / (uplinks.len() - 1) as f64;
+    let piece_time = piece_bits / peer_mean;
+
+    println!(
+        "{name}: {} peers, {pieces} pieces; time {end:.3} s, P2P bound {:.3} s, ratio {:.4}; server sent {:.1} MiB",
+        uplinks.len() - 1,
+        r.bounds.p2p_s,
+        r.ratio_to_bound.unwrap_or(f64::NAN),
+        r.server_bytes_up as f64 / 1048576.0
+    );
+    let verified = verified.borrow();
+    let seconds = end.ceil() as usize;
+    let mut per_second = vec![0u32; seconds.max(1)];
+    for &(t, _) in verified.iter() {
+        per_second[(t as usize).min(seconds - 1)] += 1;
+    }
+    println!("rate per second (copies verified / upload capacity of {capacity:.0} copies/s):");
+    let rates: Vec<f64> = per_second.iter().map(|&c| f64::from(c) / capacity).collect();
+    for (i, chunk) in rates.chunks(10).enumerate() {
+        let line: Vec<String> = chunk.iter().map(|x| format!("{x:.2}")).collect();
+        let mean = chunk.iter().sum::<f64>() / chunk.len() as f64;
+        println!(
+            "  {:>4}-{:<4} s  mean {mean:.2}  [{}]",
+            i * 10,
+            i * 10 + chunk.len(),
+            line.join(" ")
+        );
+    }
+    if let Some(full) = rates.iter().position(|&x| x >= 0.9) {
+        println!("first second at >= 0.9 of capacity: {full}-{} s", full + 1);
+    }
+
+    let mut first = vec![f64::INFINITY; pieces];
+    for &(t, p) in verified.iter() {
+        let f = &mut first[p as usize];
+        *f = f.min(t);
+    }
+    let last_out = first.iter().copied().fold(0.0, f64::max);
+    println!(
+        "last piece first verified at {last_out:.3} s; the tail after it: {:.3} s = {:.1} piece-times of a mean peer uplink ({:.4} s)",
+        end - last_out,
+        (end - last_out) / piece_time,
+        piece_time
+    );
+    Ok(())
+}
