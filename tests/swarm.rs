@@ -14,13 +14,12 @@ use peerlab_sim::Simulation;
 const SERVER: NodeId = NodeId(0);
 
 fn scenario(sets: &[&str]) -> Scenario {
+    library_scenario("swarm-homogeneous", sets)
+}
+
+fn library_scenario(name: &str, sets: &[&str]) -> Scenario {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    Scenario::from_json(
-        library::get("swarm-homogeneous").unwrap(),
-        "swarm-homogeneous",
-        &sets,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    Scenario::from_json(library::get(name).unwrap(), name, &sets).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A small, fast variant: 4 MiB in 64 KiB pieces.
@@ -271,13 +270,8 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
 /// to settle. The ratios are deterministic (virtual time, seed 1).
 #[test]
 fn the_tuned_swarm_meets_the_heterogeneous_target_a_10_s_rechoke_misses() {
-    let tuned = Scenario::from_json(library::get("swarm-tuned").unwrap(), "swarm-tuned", &[]).unwrap();
-    let slow = Scenario::from_json(
-        library::get("swarm-tuned").unwrap(),
-        "swarm-tuned",
-        &["swarm.rechoke_interval=10 s".into()],
-    )
-    .unwrap();
+    let tuned = library_scenario("swarm-tuned", &[]);
+    let slow = library_scenario("swarm-tuned", &["swarm.rechoke_interval=10 s"]);
     let (tuned, slow) = std::thread::scope(|s| {
         let a = s.spawn(|| run(&tuned));
         let b = s.spawn(|| run(&slow));

@@ -17,8 +17,24 @@ use std::time::Instant;
 use peerlab_scenarios::bounds::piece_level_optimum;
 use peerlab_scenarios::{Report, Scenario, library};
 
-/// The rechoke interval of the tuned profile (`swarm-tuned`).
-const TUNED_RECHOKE: &str = "500 ms";
+/// The swarms compared, as (serial uploads, super-seed, rechoke interval):
+/// normal, super-seed, serial, serial + super, and the tuned profile
+/// (`swarm-tuned`).
+const CONFIGS: [(bool, bool, &str); 5] = [
+    (false, false, "10 s"),
+    (false, true, "10 s"),
+    (true, false, "10 s"),
+    (true, true, "10 s"),
+    (true, true, "500 ms"),
+];
+
+fn knobs((serial, sup, rechoke): (bool, bool, &str)) -> [String; 3] {
+    [
+        format!("swarm.super_seed={sup}"),
+        format!("swarm.serial_uploads={serial}"),
+        format!("swarm.rechoke_interval={rechoke}"),
+    ]
+}
 
 fn run(name: &str, sets: &[String]) -> (Report, f64) {
     let text = library::get(name).expect("library scenario");
@@ -60,19 +76,9 @@ fn main() {
         let count = format!("peers.count={n}");
         let mut runs = Vec::new();
         let mut wall = 0.0;
-        for (serial, sup, rechoke) in [
-            (false, false, "10 s"),
-            (false, true, "10 s"),
-            (true, false, "10 s"),
-            (true, true, "10 s"),
-            (true, true, TUNED_RECHOKE),
-        ] {
-            let sets = [
-                count.clone(),
-                format!("swarm.super_seed={sup}"),
-                format!("swarm.serial_uploads={serial}"),
-                format!("swarm.rechoke_interval={rechoke}"),
-            ];
+        for config in CONFIGS {
+            let mut sets = vec![count.clone()];
+            sets.extend(knobs(config));
             let (r, w) = run("swarm-homogeneous", &sets);
             wall += w;
             runs.push(r);
@@ -85,36 +91,23 @@ fn main() {
             .iter()
             .map(|r| format!("{:.1}", r.server_bytes_up as f64 / 1048576.0))
             .collect();
+        let ratios: Vec<String> = runs.iter().map(|r| format!("{:>8}", ratio(r))).collect();
         println!(
-            "{n:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {opt:>9.3} {:>32} {wall:>8.1}",
-            ratio(&runs[0]),
-            ratio(&runs[1]),
-            ratio(&runs[2]),
-            ratio(&runs[3]),
-            ratio(&runs[4]),
+            "{n:>5} {} {opt:>9.3} {:>32} {wall:>8.1}",
+            ratios.join(" "),
             up.join(" / "),
         );
     }
     println!();
     println!("heterogeneous swarm: swarm-churn with peers staying (64 peers, 5-40 Mbit/s)");
-    for serial in [false, true] {
-        for super_seed in [false, true] {
-            for rechoke in ["10 s", TUNED_RECHOKE] {
-                if rechoke == TUNED_RECHOKE && !(serial && super_seed) {
-                    continue;
-                }
-                let sets = [
-                    "swarm.leave=stay".to_string(),
-                    format!("swarm.super_seed={super_seed}"),
-                    format!("swarm.serial_uploads={serial}"),
-                    format!("swarm.rechoke_interval={rechoke}"),
-                ];
-                let (r, wall) = run("swarm-churn", &sets);
-                println!(
-                    "  serial_uploads={serial:<5} super_seed={super_seed:<5} rechoke={rechoke:<7} time / P2P bound {}   ({wall:.1} s wall)",
-                    ratio(&r)
-                );
-            }
-        }
+    for config in CONFIGS {
+        let mut sets = vec!["swarm.leave=stay".to_string()];
+        sets.extend(knobs(config));
+        let (r, wall) = run("swarm-churn", &sets);
+        let (serial, super_seed, rechoke) = config;
+        println!(
+            "  serial_uploads={serial:<5} super_seed={super_seed:<5} rechoke={rechoke:<7} time / P2P bound {}   ({wall:.1} s wall)",
+            ratio(&r)
+        );
     }
 }

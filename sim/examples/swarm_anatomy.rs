@@ -57,8 +57,8 @@ fn main() -> Result<(), String> {
         r.server_bytes_up as f64 / 1048576.0
     );
     let verified = verified.borrow();
-    let seconds = end.ceil() as usize;
-    let mut per_second = vec![0u32; seconds.max(1)];
+    let seconds = (end.ceil() as usize).max(1);
+    let mut per_second = vec![0u32; seconds];
     for &(t, _) in verified.iter() {
         per_second[(t as usize).min(seconds - 1)] += 1;
     }
