@@ -35,7 +35,8 @@ pub struct SwarmOptions {
     /// Block requests kept outstanding per neighbour (default 4).
     #[serde(default = "d_pipeline")]
     pub pipeline: u32,
-    /// Most neighbours per peer (default 80).
+    /// Most neighbours per peer (default 80); a peer dials at most half of
+    /// them itself and keeps the rest for peers that dial it.
     #[serde(default = "d_max_peers")]
     pub max_peers: u32,
     /// Peers asked of the tracker per announce (default 50).

@@ -64,7 +64,8 @@ pub struct SwarmConfig {
     /// advertised piece behind the blocks already queued, which lengthens
     /// the swarm's tail (docs/swarm.md).
     pub pipeline: u32,
-    /// Most neighbours a peer connects to or accepts.
+    /// Most neighbours a peer holds. It dials peers itself only up to half
+    /// of this and keeps the rest for peers that dial it.
     pub max_peers: u32,
     /// Peers asked of the tracker per announce.
     pub numwant: u32,
