@@ -283,29 +283,36 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
     );
 }
 
-/// docs/swarm.md's tuned profile (`swarm-tuned`: super-seeding, serial
-/// uploads, a 500 ms rechoke) reaches the heterogeneous target of DESIGN.md
-/// §7, and the short rechoke is what does it: the same swarm with
-/// BitTorrent's 10 s rechoke spends its first 30 s waiting for tit-for-tat
-/// to settle. The ratios are deterministic (virtual time, seed 1).
+/// The heterogeneous swarm of docs/swarm.md (`swarm-churn`, peers staying)
+/// meets DESIGN.md §7's target of 1.10 x the P2P bound with BitTorrent's
+/// defaults, and the tuned profile (`swarm-tuned`: super-seeding, serial
+/// uploads, a 500 ms rechoke) beats that with a margin; its short rechoke
+/// helps: with BitTorrent's 10 s one, tit-for-tat takes longer to settle.
+/// The ratios are deterministic (virtual time, seed 1).
 #[test]
-fn the_tuned_swarm_meets_the_heterogeneous_target_a_10_s_rechoke_misses() {
+fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
+    let defaults = library_scenario("swarm-churn", &["swarm.leave=stay"]);
     let tuned = library_scenario("swarm-tuned", &[]);
     let slow = library_scenario("swarm-tuned", &["swarm.rechoke_interval=10 s"]);
-    let (tuned, slow) = std::thread::scope(|s| {
-        let a = s.spawn(|| run(&tuned));
-        let b = s.spawn(|| run(&slow));
-        (a.join().unwrap(), b.join().unwrap())
+    let [d, t, s] = std::thread::scope(|scope| {
+        let runs = [&defaults, &tuned, &slow].map(|x| scope.spawn(move || run(x)));
+        runs.map(|h| h.join().unwrap())
     });
-    for (r, what) in [(&tuned, "tuned"), (&slow, "10 s rechoke")] {
+    let mut ratios = Vec::new();
+    for (r, what) in [(&d, "defaults"), (&t, "tuned"), (&s, "10 s rechoke")] {
         assert_eq!(r.outcome, Outcome::Complete, "{what}");
         let ratio = r.ratio_to_bound.unwrap();
         assert!(ratio >= 1.0, "{what}: {ratio} beats the P2P bound");
+        ratios.push(ratio);
     }
-    let (t, s) = (tuned.ratio_to_bound.unwrap(), slow.ratio_to_bound.unwrap());
-    assert!(t <= 1.10, "tuned: time / P2P bound {t:.4} misses the 1.10 target");
+    let [d, t, s] = [ratios[0], ratios[1], ratios[2]];
     assert!(
-        s > 1.10,
-        "with a 10 s rechoke: {s:.4}; the tuned profile's rechoke no longer matters"
+        d <= 1.10,
+        "defaults: time / P2P bound {d:.4} misses the 1.10 target"
+    );
+    assert!(t <= 1.05 && t < d, "tuned: {t:.4}, defaults {d:.4}");
+    assert!(
+        s > 1.01 * t,
+        "with a 10 s rechoke: {s:.4}, tuned {t:.4}; the tuned profile's rechoke no longer matters"
     );
 }

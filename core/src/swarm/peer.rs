@@ -532,7 +532,12 @@ impl Peer {
 
     /// Hands the transport the blocks the upload window has room for.
     fn send_blocks(&mut self, now: Time) {
-        while let Some((peer, block)) = self.uploads.next(now) {
+        loop {
+            let remotes = &self.remotes;
+            let holds = |p: NodeId| remotes.get(&p).map_or(u32::MAX, |r| r.have.count());
+            let Some((peer, block)) = self.uploads.next(now, holds) else {
+                break;
+            };
             self.send_block(peer, block);
         }
         self.upload_deadline = self.uploads.deadline(now);
@@ -559,7 +564,13 @@ impl Peer {
         self.download.on_verified(piece, true);
         self.picker.piece_done(piece);
         self.outbox.event(Event::PieceVerified { piece });
-        let peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+        // Neighbours hear of the piece in a random order. In id order, the
+        // same low ids would answer first everywhere and win every free
+        // unchoke slot, so the swarm's first copies would pile onto a few
+        // peers instead of spreading (where links have equal latency, as in
+        // the simulator's default; real RTTs shuffle them anyway).
+        let mut peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+        rng::shuffle(&mut self.rng, &mut peers);
         for peer in peers {
             let Some(r) = self.remotes.get_mut(&peer) else {
                 continue;
@@ -1034,6 +1045,56 @@ mod tests {
             p.handle_connection(d, ConnectionEvent::Opened, Time::ZERO);
         }
         assert_eq!(p.neighbours().count(), 8);
+    }
+
+    /// Each verified piece is announced to the neighbours in a fresh order.
+    #[test]
+    fn a_verified_piece_is_announced_in_a_random_order() {
+        let layout = PieceLayout::new(4 * 16_384, 16_384, 16_384).unwrap();
+        let mut p = Peer::new(
+            NodeId(1),
+            TRACKER,
+            layout,
+            Bitfield::new(4),
+            SwarmConfig::default(),
+            3,
+        );
+        p.handle_start(Time::ZERO);
+        let remotes: Vec<NodeId> = (10..30).map(NodeId).collect();
+        for &r in &remotes {
+            p.handle_connection(r, ConnectionEvent::Opened, Time::ZERO);
+            p.handle_message(r, Message::Unchoke, Time::ZERO);
+        }
+        // One neighbour holds everything and sends it all.
+        let seed = remotes[0];
+        p.handle_message(seed, Message::Bitfield(Bitfield::full(4)), Time::ZERO);
+        drain(&mut p);
+        let mut orders = Vec::new();
+        for piece in 0..4 {
+            let block = BlockRef {
+                piece,
+                offset: 0,
+                len: 16_384,
+            };
+            p.handle_message(seed, Message::Block(block), Time::ZERO);
+            // The sim answers VerifyPiece with Verified.
+            p.handle_storage(StorageResult::Verified { piece }, Time::ZERO);
+            let order: Vec<NodeId> = drain(&mut p)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Transmit(crate::Transmit {
+                        to,
+                        msg: Message::Have { piece: h },
+                    }) if h == piece => Some(to),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(order.len(), remotes.len() - 1, "every neighbour but the seed");
+            orders.push(order);
+        }
+        let sorted = |o: &Vec<NodeId>| o.windows(2).all(|w| w[0] < w[1]);
+        assert!(!orders.iter().all(sorted), "{orders:?}");
+        assert!(orders.windows(2).any(|w| w[0] != w[1]), "{orders:?}");
     }
 
     /// A leecher with 8 neighbours that hold every piece but the one it
