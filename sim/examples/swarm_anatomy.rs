@@ -26,13 +26,14 @@ fn main() -> Result<(), String> {
     let layout = s.layout();
     let pieces = layout.pieces() as usize;
 
-    let verified: Rc<RefCell<Vec<(f64, u32)>>> = Rc::default();
+    let verified: Rc<RefCell<Vec<(f64, u32, u32)>>> = Rc::default();
     let sink = verified.clone();
     let sim = peerlab_sim::Simulation::new(&s, &name)
         .map_err(|e| e.to_string())?
-        .observe(move |at, _, e| {
+        .observe(move |at, node, e| {
             if let Event::PieceVerified { piece } = e {
-                sink.borrow_mut().push((at.as_nanos() as f64 / 1e9, *piece));
+                sink.borrow_mut()
+                    .push((at.as_nanos() as f64 / 1e9, node.0, *piece));
             }
         });
     let r = sim.run(|_| {});
@@ -59,7 +60,7 @@ fn main() -> Result<(), String> {
     let verified = verified.borrow();
     let seconds = (end.ceil() as usize).max(1);
     let mut per_second = vec![0u32; seconds];
-    for &(t, _) in verified.iter() {
+    for &(t, _, _) in verified.iter() {
         per_second[(t as usize).min(seconds - 1)] += 1;
     }
     println!("rate per second (copies verified / upload capacity of {capacity:.0} copies/s):");
@@ -77,9 +78,28 @@ fn main() -> Result<(), String> {
     if let Some(full) = rates.iter().position(|&x| x >= 0.9) {
         println!("first second at >= 0.9 of capacity: {full}-{} s", full + 1);
     }
+    // How fast pieces reach peers that had none: uploaders the swarm gains.
+    let mut holders = std::collections::BTreeSet::new();
+    let mut at_half = None;
+    let mut all = None;
+    for &(t, node, _) in verified.iter() {
+        if at_half.is_none() && t > 0.5 {
+            at_half = Some(holders.len());
+        }
+        if holders.insert(node) && holders.len() == uplinks.len() - 1 {
+            all = Some(t);
+            break;
+        }
+    }
+    println!(
+        "peers holding a piece: {} after 0.5 s; all {} at {}",
+        at_half.unwrap_or(holders.len()),
+        uplinks.len() - 1,
+        all.map_or_else(|| "never".into(), |t| format!("{t:.2} s"))
+    );
 
     let mut first = vec![f64::INFINITY; pieces];
-    for &(t, p) in verified.iter() {
+    for &(t, _, p) in verified.iter() {
         let f = &mut first[p as usize];
         *f = f.min(t);
     }
