@@ -5,10 +5,12 @@
 # As root, from the repository root, after `cargo build`.
 #
 #   PROTOCOLS="cs swarm"  which protocols to run (default: both)
-#   REPEATS=1             Mininet runs per point; with more than one, every
-#                         run also goes to docs/data/mininet-PROTO-repeats.jsonl
-#                         (point {"peers.count": N, "run": k}); the simulator
-#                         is deterministic and runs once
+#   REPEATS=1             runs per point on each backend, run k with seed k
+#                         (a swarm is a random process: one run is one
+#                         sample); with more than one, every run also goes to
+#                         docs/data/BACKEND-PROTO-repeats.jsonl (point
+#                         {"peers.count": N, "run": k}); the plain files keep
+#                         run 1 (seed 1, the scenario's own)
 #   PEERLAB=path          the binary (default target/debug/peerlab)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,18 +27,18 @@ for proto in ${PROTOCOLS:-cs swarm}; do
     scen=lab-client-server
     [ "$proto" = swarm ] && scen=swarm-homogeneous
     for be in sim mininet; do : > "docs/data/$be-$proto.jsonl"; done
-    [ "$repeats" -gt 1 ] && : > "docs/data/mininet-$proto-repeats.jsonl"
+    if [ "$repeats" -gt 1 ]; then
+        for be in sim mininet; do : > "docs/data/$be-$proto-repeats.jsonl"; done
+    fi
     for n in 2 4 8 16; do
         for be in sim mininet; do
-            runs=1
-            [ "$be" = mininet ] && runs=$repeats
-            for run in $(seq 1 "$runs"); do
+            for run in $(seq 1 "$repeats"); do
                 out="$tmp/$be-$proto-$n-$run.json"
                 "$bin" run "$scen" --on "$be" --set peers.count=$n --set 'file.size=20 MiB' \
-                    --report "$out" --work-dir "$tmp/w-$be-$proto-$n-$run" -q
+                    --set seed="$run" --report "$out" --work-dir "$tmp/w-$be-$proto-$n-$run" -q
                 [ "$run" = 1 ] && line "{\"peers.count\": $n}" "$out" >> "docs/data/$be-$proto.jsonl"
-                if [ "$be" = mininet ] && [ "$repeats" -gt 1 ]; then
-                    line "{\"peers.count\": $n, \"run\": $run}" "$out" >> "docs/data/mininet-$proto-repeats.jsonl"
+                if [ "$repeats" -gt 1 ]; then
+                    line "{\"peers.count\": $n, \"run\": $run}" "$out" >> "docs/data/$be-$proto-repeats.jsonl"
                 fi
             done
         done
