@@ -29,11 +29,13 @@
 //! that neighbour, does the next piece start.
 //!
 //! Which piece goes next when the current one is done: a queued request of
-//! the neighbour that holds the fewest pieces; among those, the piece this
-//! peer has uploaded the fewest times (a piece that has left only once is
-//! the scarcest it can offer; a seed with the choice does not send a piece
-//! twice while another has not left yet); then the neighbour that was
-//! served longest ago (round robin).
+//! the neighbour that holds the fewest pieces; among its requests (and
+//! between neighbours holding as many), the piece this peer has uploaded the
+//! fewest times (a piece that has left only once is the scarcest it can
+//! offer); then the neighbour that was served longest ago (round robin).
+//! So a seed may send a piece twice to a poorer neighbour while another
+//! piece has not left yet; super-seeding (`super_seed.rs`) is what rules
+//! that out.
 //!
 //! The poorest neighbour goes first because a piece makes the most
 //! difference there: a neighbour with nothing to offer has an idle uplink,
