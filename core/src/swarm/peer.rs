@@ -568,7 +568,7 @@ impl Peer {
         // same low ids would answer first everywhere and win every free
         // unchoke slot, so the swarm's first copies would pile onto a few
         // peers instead of spreading (where links have equal latency, as in
-        // the simulator's default; real RTTs shuffle them anyway).
+        // the simulator's default; real jitter shuffles them only partly).
         let mut peers: Vec<NodeId> = self.remotes.keys().copied().collect();
         rng::shuffle(&mut self.rng, &mut peers);
         for peer in peers {
