@@ -15,14 +15,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use peerlab_core::event::Event;
-use peerlab_scenarios::{Role, Scenario, library};
+use peerlab_scenarios::Role;
+
+#[path = "common/mod.rs"]
+mod common;
 
 fn main() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let name = args.next().unwrap_or_else(|| "swarm-tuned".into());
-    let sets: Vec<String> = args.collect();
-    let text = library::get(&name).ok_or_else(|| format!("no library scenario named {name:?}"))?;
-    let s = Scenario::from_json(text, &name, &sets).map_err(|e| e.to_string())?;
+    let (name, s) = common::scenario_from_args("swarm-tuned")?;
     let layout = s.layout();
     let pieces = layout.pieces() as usize;
 

@@ -1,0 +1,206 @@
+//! Why are uplinks idle early in a swarm? Runs a scenario with its trace
+//! recorded and, at a few instants, counts the uplinks that sent nothing in
+//! the last 50 ms, and why their unchoked neighbours do not ask them.
+//!
+//! Run: `cargo run --release -p peerlab-sim --example idle_uplinks -- \
+//!       swarm-homogeneous peers.count=128 swarm.super_seed=true \
+//!       swarm.serial_uploads=true "swarm.rechoke_interval=500 ms"`
+//! (a library scenario and `--set`-style overrides; the instants are 1.5,
+//! 2 and 3 s). docs/swarm.md ("What is left at N = 128") quotes it.
+//!
+//! It reads the trace's records as a replay would: the `detail` of each is
+//! the Debug text of core's messages and events.
+
+#![allow(clippy::print_stdout)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+#[path = "common/mod.rs"]
+mod common;
+
+const INSTANTS: [f64; 3] = [1.5, 2.0, 3.0];
+const IDLE_S: f64 = 0.05;
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeSet<u32>,
+    tracker: Option<u32>,
+    conn: BTreeMap<u32, BTreeSet<u32>>,
+    have: BTreeMap<u32, BTreeSet<u32>>,
+    unchoked: BTreeMap<u32, BTreeSet<u32>>,
+    /// Per node, the blocks (piece, offset) it asked for and of whom.
+    asked: BTreeMap<u32, BTreeMap<(u32, u32), u32>>,
+    last_sent: BTreeMap<u32, f64>,
+    next: usize,
+}
+
+/// The number after `key` in `text`.
+fn field(text: &str, key: &str) -> Option<u32> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `(peer, Name...` → (peer, Name).
+fn peer_and_name(detail: &str) -> Option<(u32, &str)> {
+    let inner = detail.strip_prefix('(')?;
+    let (peer, rest) = inner.split_once(", ")?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(rest.len());
+    Some((peer.parse().ok()?, &rest[..end]))
+}
+
+impl State {
+    fn report(&self, t: f64) {
+        let uplinks: Vec<u32> = self
+            .nodes
+            .iter()
+            .copied()
+            .filter(|n| Some(*n) != self.tracker)
+            .collect();
+        let (mut idle, mut nobody, mut none_lacks) = (0, 0, 0);
+        let (mut elsewhere, mut from_it, mut not_asked) = (0, 0, 0);
+        let empty = BTreeSet::new();
+        for &p in &uplinks {
+            if self.last_sent.get(&p).is_some_and(|&s| s > t - IDLE_S) {
+                continue;
+            }
+            idle += 1;
+            let conn = self.conn.get(&p).unwrap_or(&empty);
+            let mine = self.have.get(&p).unwrap_or(&empty);
+            let qs: Vec<u32> = self
+                .unchoked
+                .get(&p)
+                .unwrap_or(&empty)
+                .iter()
+                .copied()
+                .filter(|q| conn.contains(q))
+                .collect();
+            let mut lacking = 0;
+            for q in &qs {
+                let theirs = self.have.get(q).unwrap_or(&empty);
+                for x in mine.difference(theirs) {
+                    lacking += 1;
+                    let asked: BTreeSet<u32> = self
+                        .asked
+                        .get(q)
+                        .into_iter()
+                        .flatten()
+                        .filter(|((piece, _), _)| piece == x)
+                        .map(|(_, &u)| u)
+                        .collect();
+                    if asked.contains(&p) {
+                        from_it += 1;
+                    } else if asked.is_empty() {
+                        not_asked += 1;
+                    } else {
+                        elsewhere += 1;
+                    }
+                }
+            }
+            if qs.is_empty() {
+                nobody += 1;
+            } else if lacking == 0 {
+                none_lacks += 1;
+            }
+        }
+        println!(
+            "{t} s: {idle} of {} uplinks (peers and server) sent nothing in the last {} ms; \
+             of those, {nobody} had unchoked nobody and {none_lacks} only neighbours lacking none of its pieces",
+            uplinks.len(),
+            IDLE_S * 1e3
+        );
+        println!(
+            "  (idle uplink, unchoked neighbour, piece it lacks): being requested from another uploader \
+             {elsewhere}, from the idle one {from_it}, not requested {not_asked}"
+        );
+    }
+
+    fn record(&mut self, line: &str) {
+        let Ok(r) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let (Some(t), Some(kind), Some(d), Some(n)) = (
+            r["t"].as_u64(),
+            r["kind"].as_str(),
+            r["detail"].as_str(),
+            r["node"].as_u64(),
+        ) else {
+            return;
+        };
+        let (t, n) = (t as f64 / 1e9, n as u32);
+        while self.next < INSTANTS.len() && t >= INSTANTS[self.next] {
+            self.report(INSTANTS[self.next]);
+            self.next += 1;
+        }
+        match kind {
+            "start" => {
+                self.nodes.insert(n);
+            }
+            "sent" => {
+                self.last_sent.insert(n, t);
+            }
+            "event" if d.starts_with("PieceVerified") => {
+                if let Some(piece) = field(d, "piece: ") {
+                    self.have.entry(n).or_default().insert(piece);
+                }
+            }
+            "connection" => {
+                if let Some((q, ev)) = peer_and_name(d) {
+                    let conn = self.conn.entry(n).or_default();
+                    if ev == "Opened" {
+                        conn.insert(q);
+                    } else {
+                        conn.remove(&q);
+                        self.unchoked.entry(n).or_default().remove(&q);
+                    }
+                }
+            }
+            "deliver" => {
+                let Some((from, msg)) = peer_and_name(d) else {
+                    return;
+                };
+                let block = field(d, "piece: ").zip(field(d, "offset: "));
+                match (msg, block) {
+                    ("Announce", _) => self.tracker = Some(n),
+                    ("Unchoke", _) => {
+                        self.unchoked.entry(from).or_default().insert(n);
+                    }
+                    ("Choke", _) => {
+                        self.unchoked.entry(from).or_default().remove(&n);
+                    }
+                    ("Request", Some(b)) => {
+                        self.asked.entry(from).or_default().insert(b, n);
+                    }
+                    ("Cancel", Some(b)) => {
+                        self.asked.entry(from).or_default().remove(&b);
+                    }
+                    ("Block", Some(b)) => {
+                        self.asked.entry(n).or_default().remove(&b);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn main() -> Result<(), String> {
+    let (name, s) = common::scenario_from_args("swarm-homogeneous")?;
+    let state: Rc<RefCell<State>> = Rc::default();
+    let sink = state.clone();
+    let mut sim = peerlab_sim::Simulation::new(&s, &name).map_err(|e| e.to_string())?;
+    sim.record_trace(move |line| sink.borrow_mut().record(line));
+    let r = sim.run(|_| {});
+    println!(
+        "{name}: {} downloaders, time / P2P bound {}",
+        r.downloaders,
+        r.ratio_to_bound
+            .map_or_else(|| format!("({:?})", r.outcome), |x| format!("{x:.4}"))
+    );
+    Ok(())
+}
