@@ -128,9 +128,9 @@ fn the_server_uploads_far_less_than_n_copies_in_a_large_swarm() {
 /// them all would have no room left for peers dialling it, every peer would
 /// refuse every other, and only pairs that dialled each other would trade
 /// (so it was until 2026-11-21: 2.38 x the bound here, against 1.60 with
-/// room for 80). A peer dials half
-/// of `max_peers` and keeps the rest for incoming: the small neighbourhood
-/// costs a little, not half the swarm's speed.
+/// room for 80). A peer dials half of `max_peers` and keeps the rest for
+/// incoming: the small neighbourhood costs a little, not half the swarm's
+/// speed.
 #[test]
 fn fewer_neighbours_than_the_tracker_offers_still_connect_the_swarm() {
     let time = |max_peers: &str| {

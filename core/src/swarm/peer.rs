@@ -970,11 +970,7 @@ impl Node for Peer {
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        let stall = self.upload_deadline;
-        match (self.timers.next(), stall) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.next().into_iter().chain(self.upload_deadline).min()
     }
 }
 

@@ -43,7 +43,8 @@
 //! neighbour that is already uploading adds no capacity. That is how the
 //! piece-level optimum doubles its uploaders every piece-time. Served round
 //! robin, a swarm of 128 took 1.066 x the bound (tuned profile, N = 128),
-//! 1.054 served poorest first; 1.108 and 1.088 at N = 512 (docs/swarm.md).
+//! 1.054 served poorest first; 1.108 and 1.088 at N = 512 (docs/swarm.md;
+//! measured before `Have`s went out in random order).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
