@@ -213,7 +213,30 @@ impl Bitfield {
 
     /// The pieces in the set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.len).filter(|&i| self.contains(i))
+        self.iter_masked(None)
+    }
+
+    /// The pieces in this set and not in `other`, in increasing order (what
+    /// a neighbour holding `self` could give a node holding `other`). Word
+    /// by word: a picker asks this on every request, and a set of 1,024
+    /// pieces is 16 words.
+    pub fn iter_minus<'a>(&'a self, other: &'a Bitfield) -> impl Iterator<Item = u32> + 'a {
+        self.iter_masked(Some(other))
+    }
+
+    fn iter_masked<'a>(&'a self, minus: Option<&'a Bitfield>) -> impl Iterator<Item = u32> + 'a {
+        self.words.iter().enumerate().flat_map(move |(w, &word)| {
+            let mask = minus.and_then(|m| m.words.get(w)).map_or(u64::MAX, |&m| !m);
+            let mut bits = word & mask;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some(w as u32 * 64 + bit)
+            })
+        })
     }
 
     /// The first piece at or after `from` that is not in the set.
@@ -285,5 +308,32 @@ mod tests {
         assert_eq!(b.count(), 0);
         assert!(Bitfield::full(70).is_full());
         assert_eq!(b.wire_len(), 9);
+    }
+
+    #[test]
+    fn iteration_word_by_word_matches_a_bit_by_bit_scan() {
+        // Sets straddling word boundaries, a partial last word, and empty
+        // and full words.
+        let len = 200;
+        let a_bits: Vec<u32> = (0..len).filter(|i| i % 3 == 0 || (60..130).contains(i)).collect();
+        let b_bits: Vec<u32> = (0..len).filter(|i| i % 5 == 0 || *i == 63 || *i == 199).collect();
+        let (mut a, mut b) = (Bitfield::new(len), Bitfield::new(len));
+        for &i in &a_bits {
+            a.insert(i);
+        }
+        for &i in &b_bits {
+            b.insert(i);
+        }
+        let scan = |set: &Bitfield| (0..len).filter(|&i| set.contains(i)).collect::<Vec<u32>>();
+        assert_eq!(a.iter().collect::<Vec<_>>(), scan(&a));
+        assert_eq!(a.iter().collect::<Vec<_>>(), a_bits);
+        let minus: Vec<u32> = a_bits.iter().copied().filter(|i| !b_bits.contains(i)).collect();
+        assert_eq!(a.iter_minus(&b).collect::<Vec<_>>(), minus);
+        assert_eq!(b.iter_minus(&b).count(), 0);
+        assert_eq!(
+            Bitfield::full(len).iter_minus(&Bitfield::new(len)).count(),
+            len as usize
+        );
+        assert_eq!(Bitfield::new(0).iter().count(), 0);
     }
 }

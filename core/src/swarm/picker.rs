@@ -171,7 +171,7 @@ impl Picker {
         let random = download.have().count() < self.random_first;
         let mut best: Option<(u32, u32)> = None; // (availability, piece)
         let mut ties = 0u64;
-        for piece in remote.iter() {
+        for piece in remote.iter_minus(download.have()) {
             if self.active.contains(&piece) || !download.is_untouched(piece) {
                 continue;
             }
