@@ -18,8 +18,7 @@
 //! closer had already queued, then tells both ends; messages towards an end
 //! that has seen the close are lost.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Role, Scenario, ScenarioError};
 
 use crate::bandwidth::{Allocator, Flow};
+use crate::queue::EventQueue;
 use crate::trace::TraceHasher;
 
 /// How a run is going, handed to the progress callback now and then.
@@ -113,27 +113,51 @@ impl SimEvent {
     }
 }
 
+/// The connection (open or opening) between each pair of hosts: per host,
+/// its peers in increasing order. A host has tens of connections, so one
+/// lookup is a short binary search in memory of its own, where a single map
+/// of every pair (hundreds of thousands in a large swarm) costs a cache miss
+/// per level; every message sent looks its connection up.
 #[derive(Debug)]
-struct Queued {
-    at: Time,
-    seq: u64,
-    event: SimEvent,
+struct LiveConns {
+    per_host: Vec<Vec<(u32, u32)>>,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+impl LiveConns {
+    fn new(hosts: usize) -> Self {
+        LiveConns {
+            per_host: vec![Vec::new(); hosts],
+        }
     }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+    fn get(&self, a: u32, b: u32) -> Option<u32> {
+        let list = self.per_host.get(a as usize)?;
+        let i = list.binary_search_by_key(&b, |&(peer, _)| peer).ok()?;
+        Some(list[i].1)
     }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+
+    fn insert(&mut self, a: u32, b: u32, conn: u32) {
+        for (from, to) in [(a, b), (b, a)] {
+            let list = &mut self.per_host[from as usize];
+            match list.binary_search_by_key(&to, |&(peer, _)| peer) {
+                Ok(i) => list[i].1 = conn,
+                Err(i) => list.insert(i, (to, conn)),
+            }
+        }
+    }
+
+    fn remove(&mut self, a: u32, b: u32) {
+        for (from, to) in [(a, b), (b, a)] {
+            let list = &mut self.per_host[from as usize];
+            if let Ok(i) = list.binary_search_by_key(&to, |&(peer, _)| peer) {
+                list.remove(i);
+            }
+        }
+    }
+
+    /// `host`'s connections, by peer.
+    fn of(&self, host: u32) -> Vec<u32> {
+        self.per_host[host as usize].iter().map(|&(_, c)| c).collect()
     }
 }
 
@@ -215,9 +239,9 @@ pub struct Simulation {
     seq: u64,
     /// Sequence numbers of released inputs (see `schedule_first`).
     released: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
+    queue: EventQueue<SimEvent>,
     conns: Vec<Conn>,
-    live: BTreeMap<(u32, u32), u32>,
+    live: LiveConns,
     chans: Vec<Channel>,
     /// Busy directions by link (`2h`: uplink of host h, `2h+1`: downlink),
     /// and where each busy direction sits in its two lists.
@@ -337,9 +361,9 @@ impl Simulation {
             now: Time::ZERO,
             seq: 1 << 62,
             released: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             conns: Vec::new(),
-            live: BTreeMap::new(),
+            live: LiveConns::new(hosts.len()),
             chans: Vec::new(),
             link_flows: vec![Vec::new(); 2 * hosts.len()],
             chan_slot: Vec::new(),
@@ -394,11 +418,7 @@ impl Simulation {
 
     fn schedule(&mut self, at: Time, event: SimEvent) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            event,
-        }));
+        self.queue.push(at, self.seq, event);
     }
 
     /// Schedules `event` at `now`, ahead of everything else scheduled for
@@ -406,8 +426,7 @@ impl Simulation {
     /// place before inputs that arrive at the very instant they are released.
     fn schedule_first(&mut self, event: SimEvent) {
         self.released += 1;
-        let (at, seq) = (self.now, self.released);
-        self.queue.push(Reverse(Queued { at, seq, event }));
+        self.queue.push(self.now, self.released, event);
     }
 
     fn inc(&self, node: u32) -> u32 {
@@ -434,7 +453,7 @@ impl Simulation {
             if self.all_complete {
                 break Outcome::Complete;
             }
-            let next_at = self.queue.peek().map(|Reverse(q)| q.at);
+            let next_at = self.queue.next_at();
             if self.dirty && next_at.is_none_or(|t| t > self.now) {
                 self.reallocate();
                 continue;
@@ -448,11 +467,11 @@ impl Simulation {
             if self.events >= max_events {
                 break Outcome::EventLimit;
             }
-            let Some(Reverse(q)) = self.queue.pop() else {
+            let Some((at, event)) = self.queue.pop() else {
                 break Outcome::Stalled;
             };
-            self.now = q.at;
-            self.process(q.event);
+            self.now = at;
+            self.process(event);
             if self.events % 65_536 == 0 {
                 progress(&self.progress());
             }
@@ -662,12 +681,7 @@ impl Simulation {
         h.held.clear();
         h.incarnation += 1;
         self.node_timer[host as usize] = None;
-        let conns: Vec<u32> = self
-            .live
-            .iter()
-            .filter(|&(&(a, b), _)| a == host || b == host)
-            .map(|(_, &c)| c)
-            .collect();
+        let conns = self.live.of(host);
         for conn in conns {
             self.close(conn, host, false);
         }
@@ -764,7 +778,6 @@ impl Simulation {
     }
 
     fn connect(&mut self, node: u32, peer: u32) {
-        let key = (node.min(peer), node.max(peer));
         if peer == node || peer as usize >= self.nodes.len() {
             self.connection_event(self.now, None, node, peer, ConnectionEvent::Failed);
             return;
@@ -775,7 +788,7 @@ impl Simulation {
             self.connection_event(self.now + rtt, None, node, peer, ConnectionEvent::Failed);
             return;
         }
-        if let Some(&conn) = self.live.get(&key) {
+        if let Some(conn) = self.live.get(node, peer) {
             // Already open or opening: the node hears `Opened` (again).
             let c = &self.conns[conn as usize];
             if c.open[c.side(node)] {
@@ -795,14 +808,14 @@ impl Simulation {
             self.chan_slot.push([0; 2]);
             self.chan_mark.push(0);
         }
-        self.live.insert(key, conn);
+        self.live.insert(node, peer, conn);
         let at = self.now + rtt;
         self.connection_event(at, Some(conn), node, peer, ConnectionEvent::Opened);
         self.connection_event(at, Some(conn), peer, node, ConnectionEvent::Opened);
     }
 
     fn disconnect(&mut self, node: u32, peer: u32) {
-        let Some(&conn) = self.live.get(&(node.min(peer), node.max(peer))) else {
+        let Some(conn) = self.live.get(node, peer) else {
             return;
         };
         let dir = self.conns[conn as usize].side(node);
@@ -827,7 +840,7 @@ impl Simulation {
         if !tell_closer {
             c.open[closer_side] = false;
         }
-        self.live.remove(&(ends[0].min(ends[1]), ends[0].max(ends[1])));
+        self.live.remove(ends[0], ends[1]);
         for chan in [conn * 2, conn * 2 + 1] {
             let ch = &mut self.chans[chan as usize];
             ch.queue.clear();
@@ -850,7 +863,7 @@ impl Simulation {
     }
 
     fn transmit(&mut self, from: u32, to: u32, msg: Message) {
-        let Some(&conn) = self.live.get(&(from.min(to), from.max(to))) else {
+        let Some(conn) = self.live.get(from, to) else {
             tracing::debug!(from, to, ?msg, "message to a peer without a connection dropped");
             return;
         };
@@ -861,8 +874,16 @@ impl Simulation {
             return;
         }
         let chan = conn * 2 + dir as u32;
-        self.chans[chan as usize].queue.push_back(msg);
-        if !self.chans[chan as usize].active {
+        let ch = &mut self.chans[chan as usize];
+        if !ch.active && ch.queue.is_empty() && msg.payload_len() == 0 {
+            // What `pump` would do with it, without the trip through the
+            // queue: a control message on an idle direction leaves at once.
+            let arrival = self.now + self.path_latency(from, to);
+            self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
+            return;
+        }
+        ch.queue.push_back(msg);
+        if !ch.active {
             self.pump(chan);
         }
     }

@@ -24,6 +24,7 @@
 
 pub mod bandwidth;
 mod engine;
+mod queue;
 pub mod trace;
 
 pub use engine::{Progress, Simulation, run};
