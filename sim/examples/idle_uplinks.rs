@@ -8,6 +8,10 @@
 //! (a library scenario and `--set`-style overrides; the instants are 1.5,
 //! 2 and 3 s). docs/swarm.md ("What is left at N = 128") quotes it.
 //!
+//! It also prints how many blocks left all uplinks in each of the first 16
+//! piece-times (a piece-time: one piece at a peer's mean uplink rate), next
+//! to the most they could send.
+//!
 //! It reads the trace's records as a replay would: the `detail` of each is
 //! the Debug text of core's messages and events.
 
@@ -17,11 +21,15 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use peerlab_scenarios::Role;
+
 #[path = "common/mod.rs"]
 mod common;
 
 const INSTANTS: [f64; 3] = [1.5, 2.0, 3.0];
 const IDLE_S: f64 = 0.05;
+/// Block departures are kept this far into the run.
+const SENT_UNTIL_S: f64 = 10.0;
 
 #[derive(Default)]
 struct State {
@@ -33,6 +41,8 @@ struct State {
     /// Per node, the blocks (piece, offset) it asked for and of whom.
     asked: BTreeMap<u32, BTreeMap<(u32, u32), u32>>,
     last_sent: BTreeMap<u32, f64>,
+    /// When each block left its uplink, up to `SENT_UNTIL_S`.
+    sent: Vec<f64>,
     next: usize,
 }
 
@@ -141,6 +151,9 @@ impl State {
                 self.nodes.insert(n);
             }
             "sent" => {
+                if t < SENT_UNTIL_S {
+                    self.sent.push(t);
+                }
                 self.last_sent.insert(n, t);
             }
             "event" if d.starts_with("PieceVerified") => {
@@ -201,6 +214,32 @@ fn main() -> Result<(), String> {
         r.downloaders,
         r.ratio_to_bound
             .map_or_else(|| format!("({:?})", r.outcome), |x| format!("{x:.4}"))
+    );
+    let uplinks: Vec<f64> = s
+        .hosts()
+        .iter()
+        .filter(|h| matches!(h.role, Role::Server | Role::Peer))
+        .map(|h| h.upload.0 * r.goodput_factor)
+        .collect();
+    let layout = s.layout();
+    let peer_mean = uplinks[1..].iter().sum::<f64>() / (uplinks.len() - 1) as f64;
+    let piece_time = f64::from(layout.piece_size(0)) * 8.0 / peer_mean;
+    let block_bits = f64::from(layout.block_len()) * 8.0;
+    let most = uplinks.iter().sum::<f64>() * piece_time / block_bits;
+    let per_piece_time: Vec<usize> = (0..16)
+        .map(|k| {
+            let (from, to) = (k as f64 * piece_time, (k + 1) as f64 * piece_time);
+            state
+                .borrow()
+                .sent
+                .iter()
+                .filter(|&&t| t >= from && t < to)
+                .count()
+        })
+        .collect();
+    println!(
+        "blocks sent in piece-times k = 0..15 ({:.1} ms each; the uplinks could send {most:.0}): {per_piece_time:?}",
+        piece_time * 1e3
     );
     Ok(())
 }

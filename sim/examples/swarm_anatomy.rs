@@ -109,5 +109,20 @@ fn main() -> Result<(), String> {
         (end - last_out) / piece_time,
         piece_time
     );
+    // The ideal schedule doubles the copies every piece-time (2^k - 1 after
+    // k) until every uplink is busy; where ours falls behind, it builds the
+    // backlog that the tail then pays off.
+    let copies: Vec<usize> = (1..=12)
+        .map(|k| {
+            let t = k as f64 * piece_time;
+            verified.iter().take_while(|&&(v, _, _)| v <= t).count()
+        })
+        .collect();
+    println!("copies verified after k = 1..12 piece-times: {copies:?} (ideal doubling: 2^k - 1)");
+    let owed = (uplinks.len() - 1) * pieces - verified.iter().take_while(|&&(v, _, _)| v <= last_out).count();
+    println!(
+        "copies still owed when the last piece is first verified: {owed} = {:.1} piece-times of the swarm's capacity",
+        owed as f64 / capacity / piece_time
+    );
     Ok(())
 }
