@@ -320,6 +320,62 @@ proptest! {
     }
 }
 
+/// Found by `swarm_survives_any_recovering_fault_schedule`: the tracker
+/// crashes while p4's link is cut, so the connection between them is torn
+/// down from the tracker's end only; p4 then crashes. Its old connection was
+/// no longer live, so the crash left p4's end of it open, and the tracker's
+/// reply, held at the cut link, reached the crashed p4 when the link came
+/// back. The dead process dialled everyone, and those half-open attempts
+/// kept the restarted p4 from ever connecting: it never completed.
+#[test]
+fn a_message_held_at_a_cut_link_does_not_reach_a_crashed_host() {
+    let json = with_faults(
+        &SWARM.replace("\"seed\": 3", "\"seed\": 2337460614085679585"),
+        r#"{ "kind": "link-down", "host": "p4", "at": "13 ms", "for": "574 ms" },
+           { "kind": "crash", "host": "p4", "at": "198 ms", "for": "389 ms" },
+           { "kind": "crash", "host": "tracker", "at": "13 ms", "for": "1 ms" }"#,
+    );
+    let s = scenario(&json, &["file.size=801 KiB".to_string()]);
+    let r = simulate(&s);
+    assert_every_piece_once_of(&r, "tracker crash during a cut link, then a crash", Some(&s));
+}
+
+/// Found by `client_server_survives_any_recovering_fault_schedule`. The
+/// server, hung, hears of p1's connection only after its own link was cut
+/// too; by then p1's link is cut and its requests wait there. Held a second
+/// time, the news of the connection used to queue behind those requests, so
+/// they reached a server that had not seen the connection open and were
+/// dropped: p1 waited for blocks nobody had been asked for.
+#[test]
+fn a_connection_opens_before_the_requests_sent_on_it_are_delivered() {
+    let json = with_faults(
+        &CS.replace("\"seed\": 3", "\"seed\": 0"),
+        r#"{ "kind": "hang", "host": "server", "at": "0 s", "for": "32 ms" },
+           { "kind": "link-down", "host": "server", "at": "31 ms", "for": "52 ms" },
+           { "kind": "link-down", "host": "p1", "at": "17 ms", "for": "66 ms" }"#,
+    );
+    let s = scenario(&json, &["file.size=65 KiB".to_string()]);
+    let r = simulate(&s);
+    assert_every_piece_once_of(&r, "hang, then both links cut", Some(&s));
+}
+
+/// Found by `swarm_survives_any_recovering_fault_schedule`. p1 leaves and
+/// rejoins while the server is hung and then cut off: the server used to hear
+/// p1's new connection open before its old one close, and so forgot the new
+/// one; p1 never heard from the server again.
+#[test]
+fn an_old_connection_closes_before_its_successor_opens() {
+    let json = with_faults(
+        &SWARM.replace("\"seed\": 3", "\"seed\": 10013120260534401950"),
+        r#"{ "kind": "hang", "host": "server", "at": "318 ms", "for": "310 ms" },
+           { "kind": "link-down", "host": "server", "at": "510 ms", "for": "118 ms" },
+           { "kind": "leave", "host": "p1", "at": "389 ms", "for": "99 ms" }"#,
+    );
+    let s = scenario(&json, &["file.size=839 KiB".to_string()]);
+    let r = simulate(&s);
+    assert_every_piece_once_of(&r, "leave and rejoin during a hang and a cut", Some(&s));
+}
+
 /// A peer that hangs for good (SIGSTOP, never resumed) must not hold up the
 /// others: whatever was requested from it is asked of someone else.
 #[test]

@@ -113,6 +113,18 @@ impl SimEvent {
     }
 }
 
+/// Sequence numbers of ordinary events start here; released events (see
+/// `Simulation::schedule_first`) number from 1, below all of them.
+const ORDINARY_SEQ: u64 = 1 << 62;
+
+/// An event waiting for a hung process or a cut link, with the key (time,
+/// sequence number) it was first scheduled with.
+#[derive(Debug)]
+struct Held {
+    origin: (Time, u64),
+    event: SimEvent,
+}
+
 /// The connection (open or opening) between each pair of hosts: per host,
 /// its peers in increasing order. A host has tens of connections, so one
 /// lookup is a short binary search in memory of its own, where a single map
@@ -202,8 +214,8 @@ struct HostState {
     link_down: bool,
     /// Bumped at every crash and restart.
     incarnation: u32,
-    held: Vec<SimEvent>,
-    held_link: Vec<SimEvent>,
+    held: Vec<Held>,
+    held_link: Vec<Held>,
     /// Pieces verified on disk: what a restart starts from.
     disk: BTreeSet<u32>,
     /// Current access-link capacities (bytes/s, goodput applied).
@@ -239,6 +251,8 @@ pub struct Simulation {
     seq: u64,
     /// Sequence numbers of released inputs (see `schedule_first`).
     released: u64,
+    /// Where each released event was first scheduled (its key then).
+    origin: BTreeMap<u64, (Time, u64)>,
     queue: EventQueue<SimEvent>,
     conns: Vec<Conn>,
     live: LiveConns,
@@ -359,8 +373,9 @@ impl Simulation {
             latency: hosts.iter().map(|h| h.latency).collect(),
             node_timer: vec![None; hosts.len()],
             now: Time::ZERO,
-            seq: 1 << 62,
+            seq: ORDINARY_SEQ,
             released: 0,
+            origin: BTreeMap::new(),
             queue: EventQueue::new(),
             conns: Vec::new(),
             live: LiveConns::new(hosts.len()),
@@ -424,9 +439,10 @@ impl Simulation {
     /// Schedules `event` at `now`, ahead of everything else scheduled for
     /// `now`: inputs that waited for a hung process or a cut link keep their
     /// place before inputs that arrive at the very instant they are released.
-    fn schedule_first(&mut self, event: SimEvent) {
+    fn schedule_first(&mut self, held: Held) {
         self.released += 1;
-        self.queue.push(self.now, self.released, event);
+        self.origin.insert(self.released, held.origin);
+        self.queue.push(self.now, self.released, held.event);
     }
 
     fn inc(&self, node: u32) -> u32 {
@@ -467,11 +483,16 @@ impl Simulation {
             if self.events >= max_events {
                 break Outcome::EventLimit;
             }
-            let Some((at, event)) = self.queue.pop() else {
+            let Some((at, seq, event)) = self.queue.pop() else {
                 break Outcome::Stalled;
             };
             self.now = at;
-            self.process(event);
+            let origin = if seq < ORDINARY_SEQ {
+                self.origin.remove(&seq).unwrap_or((at, seq))
+            } else {
+                (at, seq)
+            };
+            self.process(origin, event);
             if self.events % 65_536 == 0 {
                 progress(&self.progress());
             }
@@ -524,7 +545,9 @@ impl Simulation {
         }
     }
 
-    fn process(&mut self, event: SimEvent) {
+    /// Handles `event`, first scheduled with the key `origin` (time,
+    /// sequence number), which orders it among held events.
+    fn process(&mut self, origin: (Time, u64), event: SimEvent) {
         if let Some((node, inc)) = event.target() {
             let h = &self.hosts[node as usize];
             if !h.up || h.incarnation != inc {
@@ -533,11 +556,15 @@ impl Simulation {
         }
         if let Some((host, link)) = self.held_by(&event) {
             let h = &mut self.hosts[host as usize];
-            if link {
-                h.held_link.push(event)
-            } else {
-                h.held.push(event)
-            }
+            let held = if link { &mut h.held_link } else { &mut h.held };
+            // In the order the events were first scheduled, not the order
+            // they came to wait here: an event released from one wait (a
+            // hang) may be held again behind a cut link, where events
+            // scheduled after it already wait. Appended, a connection's
+            // news could pass the messages sent on it, or an old
+            // connection's close the opening of its successor.
+            let at = held.partition_point(|h| h.origin < origin);
+            held.insert(at, Held { origin, event });
             return;
         }
         let now = self.now;
@@ -567,7 +594,7 @@ impl Simulation {
             }
             SimEvent::Deliver { conn, from, to, msg } => {
                 let c = &self.conns[conn as usize];
-                if !c.open[c.side(to)] {
+                if !self.hosts[to as usize].up || !c.open[c.side(to)] {
                     // The receiver has seen the connection close.
                     tracing::debug!(from, to, ?msg, "message on a closed connection lost");
                     return;
@@ -684,6 +711,15 @@ impl Simulation {
         let conns = self.live.of(host);
         for conn in conns {
             self.close(conn, host, false);
+        }
+        // A connection the other end already tore down is no longer live,
+        // but this end had not heard yet; it never will now. Marking its
+        // side closed keeps messages still on the way to it (held at a cut
+        // link, say) from reaching the restarted process as if it were the
+        // old one.
+        for c in self.conns.iter_mut().filter(|c| c.ends.contains(&host)) {
+            let side = c.side(host);
+            c.open[side] = false;
         }
         self.touch_host(host);
     }
@@ -944,11 +980,15 @@ impl Simulation {
             // Handled now, not queued: it is part of the send that finished
             // (a hung sender holds it like any input).
             let inc = self.inc(from);
-            self.process(SimEvent::Sent {
-                node: from,
-                inc,
-                peer: to,
-            });
+            self.seq += 1;
+            self.process(
+                (self.now, self.seq),
+                SimEvent::Sent {
+                    node: from,
+                    inc,
+                    peer: to,
+                },
+            );
         }
         self.pump(chan);
     }

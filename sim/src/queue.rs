@@ -81,14 +81,14 @@ impl<E> EventQueue<E> {
             .map(|fifo| if fifo { self.now[0].at } else { self.heap_at() })
     }
 
-    /// The next event and when it is due.
-    pub(crate) fn pop(&mut self) -> Option<(Time, E)> {
+    /// The next event, when it is due and its sequence number.
+    pub(crate) fn pop(&mut self) -> Option<(Time, u64, E)> {
         let entry = if self.head_is_fifo()? {
             self.now.pop_front()?
         } else {
             self.heap.pop()?.0
         };
-        Some((entry.at, entry.event))
+        Some((entry.at, entry.seq, entry.event))
     }
 
     /// Events waiting.
@@ -164,7 +164,7 @@ mod tests {
                     Op::Pop => {
                         let want = reference.pop().map(|Reverse(k)| k);
                         prop_assert_eq!(q.next_at(), want.map(|(at, _)| at));
-                        let got = q.pop();
+                        let got = q.pop().map(|(at, seq, _)| (at, seq));
                         prop_assert_eq!(got, want);
                         if let Some((at, _)) = got {
                             now = at;
@@ -174,7 +174,7 @@ mod tests {
                 prop_assert_eq!(q.len(), reference.len());
             }
             while let Some(Reverse(want)) = reference.pop() {
-                prop_assert_eq!(q.pop(), Some(want));
+                prop_assert_eq!(q.pop().map(|(at, seq, _)| (at, seq)), Some(want));
             }
             prop_assert_eq!(q.pop(), None);
         }
@@ -190,7 +190,7 @@ mod tests {
         q.push(t, 4, 'c');
         assert_eq!(q.now.len(), 3, "the three events due at t wait in the FIFO");
         assert_eq!(q.heap.len(), 1);
-        let order: Vec<char> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
+        let order: Vec<char> = std::iter::from_fn(|| q.pop().map(|(_, _, e)| e)).collect();
         assert_eq!(order, ['a', 'b', 'c', 'z']);
     }
 }
