@@ -136,6 +136,13 @@ impl Download {
             .count() as u32
     }
 
+    /// The peers `block` is requested from right now.
+    pub fn requested_from(&self, block: BlockRef) -> impl Iterator<Item = NodeId> + '_ {
+        self.in_flight
+            .range((block.piece, block.offset, NodeId(0))..=(block.piece, block.offset, NodeId(u32::MAX)))
+            .map(|&(_, _, p)| p)
+    }
+
     /// Whether `block` is requested from `peer` right now.
     pub fn is_requested_from(&self, block: BlockRef, peer: NodeId) -> bool {
         self.in_flight.contains(&(block.piece, block.offset, peer))

@@ -21,7 +21,11 @@
 //!   bounded by `endgame_copies` instead). With `serial_uploads` it queues
 //!   the requests instead and sends one piece to one neighbour at a time
 //!   ([`super::upload`]), keeping the transport's queue two blocks short;
-//!   a `Cancel` then recalls a block still queued;
+//!   a `Cancel` then recalls a block still queued. Its own requests may
+//!   then wait in another uploader's queue: a block asked of a neighbour
+//!   silent for 50 ms may also be asked of an unchoking neighbour it asks
+//!   nothing of (after every block it receives it looks for one), and the
+//!   first copy cancels the other;
 //! - a seed drops connections to other seeds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +43,14 @@ use crate::pieces::{Bitfield, PieceLayout};
 use crate::rng::{self, NodeRng};
 use crate::time::Time;
 use crate::timers::Timers;
+
+/// With serial uploads, requests to a neighbour that has sent us no block
+/// for this long may be duplicated to an idle one: they are queued behind
+/// someone else's piece. A serial uploader sending to us delivers a block
+/// every few milliseconds (16 KiB at 20 Mbit/s: 7 ms), so 50 ms of silence
+/// means waiting; the measured ratios hardly move between 20 and 100 ms
+/// (docs/swarm.md).
+const STALLED_REQUEST: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Unfinished super-seeding offers per neighbour.
 const SUPER_SEED_OFFERS: u32 = 2;
@@ -81,6 +93,8 @@ struct Remote {
     /// Last time it sent us a block, or we became interested in it.
     last_progress: Time,
     snubbed: bool,
+    /// Since when we wait for a block from it (requests out, none arrived).
+    waiting_since: Option<Time>,
 }
 
 /// Counters a test or a report may want.
@@ -130,6 +144,8 @@ pub struct Peer {
     /// We left the swarm.
     gone: bool,
     completed: bool,
+    /// The time of the input being handled.
+    now: Time,
 }
 
 impl Peer {
@@ -172,6 +188,7 @@ impl Peer {
             gone: false,
             completed,
             config,
+            now: Time::ZERO,
         }
     }
 
@@ -440,18 +457,43 @@ impl Peer {
             let Some(r) = self.remotes.get(&peer) else {
                 return;
             };
-            let Some(block) = self
+            let picked = self
                 .picker
-                .next_block(&self.download, peer, &r.have, &mut self.rng)
-            else {
+                .next_block(&self.download, peer, &r.have, &mut self.rng);
+            let Some(block) = picked.or_else(|| self.stalled_duplicate(peer)) else {
                 return;
             };
             if self.download.is_in_flight(block) {
                 self.stats.endgame_requests += 1;
             }
+            if self.download.in_flight_to(peer) == 0
+                && let Some(r) = self.remotes.get_mut(&peer)
+            {
+                r.waiting_since = Some(self.now);
+            }
             self.download.mark_requested(block, peer);
             self.outbox.send(peer, Message::Request(block));
         }
+    }
+
+    /// With serial uploads, a block for idle `peer` (nothing asked of it)
+    /// that is requested only from neighbours that have sent us nothing for
+    /// [`STALLED_REQUEST`]: a serial uploader queues requests behind the
+    /// piece it is sending to someone else, so they may wait there while a
+    /// neighbour holding the same piece has unchoked us and idles. The first
+    /// copy to arrive cancels the other, as in the end game.
+    fn stalled_duplicate(&self, peer: NodeId) -> Option<crate::pieces::BlockRef> {
+        if !self.config.serial_uploads || self.download.in_flight_to(peer) > 0 {
+            return None;
+        }
+        let remote = &self.remotes.get(&peer)?.have;
+        let stalled = |q: NodeId| {
+            self.remotes
+                .get(&q)
+                .and_then(|r| r.waiting_since)
+                .is_some_and(|t| self.now.saturating_since(t) >= STALLED_REQUEST)
+        };
+        self.picker.stalled_block(&self.download, peer, remote, stalled)
     }
 
     fn request_all(&mut self) {
@@ -475,6 +517,7 @@ impl Peer {
             r.down_window += u64::from(block.len);
             r.last_progress = now;
             r.snubbed = false;
+            r.waiting_since = Some(now);
         }
         match self.download.receive(peer, block, &mut self.outbox) {
             BlockOutcome::Accepted {
@@ -488,6 +531,22 @@ impl Peer {
                 self.request_from(peer);
                 for other in also_requested_from {
                     self.request_from(other);
+                }
+                if self.config.serial_uploads {
+                    // Neighbours that unchoke us and that we ask nothing of
+                    // may take over blocks queued behind others elsewhere
+                    // (`stalled_duplicate`).
+                    let idle: Vec<NodeId> = self
+                        .remotes
+                        .iter()
+                        .filter(|(p, r)| {
+                            !r.peer_choking && r.am_interested && self.download.in_flight_to(**p) == 0
+                        })
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for p in idle {
+                        self.request_from(p);
+                    }
                 }
             }
             BlockOutcome::Unwanted => self.request_from(peer),
@@ -736,6 +795,7 @@ impl Node for Peer {
     }
 
     fn handle_start(&mut self, now: Time) {
+        self.now = now;
         // A (re)start: connections, requests and choking state are gone;
         // verified pieces are kept.
         self.outbox.clear();
@@ -762,6 +822,7 @@ impl Node for Peer {
     }
 
     fn handle_connection(&mut self, peer: NodeId, event: ConnectionEvent, now: Time) {
+        self.now = now;
         if peer == self.tracker {
             match event {
                 ConnectionEvent::Opened => {
@@ -809,6 +870,7 @@ impl Node for Peer {
                         up_window: 0,
                         last_progress: now,
                         snubbed: false,
+                        waiting_since: None,
                     },
                 );
                 let bits = if self.is_super_seeding() {
@@ -834,6 +896,7 @@ impl Node for Peer {
     }
 
     fn handle_message(&mut self, peer: NodeId, msg: Message, now: Time) {
+        self.now = now;
         if self.gone {
             return;
         }
@@ -903,6 +966,7 @@ impl Node for Peer {
     }
 
     fn handle_storage(&mut self, result: StorageResult, now: Time) {
+        self.now = now;
         if self.gone {
             return;
         }
@@ -928,6 +992,7 @@ impl Node for Peer {
     }
 
     fn handle_sent(&mut self, peer: NodeId, now: Time) {
+        self.now = now;
         self.uploads.sent(peer, now);
         if !self.gone {
             self.send_blocks(now);
@@ -935,6 +1000,7 @@ impl Node for Peer {
     }
 
     fn handle_timeout(&mut self, now: Time) {
+        self.now = now;
         if self.gone {
             return;
         }
@@ -1091,6 +1157,80 @@ mod tests {
         let sorted = |o: &Vec<NodeId>| o.windows(2).all(|w| w[0] < w[1]);
         assert!(!orders.iter().all(sorted), "{orders:?}");
         assert!(orders.windows(2).any(|w| w[0] != w[1]), "{orders:?}");
+    }
+
+    /// With serial uploads, a block asked of a neighbour that has sent
+    /// nothing for 50 ms is asked again of an unchoking neighbour we ask
+    /// nothing of, and cancelled there when the first copy arrives. Without
+    /// serial uploads (every request answered at once) it is not.
+    #[test]
+    fn a_request_stuck_in_a_serial_uploaders_queue_is_asked_of_an_idle_neighbour() {
+        let (a, b) = (NodeId(10), NodeId(11));
+        let ms = |m: u64| Time::ZERO + std::time::Duration::from_millis(m);
+        let to_b = |out: &[Output]| -> Vec<Message> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Transmit(t) if t.to == b => Some(t.msg.clone()),
+                    _ => None,
+                })
+                .filter(|m| matches!(m, Message::Request(_) | Message::Cancel(_)))
+                .collect()
+        };
+        for serial in [true, false] {
+            // Two pieces of four blocks: the pipeline asks A for all of one.
+            let layout = PieceLayout::new(2 * 65_536, 65_536, 16_384).unwrap();
+            let config = SwarmConfig {
+                serial_uploads: serial,
+                ..SwarmConfig::default()
+            };
+            let mut p = Peer::new(NodeId(1), TRACKER, layout, Bitfield::new(2), config, 5);
+            p.handle_start(Time::ZERO);
+            p.handle_connection(a, ConnectionEvent::Opened, Time::ZERO);
+            p.handle_connection(b, ConnectionEvent::Opened, Time::ZERO);
+            p.handle_message(a, Message::Bitfield(Bitfield::full(2)), Time::ZERO);
+            p.handle_message(b, Message::Bitfield(Bitfield::new(2)), Time::ZERO);
+            p.handle_message(a, Message::Unchoke, Time::ZERO);
+            let asked_a: Vec<BlockRef> = drain(&mut p)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Transmit(crate::Transmit {
+                        to,
+                        msg: Message::Request(r),
+                    }) if to == a => Some(r),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(asked_a.len(), 4);
+            let piece = asked_a[0].piece;
+            assert!(asked_a.iter().all(|r| r.piece == piece), "{asked_a:?}");
+            // B gets that piece (and only it) and unchokes us 30 ms in: A
+            // may still be about to send.
+            p.handle_message(b, Message::Have { piece }, Time::ZERO);
+            p.handle_message(b, Message::Unchoke, ms(30));
+            assert_eq!(
+                to_b(&drain(&mut p)),
+                [],
+                "serial {serial}: A silent for 30 ms only"
+            );
+            // And again at 60 ms: A has sent nothing since it was asked.
+            p.handle_message(b, Message::Choke, ms(60));
+            p.handle_message(b, Message::Unchoke, ms(60));
+            let first = layout.block(piece, 0);
+            let want = if serial {
+                vec![Message::Request(first)]
+            } else {
+                vec![]
+            };
+            assert_eq!(to_b(&drain(&mut p)), want, "serial {serial}: A silent for 60 ms");
+            // A's copy arrives first: B's is cancelled.
+            p.handle_message(a, Message::Block(first), ms(70));
+            let want = if serial {
+                vec![Message::Cancel(first)]
+            } else {
+                vec![]
+            };
+            assert_eq!(to_b(&drain(&mut p)), want, "serial {serial}");
+        }
     }
 
     /// A leecher with 8 neighbours that hold every piece but the one it

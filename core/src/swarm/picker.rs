@@ -194,25 +194,56 @@ impl Picker {
         best.map(|(_, p)| p)
     }
 
-    fn endgame_block(&self, download: &Download, peer: NodeId, remote: &Bitfield) -> Option<BlockRef> {
-        let l = download.layout();
-        let mut best: Option<(u32, BlockRef)> = None;
-        for &piece in &self.active {
-            if !remote.contains(piece) || !download.is_wanted(piece) {
-                continue;
+    /// Before the end game: a block of a piece in progress that `peer`
+    /// (which holds `remote`) could send and that is requested only from
+    /// neighbours that are `stalled` (a serial uploader queues it behind
+    /// another neighbour's piece), with fewer than `endgame_copies` requests
+    /// out, so a duplicate can go to `peer`. The first such block in piece
+    /// order, or `None`.
+    pub fn stalled_block(
+        &self,
+        download: &Download,
+        peer: NodeId,
+        remote: &Bitfield,
+        stalled: impl Fn(NodeId) -> bool,
+    ) -> Option<BlockRef> {
+        self.duplicable(download, peer, remote).find(|&b| {
+            let mut copies = 0;
+            let mut all_stalled = true;
+            for q in download.requested_from(b) {
+                copies += 1;
+                all_stalled &= stalled(q);
             }
-            for i in 0..l.blocks_in(piece) {
-                let b = l.block(piece, i);
-                if download.is_stored(b) || download.is_requested_from(b, peer) {
-                    continue;
-                }
-                let copies = download.in_flight_copies(b);
-                if copies < self.endgame_copies && best.is_none_or(|(c, _)| copies < c) {
-                    best = Some((copies, b));
-                }
+            copies > 0 && copies < self.endgame_copies && all_stalled
+        })
+    }
+
+    fn endgame_block(&self, download: &Download, peer: NodeId, remote: &Bitfield) -> Option<BlockRef> {
+        let mut best: Option<(u32, BlockRef)> = None;
+        for b in self.duplicable(download, peer, remote) {
+            let copies = download.in_flight_copies(b);
+            if copies < self.endgame_copies && best.is_none_or(|(c, _)| copies < c) {
+                best = Some((copies, b));
             }
         }
         best.map(|(_, b)| b)
+    }
+
+    /// The blocks of pieces in progress that `peer` (holding `remote`) could
+    /// send us and that are neither stored nor already asked of it.
+    fn duplicable<'a>(
+        &'a self,
+        download: &'a Download,
+        peer: NodeId,
+        remote: &'a Bitfield,
+    ) -> impl Iterator<Item = BlockRef> + 'a {
+        let l = download.layout();
+        self.active
+            .iter()
+            .copied()
+            .filter(move |&piece| remote.contains(piece) && download.is_wanted(piece))
+            .flat_map(move |piece| (0..l.blocks_in(piece)).map(move |i| l.block(piece, i)))
+            .filter(move |&b| !download.is_stored(b) && !download.is_requested_from(b, peer))
     }
 }
 
@@ -234,6 +265,40 @@ mod tests {
             b.insert(p);
         }
         b
+    }
+
+    /// A block waiting at a stalled neighbour may be asked of another one,
+    /// up to `endgame_copies` requests; one at a neighbour that is sending
+    /// may not, and neither may a block the other neighbour lacks.
+    #[test]
+    fn a_block_queued_at_a_stalled_neighbour_may_be_asked_of_another() {
+        let l = layout(4);
+        let mut rng = node_rng(1, NodeId(1));
+        let full = Bitfield::full(4);
+        let mut picker = Picker::new(4, 0, 2);
+        let mut d = Download::new(l, Bitfield::new(4));
+        // Neighbour 10 is asked for both blocks of a piece.
+        let b0 = picker.next_block(&d, NodeId(10), &full, &mut rng).unwrap();
+        d.mark_requested(b0, NodeId(10));
+        let b1 = picker.next_block(&d, NodeId(10), &full, &mut rng).unwrap();
+        d.mark_requested(b1, NodeId(10));
+        assert_eq!(b0.piece, b1.piece);
+        let stalled = |p: NodeId| p == NodeId(10);
+        let sending = |_: NodeId| false;
+        assert_eq!(picker.stalled_block(&d, NodeId(11), &full, sending), None);
+        assert_eq!(
+            picker.stalled_block(&d, NodeId(11), &bits(4, &[(b0.piece + 1) % 4]), stalled),
+            None,
+            "neighbour 11 lacks the piece"
+        );
+        let dup = picker.stalled_block(&d, NodeId(11), &full, stalled);
+        assert_eq!(dup, Some(b0));
+        d.mark_requested(b0, NodeId(11));
+        // Two copies of b0 are out (endgame_copies 2): the next is b1.
+        assert_eq!(picker.stalled_block(&d, NodeId(12), &full, stalled), Some(b1));
+        d.mark_requested(b1, NodeId(12));
+        // Neighbours 11 and 12 are not stalled: nothing left to duplicate.
+        assert_eq!(picker.stalled_block(&d, NodeId(13), &full, stalled), None);
     }
 
     #[test]
