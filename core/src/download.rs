@@ -103,10 +103,7 @@ impl Download {
 
     /// Whether `block` has been requested from anyone and not arrived yet.
     pub fn is_in_flight(&self, block: BlockRef) -> bool {
-        self.in_flight
-            .range((block.piece, block.offset, NodeId(0))..=(block.piece, block.offset, NodeId(u32::MAX)))
-            .next()
-            .is_some()
+        self.requested_from(block).next().is_some()
     }
 
     /// Whether `piece` is wanted and none of its blocks is stored or in
@@ -131,9 +128,7 @@ impl Download {
 
     /// How many peers `block` is requested from right now.
     pub fn in_flight_copies(&self, block: BlockRef) -> u32 {
-        self.in_flight
-            .range((block.piece, block.offset, NodeId(0))..=(block.piece, block.offset, NodeId(u32::MAX)))
-            .count() as u32
+        self.requested_from(block).count() as u32
     }
 
     /// The peers `block` is requested from right now.

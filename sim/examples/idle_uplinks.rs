@@ -21,8 +21,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use peerlab_scenarios::Role;
-
 #[path = "common/mod.rs"]
 mod common;
 
@@ -215,17 +213,10 @@ fn main() -> Result<(), String> {
         r.ratio_to_bound
             .map_or_else(|| format!("({:?})", r.outcome), |x| format!("{x:.4}"))
     );
-    let uplinks: Vec<f64> = s
-        .hosts()
-        .iter()
-        .filter(|h| matches!(h.role, Role::Server | Role::Peer))
-        .map(|h| h.upload.0 * r.goodput_factor)
-        .collect();
-    let layout = s.layout();
-    let peer_mean = uplinks[1..].iter().sum::<f64>() / (uplinks.len() - 1) as f64;
-    let piece_time = f64::from(layout.piece_size(0)) * 8.0 / peer_mean;
-    let block_bits = f64::from(layout.block_len()) * 8.0;
-    let most = uplinks.iter().sum::<f64>() * piece_time / block_bits;
+    let up = common::Uplinks::of(&s, r.goodput_factor);
+    let piece_time = up.piece_time;
+    let block_bits = f64::from(s.layout().block_len()) * 8.0;
+    let most = up.total() * piece_time / block_bits;
     let per_piece_time: Vec<usize> = (0..16)
         .map(|k| {
             let (from, to) = (k as f64 * piece_time, (k + 1) as f64 * piece_time);

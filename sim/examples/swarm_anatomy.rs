@@ -15,7 +15,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use peerlab_core::event::Event;
-use peerlab_scenarios::Role;
 
 #[path = "common/mod.rs"]
 mod common;
@@ -37,17 +36,11 @@ fn main() -> Result<(), String> {
         });
     let r = sim.run(|_| {});
     let end = r.distribution_time_s.ok_or("the run did not complete")?;
-    let g = r.goodput_factor;
-    let hosts = s.hosts();
-    let uplinks: Vec<f64> = hosts
-        .iter()
-        .filter(|h| matches!(h.role, Role::Server | Role::Peer))
-        .map(|h| h.upload.0 * g)
-        .collect();
+    let up = common::Uplinks::of(&s, r.goodput_factor);
+    let uplinks = &up.rates;
     let piece_bits = f64::from(layout.piece_size(0)) * 8.0;
-    let capacity = uplinks.iter().sum::<f64>() / piece_bits; // copies per second
-    let peer_mean = uplinks[1..].iter().sum::<f64>() / (uplinks.len() - 1) as f64;
-    let piece_time = piece_bits / peer_mean;
+    let capacity = up.total() / piece_bits; // copies per second
+    let piece_time = up.piece_time;
 
     println!(
         "{name}: {} peers, {pieces} pieces; time {end:.3} s, P2P bound {:.3} s, ratio {:.4}; server sent {:.1} MiB",

@@ -595,7 +595,7 @@ impl Simulation {
             SimEvent::Deliver { conn, from, to, msg } => {
                 let c = &self.conns[conn as usize];
                 if !self.hosts[to as usize].up || !c.open[c.side(to)] {
-                    // The receiver has seen the connection close.
+                    // The receiver has seen the connection close, or is down.
                     tracing::debug!(from, to, ?msg, "message on a closed connection lost");
                     return;
                 }

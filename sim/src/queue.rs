@@ -77,8 +77,9 @@ impl<E> EventQueue<E> {
 
     /// When the next event is due.
     pub(crate) fn next_at(&self) -> Option<Time> {
-        self.head_is_fifo()
-            .map(|fifo| if fifo { self.now[0].at } else { self.heap_at() })
+        let fifo = self.now.front().map(|e| e.at);
+        let heap = self.heap.peek().map(|Reverse(e)| e.at);
+        fifo.into_iter().chain(heap).min()
     }
 
     /// The next event, when it is due and its sequence number.
@@ -95,10 +96,6 @@ impl<E> EventQueue<E> {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.heap.len() + self.now.len()
-    }
-
-    fn heap_at(&self) -> Time {
-        self.heap.peek().map_or(Time::ZERO, |Reverse(h)| h.at)
     }
 
     /// Whether the next event is the FIFO's (`None`: no event at all).
