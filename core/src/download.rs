@@ -160,6 +160,12 @@ impl Download {
         self.per_peer.get(&peer).copied().unwrap_or(0)
     }
 
+    /// Withdraws the request for `block` from `peer`; whether it was in
+    /// flight.
+    pub fn cancel(&mut self, block: BlockRef, peer: NodeId) -> bool {
+        self.unmark(block.piece, block.offset, peer)
+    }
+
     fn unmark(&mut self, piece: u32, offset: u32, peer: NodeId) -> bool {
         if !self.in_flight.remove(&(piece, offset, peer)) {
             return false;

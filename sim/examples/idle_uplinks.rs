@@ -1,6 +1,8 @@
 //! Why are uplinks idle early in a swarm? Runs a scenario with its trace
 //! recorded and, at a few instants, counts the uplinks that sent nothing in
-//! the last 50 ms, and why their unchoked neighbours do not ask them.
+//! the last 50 ms, and why their unchoked neighbours do not ask them: and
+//! whether any neighbour at all (unchoked or not) lacks one of their pieces
+//! and asks nobody for it, a neighbour they could serve.
 //!
 //! Run: `cargo run --release -p peerlab-sim --example idle_uplinks -- \
 //!       swarm-homogeneous peers.count=128 swarm.super_seed=true \
@@ -71,6 +73,7 @@ impl State {
             .collect();
         let (mut idle, mut nobody, mut none_lacks) = (0, 0, 0);
         let (mut elsewhere, mut from_it, mut not_asked) = (0, 0, 0);
+        let mut useless = 0;
         let empty = BTreeSet::new();
         for &p in &uplinks {
             if self.last_sent.get(&p).is_some_and(|&s| s > t - IDLE_S) {
@@ -109,6 +112,20 @@ impl State {
                     }
                 }
             }
+            let asks_anyone = |q: &u32, x: &u32| {
+                self.asked
+                    .get(q)
+                    .into_iter()
+                    .flatten()
+                    .any(|((piece, _), _)| piece == x)
+            };
+            let could_serve = conn.iter().filter(|q| Some(**q) != self.tracker).any(|q| {
+                let theirs = self.have.get(q).unwrap_or(&empty);
+                mine.difference(theirs).any(|x| !asks_anyone(q, x))
+            });
+            if !could_serve {
+                useless += 1;
+            }
             if qs.is_empty() {
                 nobody += 1;
             } else if lacking == 0 {
@@ -120,6 +137,9 @@ impl State {
              of those, {nobody} had unchoked nobody and {none_lacks} only neighbours lacking none of its pieces",
             uplinks.len(),
             IDLE_S * 1e3
+        );
+        println!(
+            "  {useless} of the {idle} have no neighbour that lacks one of their pieces and asks nobody for it"
         );
         println!(
             "  (idle uplink, unchoked neighbour, piece it lacks): being requested from another uploader \

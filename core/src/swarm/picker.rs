@@ -198,8 +198,8 @@ impl Picker {
     /// (which holds `remote`) could send and that is requested only from
     /// neighbours that are `stalled` (a serial uploader queues it behind
     /// another neighbour's piece), with fewer than `endgame_copies` requests
-    /// out, so a duplicate can go to `peer`. The first such block in piece
-    /// order, or `None`.
+    /// out, so the request can move to `peer`. The first such block in
+    /// piece order, or `None`.
     pub fn stalled_block(
         &self,
         download: &Download,
