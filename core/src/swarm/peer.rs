@@ -104,7 +104,8 @@ pub struct PeerStats {
     pub uploaded: u64,
     /// Payload bytes received and kept.
     pub downloaded: u64,
-    /// `Cancel` messages sent (end game).
+    /// `Cancel` messages sent (end game, and requests moved away from a
+    /// stalled serial uploader).
     pub cancels_sent: u64,
     /// Blocks requested while another request for them was in flight.
     pub endgame_requests: u64,
@@ -484,7 +485,7 @@ impl Peer {
     /// request moves: it is cancelled at the stalled neighbours here, and
     /// the caller asks `peer`. (Copied instead of moved, the stalled
     /// uploader sent the block too once it turned to us: at N = 256, 5,507
-    /// discarded blocks instead of 1,708; docs/swarm.md.)
+    /// discarded blocks instead of 1,670; docs/swarm.md.)
     fn move_stalled_request(&mut self, peer: NodeId) -> Option<crate::pieces::BlockRef> {
         if !self.config.serial_uploads || self.download.in_flight_to(peer) > 0 {
             return None;
