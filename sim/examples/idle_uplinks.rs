@@ -8,11 +8,15 @@
 //!       swarm-homogeneous peers.count=128 swarm.super_seed=true \
 //!       swarm.serial_uploads=true "swarm.rechoke_interval=500 ms"`
 //! (a library scenario and `--set`-style overrides; the instants are 1.5,
-//! 2 and 3 s). docs/swarm.md ("What is left at N = 128") quotes it.
+//! 2 and 3 s unless `PEERLAB_AT` lists others in seconds, e.g.
+//! `PEERLAB_AT=15,18.5`). docs/swarm.md ("What is left at N = 128") quotes
+//! it.
 //!
 //! It also prints how many blocks left all uplinks in each of the first 16
 //! piece-times (a piece-time: one piece at a peer's mean uplink rate), next
-//! to the most they could send.
+//! to the most they could send, and for the whole run, per 20 piece-times,
+//! how much of the uplinks' capacity went unused (in piece-times of the
+//! whole swarm: 1.0 is every uplink idle for one piece-time).
 //!
 //! It reads the trace's records as a replay would: the `detail` of each is
 //! the Debug text of core's messages and events.
@@ -28,8 +32,8 @@ mod common;
 
 const INSTANTS: [f64; 3] = [1.5, 2.0, 3.0];
 const IDLE_S: f64 = 0.05;
-/// Block departures are kept this far into the run.
-const SENT_UNTIL_S: f64 = 10.0;
+/// Capacity lost is summed over windows of this many piece-times.
+const WINDOW_PT: usize = 20;
 
 #[derive(Default)]
 struct State {
@@ -41,8 +45,10 @@ struct State {
     /// Per node, the blocks (piece, offset) it asked for and of whom.
     asked: BTreeMap<u32, BTreeMap<(u32, u32), u32>>,
     last_sent: BTreeMap<u32, f64>,
-    /// When each block left its uplink, up to `SENT_UNTIL_S`.
+    /// When each block left its uplink.
     sent: Vec<f64>,
+    /// The instants to report at, in seconds, and the next one.
+    instants: Vec<f64>,
     next: usize,
 }
 
@@ -160,8 +166,10 @@ impl State {
             return;
         };
         let (t, n) = (t as f64 / 1e9, n as u32);
-        while self.next < INSTANTS.len() && t >= INSTANTS[self.next] {
-            self.report(INSTANTS[self.next]);
+        while let Some(&at) = self.instants.get(self.next)
+            && t >= at
+        {
+            self.report(at);
             self.next += 1;
         }
         match kind {
@@ -169,9 +177,7 @@ impl State {
                 self.nodes.insert(n);
             }
             "sent" => {
-                if t < SENT_UNTIL_S {
-                    self.sent.push(t);
-                }
+                self.sent.push(t);
                 self.last_sent.insert(n, t);
             }
             "event" if d.starts_with("PieceVerified") => {
@@ -222,7 +228,21 @@ impl State {
 
 fn main() -> Result<(), String> {
     let (name, s) = common::scenario_from_args("swarm-homogeneous")?;
-    let state: Rc<RefCell<State>> = Rc::default();
+    let instants = match std::env::var("PEERLAB_AT") {
+        Ok(list) => list
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse::<f64>()
+                    .map_err(|e| format!("PEERLAB_AT: {x:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(_) => INSTANTS.to_vec(),
+    };
+    let state: Rc<RefCell<State>> = Rc::new(RefCell::new(State {
+        instants,
+        ..State::default()
+    }));
     let sink = state.clone();
     let mut sim = peerlab_sim::Simulation::new(&s, &name).map_err(|e| e.to_string())?;
     sim.record_trace(move |line| sink.borrow_mut().record(line));
@@ -237,20 +257,32 @@ fn main() -> Result<(), String> {
     let piece_time = up.piece_time;
     let block_bits = f64::from(s.layout().block_len()) * 8.0;
     let most = up.total() * piece_time / block_bits;
-    let per_piece_time: Vec<usize> = (0..16)
-        .map(|k| {
-            let (from, to) = (k as f64 * piece_time, (k + 1) as f64 * piece_time);
-            state
-                .borrow()
-                .sent
-                .iter()
-                .filter(|&&t| t >= from && t < to)
-                .count()
-        })
-        .collect();
+    // Blocks sent in each piece-time of the run.
+    let mut per_piece_time: Vec<usize> = Vec::new();
+    for &t in &state.borrow().sent {
+        let k = (t / piece_time) as usize;
+        if k >= per_piece_time.len() {
+            per_piece_time.resize(k + 1, 0);
+        }
+        per_piece_time[k] += 1;
+    }
     println!(
-        "blocks sent in piece-times k = 0..15 ({:.1} ms each; the uplinks could send {most:.0}): {per_piece_time:?}",
-        piece_time * 1e3
+        "blocks sent in piece-times k = 0..15 ({:.1} ms each; the uplinks could send {most:.0}): {:?}",
+        piece_time * 1e3,
+        &per_piece_time[..per_piece_time.len().min(16)]
     );
+    let end = r.distribution_time_s.unwrap_or(0.0) / piece_time;
+    println!("uplink capacity unused, in piece-times of the whole swarm (the run: {end:.1} piece-times):");
+    for (w, chunk) in per_piece_time.chunks(WINDOW_PT).enumerate() {
+        let from = w * WINDOW_PT;
+        // The last window ends with the run, not after WINDOW_PT.
+        let span = (end - from as f64).clamp(0.0, WINDOW_PT as f64);
+        let sent: usize = chunk.iter().sum();
+        println!(
+            "  {from:>4}-{:<6.1} {:6.2}",
+            from as f64 + span,
+            span - sent as f64 / most
+        );
+    }
     Ok(())
 }
