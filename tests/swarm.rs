@@ -287,11 +287,11 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
 /// The heterogeneous swarm of docs/swarm.md (`swarm-churn`, peers staying)
 /// meets DESIGN.md §7's target of 1.10 x the P2P bound with BitTorrent's
 /// defaults, and the tuned profile (`swarm-tuned`: super-seeding, serial
-/// uploads, a 500 ms rechoke, 160 neighbours) beats that with a margin. Its short rechoke
-/// still helps a homogeneous swarm of 64 (with BitTorrent's 10 s one,
-/// tit-for-tat takes longer to settle); in the heterogeneous one it no
-/// longer does since stalled requests move to idle neighbours
-/// (docs/swarm.md). The ratios are deterministic (virtual time, seed 1).
+/// uploads, a 500 ms rechoke, 160 neighbours) beats that with a margin.
+/// Its short rechoke still helps a homogeneous swarm of 64 (with
+/// BitTorrent's 10 s one, tit-for-tat takes longer to settle); in the
+/// heterogeneous one it no longer does since stalled requests move to idle
+/// neighbours (docs/swarm.md). The ratios are deterministic (virtual time, seed 1).
 #[test]
 fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
     let defaults = library_scenario("swarm-churn", &["swarm.leave=stay"]);

@@ -271,7 +271,9 @@ fn main() -> Result<(), String> {
         piece_time * 1e3,
         &per_piece_time[..per_piece_time.len().min(16)]
     );
-    let end = r.distribution_time_s.unwrap_or(0.0) / piece_time;
+    // An unfinished run ends with its last block sent.
+    let last = state.borrow().sent.iter().copied().fold(0.0, f64::max);
+    let end = r.distribution_time_s.unwrap_or(last) / piece_time;
     println!("uplink capacity unused, in piece-times of the whole swarm (the run: {end:.1} piece-times):");
     for (w, chunk) in per_piece_time.chunks(WINDOW_PT).enumerate() {
         let from = w * WINDOW_PT;
