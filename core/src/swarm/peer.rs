@@ -603,9 +603,16 @@ impl Peer {
     /// Hands the transport the blocks the upload window has room for.
     fn send_blocks(&mut self, now: Time) {
         loop {
-            let remotes = &self.remotes;
-            let holds = |p: NodeId| remotes.get(&p).map_or(u32::MAX, |r| r.have.count());
-            let Some((peer, block)) = self.uploads.next(now, holds) else {
+            let (remotes, picker) = (&self.remotes, &self.picker);
+            let neighbours = remotes.len() as u32;
+            // Serve first whoever has the least to upload itself: the
+            // fewest pieces wanted around us, then the fewest pieces.
+            let rank = |p: NodeId| {
+                remotes.get(&p).map_or(u64::MAX, |r| {
+                    (u64::from(picker.demand(&r.have, neighbours)) << 32) | u64::from(r.have.count())
+                })
+            };
+            let Some((peer, block)) = self.uploads.next(now, rank) else {
                 break;
             };
             self.send_block(peer, block);
@@ -1248,6 +1255,73 @@ mod tests {
             };
             assert_eq!(to_b(&drain(&mut p)), want, "serial {serial}");
         }
+    }
+
+    /// A serial uploader serves first the waiting neighbour with the least
+    /// to upload itself. A holds three pieces that nearly all our other
+    /// neighbours hold too, B one piece none of them holds: B's uplink has
+    /// work, A's hardly any, so A's piece goes first although A holds more
+    /// (and X, holding nothing, before both).
+    #[test]
+    fn a_serial_uploader_serves_first_the_neighbour_whose_pieces_are_common() {
+        let layout = PieceLayout::new(8 * 65_536, 65_536, 16_384).unwrap();
+        let config = SwarmConfig {
+            serial_uploads: true,
+            ..SwarmConfig::default()
+        };
+        let mut p = Peer::new(NodeId(1), TRACKER, layout, Bitfield::full(8), config, 3);
+        p.handle_start(Time::ZERO);
+        let (x, a, b) = (NodeId(10), NodeId(11), NodeId(12));
+        let bits = |set: &[u32]| {
+            let mut f = Bitfield::new(8);
+            for &q in set {
+                f.insert(q);
+            }
+            f
+        };
+        let held = [(x, bits(&[])), (a, bits(&[1, 2, 3])), (b, bits(&[0]))];
+        let fillers = (20..26).map(|k| (NodeId(k), bits(&[1, 2, 3])));
+        for (peer, have) in held.iter().cloned().chain(fillers) {
+            p.handle_connection(peer, ConnectionEvent::Opened, Time::ZERO);
+            p.handle_message(peer, Message::Bitfield(have), Time::ZERO);
+        }
+        for peer in [x, a, b] {
+            p.handle_message(peer, Message::Interested, Time::ZERO);
+        }
+        drain(&mut p);
+        assert!([x, a, b].iter().all(|q| p.unchoked().contains(q)));
+        // X asks first and is served at once; A and B ask while it is.
+        for (peer, piece) in [(x, 7), (a, 5), (b, 6)] {
+            for i in 0..4 {
+                p.handle_message(peer, Message::Request(layout.block(piece, i)), Time::ZERO);
+            }
+        }
+        let mut served = Vec::new();
+        loop {
+            let blocks: Vec<(NodeId, u32)> = drain(&mut p)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Transmit(crate::Transmit {
+                        to,
+                        msg: Message::Block(blk),
+                    }) => Some((to, blk.piece)),
+                    _ => None,
+                })
+                .collect();
+            if blocks.is_empty() {
+                break;
+            }
+            for (to, piece) in blocks {
+                served.push((to.0, piece));
+                p.handle_sent(to, Time::ZERO);
+            }
+        }
+        let pieces: Vec<(u32, u32)> = served.chunks(4).map(|c| c[0]).collect();
+        assert!(
+            served.chunks(4).all(|c| c.iter().all(|s| *s == c[0])),
+            "{served:?}"
+        );
+        assert_eq!(pieces, [(10, 7), (11, 5), (12, 6)], "X, then A, then B");
     }
 
     /// A leecher with 8 neighbours that hold every piece but the one it

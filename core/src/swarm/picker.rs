@@ -58,6 +58,21 @@ impl Picker {
         self.availability.get(piece as usize).copied().unwrap_or(0)
     }
 
+    /// How much our neighbours want the pieces in `have` (another
+    /// neighbour's): for each of them, the share of our `neighbours` that
+    /// lack it, in sixteenths, summed. A neighbour whose pieces are common
+    /// around us scores low: it has little to upload, so its uplink is
+    /// likely idle, and a new piece would put it to work. Our neighbourhood
+    /// stands in for its own, which we cannot see.
+    pub fn demand(&self, have: &Bitfield, neighbours: u32) -> u32 {
+        if neighbours == 0 {
+            return 0;
+        }
+        have.iter()
+            .map(|p| neighbours.saturating_sub(self.availability(p)) * 16 / neighbours)
+            .sum()
+    }
+
     /// A neighbour with these pieces connected (or sent its bitfield).
     pub fn add_peer(&mut self, have: &Bitfield) {
         for p in have.iter() {
@@ -265,6 +280,23 @@ mod tests {
             b.insert(p);
         }
         b
+    }
+
+    /// Demand counts, per piece a neighbour holds, the share of our
+    /// neighbours lacking it, in sixteenths: a piece every one of them
+    /// holds is worth nothing, one nobody holds is worth 16.
+    #[test]
+    fn demand_weighs_a_neighbours_pieces_by_how_many_around_us_lack_them() {
+        let mut p = Picker::new(4, 0, 1);
+        // Of 8 neighbours, all hold piece 0, two hold piece 1, none 2 or 3.
+        for k in 0..8 {
+            p.add_peer(&bits(4, if k < 2 { &[0, 1] } else { &[0] }));
+        }
+        assert_eq!(p.demand(&bits(4, &[0]), 8), 0);
+        assert_eq!(p.demand(&bits(4, &[1]), 8), 12); // 6 of 8 lack it
+        assert_eq!(p.demand(&bits(4, &[2]), 8), 16);
+        assert_eq!(p.demand(&bits(4, &[0, 1, 2, 3]), 8), 44);
+        assert_eq!(p.demand(&bits(4, &[3]), 0), 0, "no neighbours, no demand");
     }
 
     /// A block waiting at a stalled neighbour may be asked of another one,
