@@ -3,8 +3,8 @@
 //! next to the exact piece-level optimum (F/u)(1 + floor(log2 N)/M), with
 //! the default uploads (every request answered at once) and serial ones, and
 //! the tuned profile of docs/swarm.md (serial uploads, super-seeding, a
-//! 500 ms rechoke and up to 160 neighbours: the `swarm-tuned` library
-//! scenario).
+//! 500 ms rechoke, 6 regular unchoke slots and up to 160 neighbours: the
+//! `swarm-tuned` library scenario).
 //! The numbers are ratios by nature: time over a bound of the same run.
 //!
 //! Run: `cargo bench -p peerlab-sim --bench swarm`
@@ -19,22 +19,25 @@ use peerlab_scenarios::bounds::piece_level_optimum;
 use peerlab_scenarios::{Report, Scenario, library};
 
 /// The swarms compared, as (serial uploads, super-seed, rechoke interval,
-/// most neighbours, peers asked of the tracker): normal, super-seed, serial,
-/// serial + super (BitTorrent's 80 and 50), and the tuned profile
-/// (`swarm-tuned`).
-const CONFIGS: [(bool, bool, &str, u32, u32); 5] = [
-    (false, false, "10 s", 80, 50),
-    (false, true, "10 s", 80, 50),
-    (true, false, "10 s", 80, 50),
-    (true, true, "10 s", 80, 50),
-    (true, true, "500 ms", 160, 100),
+/// regular unchoke slots, most neighbours, peers asked of the tracker):
+/// normal, super-seed, serial, serial + super (BitTorrent's 4 slots, 80
+/// and 50), and the tuned profile (`swarm-tuned`).
+const CONFIGS: [Config; 5] = [
+    (false, false, "10 s", 4, 80, 50),
+    (false, true, "10 s", 4, 80, 50),
+    (true, false, "10 s", 4, 80, 50),
+    (true, true, "10 s", 4, 80, 50),
+    (true, true, "500 ms", 6, 160, 100),
 ];
 
-fn knobs((serial, sup, rechoke, max_peers, numwant): (bool, bool, &str, u32, u32)) -> [String; 5] {
+type Config = (bool, bool, &'static str, u32, u32, u32);
+
+fn knobs((serial, sup, rechoke, slots, max_peers, numwant): Config) -> [String; 6] {
     [
         format!("swarm.super_seed={sup}"),
         format!("swarm.serial_uploads={serial}"),
         format!("swarm.rechoke_interval={rechoke}"),
+        format!("swarm.unchoke_slots={slots}"),
         format!("swarm.max_peers={max_peers}"),
         format!("swarm.numwant={numwant}"),
     ]
@@ -61,7 +64,7 @@ fn main() {
     println!("homogeneous swarm: 64 MiB in 256 pieces, u_s = u = 20 Mbit/s, unlimited download, seed 1");
     println!("time / P2P bound; serial = swarm.serial_uploads (one piece to one neighbour at a time);");
     println!(
-        "tuned = serial + super + swarm.rechoke_interval=500 ms + swarm.max_peers=160 + swarm.numwant=100"
+        "tuned = serial + super + swarm.rechoke_interval=500 ms + swarm.unchoke_slots=6 + swarm.max_peers=160 + swarm.numwant=100"
     );
     println!(
         "{:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>32} {:>8}",
@@ -110,9 +113,9 @@ fn main() {
         let mut sets = vec!["swarm.leave=stay".to_string()];
         sets.extend(knobs(config));
         let (r, wall) = run("swarm-churn", &sets);
-        let (serial, super_seed, rechoke, max_peers, _) = config;
+        let (serial, super_seed, rechoke, slots, max_peers, _) = config;
         println!(
-            "  serial_uploads={serial:<5} super_seed={super_seed:<5} rechoke={rechoke:<7} max_peers={max_peers:<4} time / P2P bound {}   ({wall:.1} s wall)",
+            "  serial_uploads={serial:<5} super_seed={super_seed:<5} rechoke={rechoke:<7} slots={slots} max_peers={max_peers:<4} time / P2P bound {}   ({wall:.1} s wall)",
             ratio(&r)
         );
     }
