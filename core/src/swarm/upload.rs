@@ -382,16 +382,16 @@ mod tests {
         // Neighbour 1 has the most to upload itself, 3 nothing (the swarm
         // peer ranks by pieces wanted around it). Piece 0 has left once
         // already, to neighbour 1.
-        let holds = |p: NodeId| [0, 9, 3, 0][p.0 as usize];
+        let rank = |p: NodeId| [0, 9, 3, 0][p.0 as usize];
         u.request(NodeId(1), block(0, 0));
-        assert_eq!(u.next(T0, holds).map(|(p, _)| p), Some(NodeId(1)));
+        assert_eq!(u.next(T0, rank).map(|(p, _)| p), Some(NodeId(1)));
         u.sent(NodeId(1), T0);
         // Round robin over the least-uploaded pieces would serve 2, 1, 3.
         u.request(NodeId(1), block(1, 0));
         u.request(NodeId(2), block(2, 0));
         u.request(NodeId(3), block(0, 0));
         let mut served = Vec::new();
-        while let Some((p, _)) = u.next(T0, holds) {
+        while let Some((p, _)) = u.next(T0, rank) {
             served.push(p.0);
             u.sent(p, T0);
         }
