@@ -49,8 +49,8 @@
 //! pieces worth uploading, not pieces: a neighbour holding three pieces
 //! that everyone around already holds has an idler uplink than one holding
 //! a single piece nobody else has. Ranked so, N = 128 / 256 / 512 went
-//! from 1.0455 / 1.0538 / 1.0655 to 1.0418 / 1.0505 / 1.0634 (tuned,
-//! mean of seeds 1-4).
+//! from 1.0455 / 1.0538 / 1.0655 to 1.0418 / 1.0505 / 1.0634 (tuned with 4
+//! unchoke slots, mean of seeds 1-4; docs/swarm.md).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
