@@ -166,6 +166,16 @@ impl Bitfield {
         b
     }
 
+    /// The set over `len` pieces holding `pieces` (for tests).
+    #[cfg(test)]
+    pub(crate) fn of(len: u32, pieces: &[u32]) -> Self {
+        let mut b = Bitfield::new(len);
+        for &p in pieces {
+            b.insert(p);
+        }
+        b
+    }
+
     /// Number of pieces the set ranges over.
     pub fn len(&self) -> u32 {
         self.len

@@ -1272,13 +1272,7 @@ mod tests {
         let mut p = Peer::new(NodeId(1), TRACKER, layout, Bitfield::full(8), config, 3);
         p.handle_start(Time::ZERO);
         let (x, a, b) = (NodeId(10), NodeId(11), NodeId(12));
-        let bits = |set: &[u32]| {
-            let mut f = Bitfield::new(8);
-            for &q in set {
-                f.insert(q);
-            }
-            f
-        };
+        let bits = |set: &[u32]| Bitfield::of(8, set);
         let held = [(x, bits(&[])), (a, bits(&[1, 2, 3])), (b, bits(&[0]))];
         let fillers = (20..26).map(|k| (NodeId(k), bits(&[1, 2, 3])));
         for (peer, have) in held.iter().cloned().chain(fillers) {

@@ -274,14 +274,6 @@ mod tests {
         PieceLayout::new(u64::from(pieces) * 32_768, 32_768, 16_384).unwrap()
     }
 
-    fn bits(len: u32, set: &[u32]) -> Bitfield {
-        let mut b = Bitfield::new(len);
-        for &p in set {
-            b.insert(p);
-        }
-        b
-    }
-
     /// Demand counts, per piece a neighbour holds, the share of our
     /// neighbours lacking it, in sixteenths: a piece every one of them
     /// holds is worth nothing, one nobody holds is worth 16.
@@ -290,13 +282,13 @@ mod tests {
         let mut p = Picker::new(4, 0, 1);
         // Of 8 neighbours, all hold piece 0, two hold piece 1, none 2 or 3.
         for k in 0..8 {
-            p.add_peer(&bits(4, if k < 2 { &[0, 1] } else { &[0] }));
+            p.add_peer(&Bitfield::of(4, if k < 2 { &[0, 1] } else { &[0] }));
         }
-        assert_eq!(p.demand(&bits(4, &[0]), 8), 0);
-        assert_eq!(p.demand(&bits(4, &[1]), 8), 12); // 6 of 8 lack it
-        assert_eq!(p.demand(&bits(4, &[2]), 8), 16);
-        assert_eq!(p.demand(&bits(4, &[0, 1, 2, 3]), 8), 44);
-        assert_eq!(p.demand(&bits(4, &[3]), 0), 0, "no neighbours, no demand");
+        assert_eq!(p.demand(&Bitfield::of(4, &[0]), 8), 0);
+        assert_eq!(p.demand(&Bitfield::of(4, &[1]), 8), 12); // 6 of 8 lack it
+        assert_eq!(p.demand(&Bitfield::of(4, &[2]), 8), 16);
+        assert_eq!(p.demand(&Bitfield::of(4, &[0, 1, 2, 3]), 8), 44);
+        assert_eq!(p.demand(&Bitfield::of(4, &[3]), 0), 0, "no neighbours, no demand");
     }
 
     /// A block waiting at a stalled neighbour may be asked of another one,
@@ -319,7 +311,7 @@ mod tests {
         let sending = |_: NodeId| false;
         assert_eq!(picker.stalled_block(&d, NodeId(11), &full, sending), None);
         assert_eq!(
-            picker.stalled_block(&d, NodeId(11), &bits(4, &[(b0.piece + 1) % 4]), stalled),
+            picker.stalled_block(&d, NodeId(11), &Bitfield::of(4, &[(b0.piece + 1) % 4]), stalled),
             None,
             "neighbour 11 lacks the piece"
         );
@@ -342,8 +334,8 @@ mod tests {
         let a = Bitfield::full(8);
         let mut picker = Picker::new(8, 0, 2);
         picker.add_peer(&a);
-        picker.add_peer(&bits(8, &[0, 1, 2, 3, 4, 5, 6]));
-        picker.add_peer(&bits(8, &[0, 1, 2, 3, 4, 5]));
+        picker.add_peer(&Bitfield::of(8, &[0, 1, 2, 3, 4, 5, 6]));
+        picker.add_peer(&Bitfield::of(8, &[0, 1, 2, 3, 4, 5]));
         let mut d = Download::new(l, Bitfield::new(8));
         let first = picker.next_block(&d, NodeId(10), &a, &mut rng).unwrap();
         assert_eq!(first.piece, 7, "the rarest piece");
