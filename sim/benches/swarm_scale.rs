@@ -4,7 +4,8 @@
 //! DESIGN.md §7 is opt-in (`PEERLAB_BENCH_10K=1`): it takes far longer.
 //!
 //! Run: `cargo bench -p peerlab-sim --bench swarm_scale`
-//! (`PEERLAB_BENCH_SCALE_MIB=64` for a quicker, smaller file.)
+//! (`PEERLAB_BENCH_SCALE_MIB=64` for a quicker, smaller file;
+//! `PEERLAB_BENCH_SCALE_N=10000` for one size alone, or a comma-separated list.)
 //!
 //! The scenario's event limit (10^9 by default) is lifted to 10^11: a
 //! 10,000-peer swarm needs about 1.4 billion events. A run that stops short
@@ -30,6 +31,16 @@ fn main() {
     let mut sizes = vec![1000u32];
     if std::env::var("PEERLAB_BENCH_10K").is_ok_and(|v| v == "1") {
         sizes.push(10_000);
+    }
+    if let Ok(list) = std::env::var("PEERLAB_BENCH_SCALE_N") {
+        sizes = list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("PEERLAB_BENCH_SCALE_N: {n:?} is not a peer count"))
+            })
+            .collect();
     }
     for n in sizes {
         let text = library::get("swarm-homogeneous").expect("library scenario");
