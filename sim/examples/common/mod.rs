@@ -1,5 +1,7 @@
 //! What the examples share: a library scenario named on the command line,
-//! and the swarm's uplinks.
+//! and the swarm's uplinks. Not every example uses every item.
+
+#![allow(dead_code)]
 
 use peerlab_scenarios::{Role, Scenario, library};
 
