@@ -9,6 +9,11 @@
 //!
 //! Run: `cargo bench -p peerlab-sim --bench swarm`
 //! (`PEERLAB_BENCH_MAX_N=128` stops the table early.)
+//!
+//! `PEERLAB_BENCH_REFERENCE=1` adds the tuned profile with DESIGN.md §7's
+//! reference file, 256 MiB in 1,024 pieces (the scale target's), at N = 128
+//! .. 1,000: the piece-level optimum's start-up term, floor(log2 N)/M, is a
+//! quarter of the 64 MiB file's there. It adds about 45 minutes.
 
 // A benchmark prints what it measured and reads the wall clock.
 #![allow(clippy::disallowed_methods, clippy::print_stdout)]
@@ -56,6 +61,42 @@ fn ratio(r: &Report) -> String {
         .map_or_else(|| format!("({:?})", r.outcome), |x| format!("{x:.3}"))
 }
 
+/// The piece-level optimum for `n` peers and `pieces` pieces, over the P2P
+/// bound of run `r` (u_s = u = 20 Mbit/s).
+fn optimum(r: &Report, n: u32, pieces: u32) -> f64 {
+    let f_bits = r.file_bytes as f64 * 8.0;
+    // The bound applies the goodput factor to every rate; so must the optimum.
+    let u = 20e6 * r.goodput_factor;
+    piece_level_optimum(f_bits, n, u, pieces) / r.bounds.p2p_s
+}
+
+/// The tuned profile with the 256 MiB reference file.
+fn reference(max_n: u32) {
+    println!();
+    println!("tuned, DESIGN.md §7's reference file: 256 MiB in 1,024 pieces, otherwise as above");
+    println!(
+        "{:>5} {:>8} {:>9} {:>20} {:>10} {:>8}",
+        "N", "tuned", "optimum", "excess, piece-times", "events", "wall s"
+    );
+    for n in [128u32, 256, 512, 1000].into_iter().filter(|&n| n <= max_n) {
+        let mut sets = vec![format!("peers.count={n}"), "file.size=256 MiB".to_string()];
+        sets.extend(knobs(CONFIGS[4]));
+        let (r, wall) = run("swarm-homogeneous", &sets);
+        let events = r.sim.as_ref().map_or(0, |s| s.events);
+        let opt = optimum(&r, n, 1024);
+        // Time beyond the optimum, in piece-times: the bound is 1,024 of them.
+        let excess = r
+            .ratio_to_bound
+            .map_or_else(|| "-".into(), |x| format!("{:.1}", (x - opt) * 1024.0));
+        println!(
+            "{n:>5} {:>8} {opt:>9.4} {excess:>20} {:>9.1}M {wall:>8.1}",
+            r.ratio_to_bound
+                .map_or_else(|| format!("({:?})", r.outcome), |x| format!("{x:.4}")),
+            events as f64 / 1e6
+        );
+    }
+}
+
 fn main() {
     let max_n: u32 = std::env::var("PEERLAB_BENCH_MAX_N")
         .ok()
@@ -92,10 +133,7 @@ fn main() {
             wall += w;
             runs.push(r);
         }
-        let f_bits = runs[0].file_bytes as f64 * 8.0;
-        // The bound applies the goodput factor to every rate; so must the optimum.
-        let u = 20e6 * runs[0].goodput_factor;
-        let opt = piece_level_optimum(f_bits, n, u, 256) / runs[0].bounds.p2p_s;
+        let opt = optimum(&runs[0], n, 256);
         let up: Vec<String> = runs
             .iter()
             .map(|r| format!("{:.1}", r.server_bytes_up as f64 / 1048576.0))
@@ -106,6 +144,9 @@ fn main() {
             ratios.join(" "),
             up.join(" / "),
         );
+    }
+    if std::env::var("PEERLAB_BENCH_REFERENCE").is_ok_and(|v| v == "1") {
+        reference(max_n);
     }
     println!();
     println!("heterogeneous swarm: swarm-churn with peers staying (64 peers, 5-40 Mbit/s)");
