@@ -8,7 +8,7 @@
 //! `PEERLAB_BENCH_SCALE_N=10000` for one size alone, or a comma-separated list.)
 //!
 //! The scenario's event limit (10^9 by default) is lifted to 10^11: a
-//! 10,000-peer swarm needs about 1.4 billion events. A run that stops short
+//! 10,000-peer swarm needs about 1.24 billion events. A run that stops short
 //! anyway says how far it got: virtual time and share of the bytes
 //! delivered.
 
