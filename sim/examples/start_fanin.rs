@@ -74,21 +74,24 @@ fn main() -> Result<(), String> {
                         }
                     }
                 }
-                Event::BlockReceived { from, .. } if k < pts => {
-                    let holds = st.held.get(&node.0).copied().unwrap_or(0);
-                    let slot = &mut st.per[k];
-                    if holds == 0 {
-                        slot.to_empty += 1;
-                        slot.empty_receivers.insert(node.0);
+                Event::BlockReceived { from, .. } => {
+                    let empty = st.held.get(&node.0).is_none_or(|&c| c == 0);
+                    if empty {
                         st.first_block
                             .entry(node.0)
                             .or_insert((t, BTreeSet::new()))
                             .1
                             .insert(from.0);
-                    } else {
-                        slot.to_holder += 1;
                     }
-                    slot.from.entry(node.0).or_default().insert(from.0);
+                    if let Some(slot) = st.per.get_mut(k) {
+                        if empty {
+                            slot.to_empty += 1;
+                            slot.empty_receivers.insert(node.0);
+                        } else {
+                            slot.to_holder += 1;
+                        }
+                        slot.from.entry(node.0).or_default().insert(from.0);
+                    }
                 }
                 _ => {}
             }
@@ -120,7 +123,7 @@ fn main() -> Result<(), String> {
     w.sort_by(|a, b| a.0.total_cmp(&b.0));
     let q = |f: f64| w[((w.len() - 1) as f64 * f) as usize].0;
     println!(
-        "first block to first piece, in piece-times: median {:.2}, 90% {:.2}, max {:.2}; uploaders of a first piece: {:?} (1, 2, 3, 4+)",
+        "first block to first piece, in piece-times: median {:.2}, 90% {:.2}, max {:.2}; peers whose blocks until then came from 1, 2, 3, 4+ uploaders: {:?}",
         q(0.5),
         q(0.9),
         q(1.0),
