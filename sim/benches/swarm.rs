@@ -13,8 +13,8 @@
 //! `PEERLAB_BENCH_REFERENCE=1` adds the tuned profile with DESIGN.md §7's
 //! reference file, 256 MiB in 1,024 pieces (the scale target's), at N = 128
 //! .. 1,000: the piece-level optimum's start-up term, floor(log2 N)/M, is a
-//! quarter of the 64 MiB file's there. It adds 54 minutes on this machine
-//! (measured with both cores busy).
+//! quarter of the 64 MiB file's there. The same four runs took 54 minutes
+//! as `peerlab run` on this machine, with both cores busy.
 
 // A benchmark prints what it measured and reads the wall clock.
 #![allow(clippy::disallowed_methods, clippy::print_stdout)]
