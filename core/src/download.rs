@@ -95,10 +95,22 @@ impl Download {
             return None;
         }
         let partial = self.partial.get(&piece);
-        (0..self.layout.blocks_in(piece))
-            .filter(|&i| partial.is_none_or(|p| !p.stored[i as usize]))
-            .map(|i| self.layout.block(piece, i))
-            .find(|b| !self.is_in_flight(*b))
+        // The piece's requests in flight, by offset: one walk of the set
+        // instead of one lookup per block.
+        let mut requested = self
+            .in_flight
+            .range((piece, 0, NodeId(0))..=(piece, u32::MAX, NodeId(u32::MAX)))
+            .map(|&(_, offset, _)| offset)
+            .peekable();
+        for i in 0..self.layout.blocks_in(piece) {
+            let block = self.layout.block(piece, i);
+            while requested.next_if(|&offset| offset < block.offset).is_some() {}
+            if requested.peek() == Some(&block.offset) || partial.is_some_and(|p| p.stored[i as usize]) {
+                continue;
+            }
+            return Some(block);
+        }
+        None
     }
 
     /// Whether `block` has been requested from anyone and not arrived yet.

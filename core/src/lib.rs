@@ -98,6 +98,7 @@ pub mod static_tracker;
 pub mod swarm;
 pub mod time;
 pub mod timers;
+pub mod vec_map;
 
 pub use event::{Event, ViolationKind};
 pub use message::{Message, Transmit};

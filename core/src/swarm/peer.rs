@@ -28,7 +28,7 @@
 //!   cancelled at the silent one;
 //! - a seed drops connections to other seeds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::choker::{Candidate, Choker};
 use super::picker::Picker;
@@ -43,6 +43,7 @@ use crate::pieces::{Bitfield, PieceLayout};
 use crate::rng::{self, NodeRng};
 use crate::time::Time;
 use crate::timers::Timers;
+use crate::vec_map::VecMap;
 
 /// With serial uploads, requests to a neighbour that has sent us no block
 /// for this long may move to an idle one: they are queued behind
@@ -126,7 +127,7 @@ pub struct Peer {
     uploads: Uploads,
     /// When a neighbour holding the upload window counts as stalled.
     upload_deadline: Option<Time>,
-    remotes: BTreeMap<NodeId, Remote>,
+    remotes: VecMap<NodeId, Remote>,
     connecting: BTreeSet<NodeId>,
     /// Peers the tracker named that we have not tried yet.
     candidates: Vec<NodeId>,
@@ -175,7 +176,7 @@ impl Peer {
             super_seed,
             uploads: Uploads::new(layout),
             upload_deadline: None,
-            remotes: BTreeMap::new(),
+            remotes: VecMap::new(),
             connecting: BTreeSet::new(),
             candidates: Vec::new(),
             tracker_link: TrackerLink::Down,
