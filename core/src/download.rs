@@ -330,6 +330,45 @@ mod tests {
         assert_eq!(d.in_flight_to(a), 0);
     }
 
+    proptest::proptest! {
+        /// Whatever has been requested, cancelled and stored, the block
+        /// `next_block_in` offers is the first one of its piece that is
+        /// neither stored nor in flight.
+        #[test]
+        fn next_block_in_is_the_first_block_neither_stored_nor_in_flight(
+            ops in proptest::collection::vec((0u8..3, 0u32..3, 0u32..5, 1u32..4), 0..60),
+        ) {
+            // 3 pieces of 5 blocks, the last one short.
+            let l = PieceLayout::new(2 * 5 * 16_384 + 3 * 16_384 + 100, 5 * 16_384, 16_384).unwrap();
+            let mut d = Download::new(l, Bitfield::new(l.pieces()));
+            for (kind, piece, index, peer) in ops {
+                if index >= l.blocks_in(piece) {
+                    continue;
+                }
+                let (block, peer) = (l.block(piece, index), NodeId(peer));
+                match kind {
+                    0 => d.mark_requested(block, peer),
+                    1 => {
+                        d.cancel(block, peer);
+                    }
+                    _ => {
+                        d.on_block(peer, block);
+                    }
+                }
+                for p in 0..l.pieces() {
+                    let expected = if d.is_wanted(p) {
+                        (0..l.blocks_in(p))
+                            .map(|i| l.block(p, i))
+                            .find(|&b| !d.is_stored(b) && !d.is_in_flight(b))
+                    } else {
+                        None
+                    };
+                    proptest::prop_assert_eq!(d.next_block_in(p), expected);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_corrupt_piece_is_fetched_again_and_blames_its_sources() {
         let l = layout();
