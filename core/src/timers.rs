@@ -6,10 +6,11 @@ use crate::Time;
 
 /// Deadlines keyed by `K`.
 ///
-/// A node has a handful of timer kinds, so the table is a vector sorted by
-/// key: the earliest deadline, asked for after every input the node handles,
-/// is a scan of a few entries in one cache line rather than a walk of a
-/// tree.
+/// Most nodes have a handful of timers (a static-tracker peer adds one per
+/// owner that refused it), so the table is a vector sorted by key: the
+/// earliest deadline, asked for after every input the node handles, is a
+/// scan of a few adjacent entries rather than a walk of a tree (the tree's
+/// was a scan of every entry too).
 #[derive(Clone, Debug)]
 pub struct Timers<K: Ord + Copy> {
     deadlines: Vec<(K, Time)>,
