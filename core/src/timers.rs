@@ -3,67 +3,59 @@
 //! handling a timeout early or twice is harmless.
 
 use crate::Time;
+use crate::vec_map::VecMap;
 
 /// Deadlines keyed by `K`.
 ///
 /// Most nodes have a handful of timers (a static-tracker peer adds one per
-/// owner that refused it), so the table is a vector sorted by key: the
-/// earliest deadline, asked for after every input the node handles, is a
-/// scan of a few adjacent entries rather than a walk of a tree (the tree's
-/// was a scan of every entry too).
+/// owner that refused it), so the table is a [`VecMap`]: the earliest
+/// deadline, asked for after every input the node handles, is a scan of
+/// adjacent entries rather than a walk of a tree (the tree's was a scan of
+/// every entry too).
 #[derive(Clone, Debug)]
 pub struct Timers<K: Ord + Copy> {
-    deadlines: Vec<(K, Time)>,
+    deadlines: VecMap<K, Time>,
 }
 
 impl<K: Ord + Copy> Default for Timers<K> {
     fn default() -> Self {
         Timers {
-            deadlines: Vec::new(),
+            deadlines: VecMap::new(),
         }
     }
 }
 
 impl<K: Ord + Copy> Timers<K> {
-    fn find(&self, key: K) -> Result<usize, usize> {
-        self.deadlines.binary_search_by(|&(k, _)| k.cmp(&key))
-    }
-
     /// Sets (or moves) the deadline of `key`.
     pub fn set(&mut self, key: K, at: Time) {
-        match self.find(key) {
-            Ok(i) => self.deadlines[i].1 = at,
-            Err(i) => self.deadlines.insert(i, (key, at)),
-        }
+        self.deadlines.insert(key, at);
     }
 
     /// Sets the deadline of `key` unless it already has one.
     pub fn set_if_unset(&mut self, key: K, at: Time) {
-        if let Err(i) = self.find(key) {
-            self.deadlines.insert(i, (key, at));
+        if !self.deadlines.contains_key(&key) {
+            self.deadlines.insert(key, at);
         }
     }
 
     /// Removes the deadline of `key`.
     pub fn cancel(&mut self, key: K) {
-        if let Ok(i) = self.find(key) {
-            self.deadlines.remove(i);
-        }
+        self.deadlines.remove(&key);
     }
 
     /// Whether `key` has a deadline.
     pub fn is_set(&self, key: K) -> bool {
-        self.find(key).is_ok()
+        self.deadlines.contains_key(&key)
     }
 
     /// The deadline of `key`, if it has one.
     pub fn get(&self, key: K) -> Option<Time> {
-        self.find(key).ok().map(|i| self.deadlines[i].1)
+        self.deadlines.get(&key).copied()
     }
 
     /// The earliest deadline of all.
     pub fn next(&self) -> Option<Time> {
-        self.deadlines.iter().map(|&(_, at)| at).min()
+        self.deadlines.values().copied().min()
     }
 
     /// Removes and returns every key whose deadline is at or before `now`,
@@ -72,10 +64,12 @@ impl<K: Ord + Copy> Timers<K> {
         let due: Vec<K> = self
             .deadlines
             .iter()
-            .filter(|&&(_, at)| at <= now)
-            .map(|&(k, _)| k)
+            .filter(|&(_, &at)| at <= now)
+            .map(|(&k, _)| k)
             .collect();
-        self.deadlines.retain(|&(_, at)| at > now);
+        for k in &due {
+            self.deadlines.remove(k);
+        }
         due
     }
 }

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
 
+use peerlab_core::vec_map::VecMap;
 use peerlab_core::{
     Bitfield, Command, ConnectionEvent, Event, Message, Node, NodeId, Output, StorageResult, Time,
 };
@@ -132,44 +133,33 @@ struct Held {
 /// per level; every message sent looks its connection up.
 #[derive(Debug)]
 struct LiveConns {
-    per_host: Vec<Vec<(u32, u32)>>,
+    per_host: Vec<VecMap<u32, u32>>,
 }
 
 impl LiveConns {
     fn new(hosts: usize) -> Self {
         LiveConns {
-            per_host: vec![Vec::new(); hosts],
+            per_host: (0..hosts).map(|_| VecMap::new()).collect(),
         }
     }
 
     fn get(&self, a: u32, b: u32) -> Option<u32> {
-        let list = self.per_host.get(a as usize)?;
-        let i = list.binary_search_by_key(&b, |&(peer, _)| peer).ok()?;
-        Some(list[i].1)
+        self.per_host.get(a as usize)?.get(&b).copied()
     }
 
     fn insert(&mut self, a: u32, b: u32, conn: u32) {
-        for (from, to) in [(a, b), (b, a)] {
-            let list = &mut self.per_host[from as usize];
-            match list.binary_search_by_key(&to, |&(peer, _)| peer) {
-                Ok(i) => list[i].1 = conn,
-                Err(i) => list.insert(i, (to, conn)),
-            }
-        }
+        self.per_host[a as usize].insert(b, conn);
+        self.per_host[b as usize].insert(a, conn);
     }
 
     fn remove(&mut self, a: u32, b: u32) {
-        for (from, to) in [(a, b), (b, a)] {
-            let list = &mut self.per_host[from as usize];
-            if let Ok(i) = list.binary_search_by_key(&to, |&(peer, _)| peer) {
-                list.remove(i);
-            }
-        }
+        self.per_host[a as usize].remove(&b);
+        self.per_host[b as usize].remove(&a);
     }
 
     /// `host`'s connections, by peer.
     fn of(&self, host: u32) -> Vec<u32> {
-        self.per_host[host as usize].iter().map(|&(_, c)| c).collect()
+        self.per_host[host as usize].values().copied().collect()
     }
 }
 
