@@ -10,6 +10,7 @@ use crate::NodeId;
 use crate::event::Event;
 use crate::node::{Command, Outbox};
 use crate::pieces::{Bitfield, BlockRef, PieceLayout};
+use crate::vec_map::VecMap;
 
 /// What became of a block that arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,8 +43,10 @@ pub struct Download {
     have: Bitfield,
     verifying: BTreeSet<u32>,
     partial: BTreeMap<u32, Partial>,
-    /// (piece, offset, peer): a request in flight.
-    in_flight: BTreeSet<(u32, u32, NodeId)>,
+    /// (piece, offset, peer): a request in flight. A few dozen at most
+    /// (the pipeline times the neighbours that unchoke us), so a sorted
+    /// vector: every block's arrival removes one and looks up its piece.
+    in_flight: VecMap<(u32, u32, NodeId), ()>,
     per_peer: BTreeMap<NodeId, u32>,
 }
 
@@ -57,7 +60,7 @@ impl Download {
             have,
             verifying: BTreeSet::new(),
             partial: BTreeMap::new(),
-            in_flight: BTreeSet::new(),
+            in_flight: VecMap::new(),
             per_peer: BTreeMap::new(),
         }
     }
@@ -98,8 +101,8 @@ impl Download {
         // The piece's requests in flight, by offset: one walk of the set
         // instead of one lookup per block.
         let mut requested = self
-            .in_flight
-            .range((piece, 0, NodeId(0))..=(piece, u32::MAX, NodeId(u32::MAX)))
+            .requests_in(piece)
+            .iter()
             .map(|&(_, offset, _)| offset)
             .peekable();
         for i in 0..self.layout.blocks_in(piece) {
@@ -121,13 +124,21 @@ impl Download {
     /// Whether `piece` is wanted and none of its blocks is stored or in
     /// flight (a piece nobody has started on).
     pub fn is_untouched(&self, piece: u32) -> bool {
-        self.is_wanted(piece)
-            && !self.partial.contains_key(&piece)
-            && self
-                .in_flight
-                .range((piece, 0, NodeId(0))..=(piece, u32::MAX, NodeId(u32::MAX)))
-                .next()
-                .is_none()
+        self.is_wanted(piece) && !self.partial.contains_key(&piece) && self.requests_in(piece).is_empty()
+    }
+
+    /// The requests in flight for blocks of `piece`, by offset.
+    fn requests_in(&self, piece: u32) -> &[(u32, u32, NodeId)] {
+        self.in_flight
+            .keys_in(&(piece, 0, NodeId(0)), &(piece, u32::MAX, NodeId(u32::MAX)))
+    }
+
+    /// The requests in flight for `block`, by peer.
+    fn requests_for(&self, block: BlockRef) -> &[(u32, u32, NodeId)] {
+        self.in_flight.keys_in(
+            &(block.piece, block.offset, NodeId(0)),
+            &(block.piece, block.offset, NodeId(u32::MAX)),
+        )
     }
 
     /// Whether `block` is already stored (its piece not yet verified).
@@ -145,14 +156,12 @@ impl Download {
 
     /// The peers `block` is requested from right now.
     pub fn requested_from(&self, block: BlockRef) -> impl Iterator<Item = NodeId> + '_ {
-        self.in_flight
-            .range((block.piece, block.offset, NodeId(0))..=(block.piece, block.offset, NodeId(u32::MAX)))
-            .map(|&(_, _, p)| p)
+        self.requests_for(block).iter().map(|&(_, _, p)| p)
     }
 
     /// Whether `block` is requested from `peer` right now.
     pub fn is_requested_from(&self, block: BlockRef, peer: NodeId) -> bool {
-        self.in_flight.contains(&(block.piece, block.offset, peer))
+        self.in_flight.contains_key(&(block.piece, block.offset, peer))
     }
 
     /// Number of pieces whose blocks are all stored and await their check.
@@ -162,7 +171,11 @@ impl Download {
 
     /// Records that `block` was requested from `peer`.
     pub fn mark_requested(&mut self, block: BlockRef, peer: NodeId) {
-        if self.in_flight.insert((block.piece, block.offset, peer)) {
+        if self
+            .in_flight
+            .insert((block.piece, block.offset, peer), ())
+            .is_none()
+        {
             *self.per_peer.entry(peer).or_default() += 1;
         }
     }
@@ -179,7 +192,7 @@ impl Download {
     }
 
     fn unmark(&mut self, piece: u32, offset: u32, peer: NodeId) -> bool {
-        if !self.in_flight.remove(&(piece, offset, peer)) {
+        if self.in_flight.remove(&(piece, offset, peer)).is_none() {
             return false;
         }
         if let Some(n) = self.per_peer.get_mut(&peer) {
@@ -197,7 +210,7 @@ impl Download {
     pub fn forget_peer(&mut self, peer: NodeId) -> Vec<BlockRef> {
         let blocks: Vec<(u32, u32)> = self
             .in_flight
-            .iter()
+            .keys()
             .filter(|&&(_, _, p)| p == peer)
             .map(|&(piece, offset, _)| (piece, offset))
             .collect();
@@ -232,11 +245,7 @@ impl Download {
         partial.stored_count += 1;
         partial.sources.insert(from);
         let piece_complete = partial.stored_count as usize == blocks;
-        let others: Vec<NodeId> = self
-            .in_flight
-            .range((block.piece, block.offset, NodeId(0))..=(block.piece, block.offset, NodeId(u32::MAX)))
-            .map(|&(_, _, p)| p)
-            .collect();
+        let others: Vec<NodeId> = self.requested_from(block).collect();
         for &p in &others {
             self.unmark(block.piece, block.offset, p);
         }
