@@ -113,21 +113,35 @@ pub struct PeerStats {
 }
 
 /// A swarm peer (also the initial seed). See the [module docs](self).
+// Fields in declaration order (`repr(C)`), those most inputs touch first:
+// with thousands of peers in one simulation every input finds its peer's
+// state cold in the cache, and the fewer cache lines it spans, the fewer
+// misses (the random generator's 304 bytes, used once per piece, go last).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Peer {
+    /// The time of the input being handled.
+    now: Time,
     id: NodeId,
     tracker: NodeId,
-    config: SwarmConfig,
+    /// Storage failed: we stop downloading.
+    stopped: bool,
+    /// We left the swarm.
+    gone: bool,
+    completed: bool,
+    remotes: VecMap<NodeId, Remote>,
     layout: PieceLayout,
-    rng: NodeRng,
+    outbox: Outbox,
+    timers: Timers<Timer>,
     download: Download,
     picker: Picker,
-    choker: Choker,
-    super_seed: Option<SuperSeed>,
     uploads: Uploads,
     /// When a neighbour holding the upload window counts as stalled.
     upload_deadline: Option<Time>,
-    remotes: VecMap<NodeId, Remote>,
+    choker: Choker,
+    super_seed: Option<SuperSeed>,
+    config: SwarmConfig,
+    stats: PeerStats,
     connecting: BTreeSet<NodeId>,
     /// Peers the tracker named that we have not tried yet.
     candidates: Vec<NodeId>,
@@ -138,16 +152,7 @@ pub struct Peer {
     /// tracker that lost it).
     unanswered: Option<AnnounceEvent>,
     last_announce: Option<Time>,
-    timers: Timers<Timer>,
-    outbox: Outbox,
-    stats: PeerStats,
-    /// Storage failed: we stop downloading.
-    stopped: bool,
-    /// We left the swarm.
-    gone: bool,
-    completed: bool,
-    /// The time of the input being handled.
-    now: Time,
+    rng: NodeRng,
 }
 
 impl Peer {
