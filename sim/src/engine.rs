@@ -173,12 +173,24 @@ struct Conn {
     closed: bool,
     /// Close once this direction's queue has drained.
     close_after_drain: [bool; 2],
+    /// Each direction's traffic, channel `2 * conn + side` of the sender:
+    /// kept with the connection, as sending a message reads both.
+    chans: [Channel; 2],
 }
 
 impl Conn {
     fn side(&self, node: u32) -> usize {
         usize::from(self.ends[1] == node)
     }
+}
+
+/// Channel `chan`: direction `chan % 2` of connection `chan / 2`.
+fn channel(conns: &[Conn], chan: u32) -> &Channel {
+    &conns[(chan / 2) as usize].chans[(chan % 2) as usize]
+}
+
+fn channel_mut(conns: &mut [Conn], chan: u32) -> &mut Channel {
+    &mut conns[(chan / 2) as usize].chans[(chan % 2) as usize]
 }
 
 #[derive(Debug, Default)]
@@ -246,7 +258,6 @@ pub struct Simulation {
     queue: EventQueue<SimEvent>,
     conns: Vec<Conn>,
     live: LiveConns,
-    chans: Vec<Channel>,
     /// Busy directions by link (`2h`: uplink of host h, `2h+1`: downlink),
     /// and where each busy direction sits in its two lists.
     link_flows: Vec<Vec<u32>>,
@@ -369,7 +380,6 @@ impl Simulation {
             queue: EventQueue::new(),
             conns: Vec::new(),
             live: LiveConns::new(hosts.len()),
-            chans: Vec::new(),
             link_flows: vec![Vec::new(); 2 * hosts.len()],
             chan_slot: Vec::new(),
             dirty_links: Vec::new(),
@@ -576,7 +586,8 @@ impl Simulation {
                 self.drain(node);
             }
             SimEvent::FlowDone { chan, version } => {
-                if self.chans[chan as usize].version != version || !self.chans[chan as usize].active {
+                let ch = channel(&self.conns, chan);
+                if ch.version != version || !ch.active {
                     return; // rescheduled or torn down
                 }
                 self.events += 1;
@@ -828,9 +839,9 @@ impl Simulation {
             open: [false; 2],
             closed: false,
             close_after_drain: [false; 2],
+            chans: Default::default(),
         });
         for _ in 0..2 {
-            self.chans.push(Channel::default());
             self.chan_slot.push([0; 2]);
             self.chan_mark.push(0);
         }
@@ -845,7 +856,7 @@ impl Simulation {
             return;
         };
         let dir = self.conns[conn as usize].side(node);
-        let chan = &self.chans[(conn * 2) as usize + dir];
+        let chan = &self.conns[conn as usize].chans[dir];
         if chan.queue.is_empty() {
             self.close(conn, node, true);
         } else {
@@ -868,7 +879,7 @@ impl Simulation {
         }
         self.live.remove(ends[0], ends[1]);
         for chan in [conn * 2, conn * 2 + 1] {
-            let ch = &mut self.chans[chan as usize];
+            let ch = channel_mut(&mut self.conns, chan);
             ch.queue.clear();
             ch.version += 1;
             if ch.active {
@@ -900,7 +911,7 @@ impl Simulation {
             return;
         }
         let chan = conn * 2 + dir as u32;
-        let ch = &mut self.chans[chan as usize];
+        let ch = channel_mut(&mut self.conns, chan);
         if !ch.active && ch.queue.is_empty() && msg.payload_len() == 0 {
             // What `pump` would do with it, without the trip through the
             // queue: a control message on an idle direction leaves at once.
@@ -928,7 +939,7 @@ impl Simulation {
         let dir = (chan % 2) as usize;
         let arrival = self.now + self.path_latency(from, to);
         loop {
-            let ch = &mut self.chans[chan as usize];
+            let ch = channel_mut(&mut self.conns, chan);
             let Some(head) = ch.queue.front() else {
                 if ch.active {
                     self.set_busy(chan, false);
@@ -964,7 +975,7 @@ impl Simulation {
     /// The head message of `chan` has been fully sent.
     fn finish_head(&mut self, chan: u32) {
         let (conn, from, to) = self.endpoints(chan);
-        if let Some(msg) = self.chans[chan as usize].queue.pop_front() {
+        if let Some(msg) = channel_mut(&mut self.conns, chan).queue.pop_front() {
             let arrival = self.now + self.path_latency(from, to);
             self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
             // Handled now, not queued: it is part of the send that finished
@@ -986,7 +997,7 @@ impl Simulation {
     /// Adds busy direction `chan` to the component being collected, and its
     /// finite links to the walk.
     fn visit(&mut self, chan: u32, epoch: u32, component: &mut Vec<u32>, stack: &mut Vec<u32>) {
-        if !self.chans[chan as usize].active || self.chan_mark[chan as usize] == epoch {
+        if !channel(&self.conns, chan).active || self.chan_mark[chan as usize] == epoch {
             return;
         }
         self.chan_mark[chan as usize] = epoch;
@@ -1013,7 +1024,7 @@ impl Simulation {
     fn set_busy(&mut self, chan: u32, busy: bool) {
         let (_, from, to) = self.endpoints(chan);
         let links = [2 * from, 2 * to + 1];
-        self.chans[chan as usize].active = busy;
+        channel_mut(&mut self.conns, chan).active = busy;
         self.dirty = true;
         if busy {
             for (side, link) in links.into_iter().enumerate() {
@@ -1094,7 +1105,7 @@ impl Simulation {
             .collect();
         let now = self.now;
         for (chan, rate) in updates {
-            let ch = &mut self.chans[chan as usize];
+            let ch = channel_mut(&mut self.conns, chan);
             if ch.rate == rate {
                 continue;
             }
