@@ -652,15 +652,30 @@ impl Peer {
         // unchoke slot, so the swarm's first copies would pile onto a few
         // peers instead of spreading (where links have equal latency, as in
         // the simulator's default; real jitter shuffles them only partly).
-        let mut peers: Vec<NodeId> = self.remotes.keys().copied().collect();
-        rng::shuffle(&mut self.rng, &mut peers);
-        for peer in peers {
-            let Some(r) = self.remotes.get_mut(&peer) else {
-                continue;
-            };
-            let (had, full) = (r.have.contains(piece), r.have.is_full());
+        //
+        // Who held the piece is read first, in table order: one sweep over
+        // the neighbours (whose bitfields are cold when thousands of peers
+        // share the cache) instead of a jump per neighbour. Shuffling their
+        // positions draws the same order as shuffling their ids, and
+        // `update_interest` reads only its own neighbour, so the messages
+        // and their order are those of a single shuffled pass.
+        let held: Vec<(bool, bool)> = self
+            .remotes
+            .values_mut()
+            .map(|r| {
+                let had = r.have.contains(piece);
+                if had {
+                    r.wanted -= 1;
+                }
+                (had, r.have.is_full())
+            })
+            .collect();
+        let peers: Vec<NodeId> = self.remotes.keys().copied().collect();
+        let mut order: Vec<u32> = (0..peers.len() as u32).collect();
+        rng::shuffle(&mut self.rng, &mut order);
+        for i in order {
+            let (peer, (had, full)) = (peers[i as usize], held[i as usize]);
             if had {
-                r.wanted -= 1;
                 self.update_interest(peer, now);
             }
             if !full {
