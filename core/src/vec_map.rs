@@ -38,8 +38,11 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
         // of every cache line first lets those misses overlap; the search
         // then runs on cached lines. (A peer's ~50 neighbour ids span four
         // lines; touching them costs a few cycles when they are cached.)
+        // Up to 16 lines: beyond, touching every line would cost more than
+        // the search (a server with a thousand connections), and the top
+        // probes of a large table are the same few lines every time.
         let stride = (64 / std::mem::size_of::<K>().max(1)).max(1);
-        if self.keys.len() > stride {
+        if self.keys.len() > stride && self.keys.len() <= 16 * stride {
             for k in self.keys.iter().step_by(stride) {
                 std::hint::black_box(*k);
             }
