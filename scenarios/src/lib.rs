@@ -30,5 +30,5 @@ pub mod units;
 
 pub use bounds::Bounds;
 pub use report::{Outcome, Report, ReportBuilder};
-pub use scenario::{Host, Protocol, Role, Scenario, ScenarioError};
+pub use scenario::{Host, Protocol, Role, Scenario, ScenarioError, SimModel, SimulatorOptions};
 pub use units::{Dur, Rate, Size};

@@ -85,6 +85,9 @@ pub struct Scenario {
     /// Knobs of the relay failover protocol.
     #[serde(default, skip_serializing_if = "RelayOptions::is_default")]
     pub relay: RelayOptions,
+    /// Which model the simulator runs (the real backends ignore it).
+    #[serde(default, skip_serializing_if = "SimulatorOptions::is_default")]
+    pub simulator: SimulatorOptions,
     /// Bounds on the run, so that no run goes on forever.
     #[serde(default)]
     pub limits: Limits,
@@ -265,6 +268,39 @@ impl StaticTrackerOptions {
     fn is_default(&self) -> bool {
         *self == StaticTrackerOptions::default()
     }
+}
+
+/// The `simulator` section: which model of the protocol the simulator runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorOptions {
+    /// `messages` (the default) or `pieces`.
+    #[serde(default)]
+    pub model: SimModel,
+}
+
+impl SimulatorOptions {
+    /// Whether every knob has its default.
+    pub fn is_default(&self) -> bool {
+        *self == SimulatorOptions::default()
+    }
+}
+
+/// How finely the simulator models a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimModel {
+    /// Every protocol message of the sans-IO nodes, blocks over max-min fair
+    /// links: the model the real backends are compared with.
+    #[default]
+    Messages,
+    /// Swarms only: whole pieces as fluid flows sharing each uploader's
+    /// uplink equally, neighbours' holdings known at once (no `Have`,
+    /// `Interested` or request messages), the same choking, piece selection
+    /// and end game decided per piece. Orders of magnitude fewer events, for
+    /// swarms of thousands of peers; docs/swarm.md gives its error against
+    /// `messages`.
+    Pieces,
 }
 
 /// Bounds on a run.
@@ -484,6 +520,7 @@ impl Scenario {
             );
         }
         self.swarm.validate()?;
+        self.validate_pieces_model()?;
         self.validate_static_tracker(&names)?;
         if self.protocol == Protocol::Relay {
             let peers: Vec<(usize, String)> = self
@@ -499,6 +536,65 @@ impl Scenario {
         let all_hosts: std::collections::BTreeSet<String> =
             self.hosts_unchecked().into_iter().map(|h| h.name).collect();
         self.validate_faults(&all_hosts)?;
+        Ok(())
+    }
+
+    /// The pieces model covers the swarm as BitTorrent's defaults run it;
+    /// what it does not model is refused by name rather than ignored.
+    fn validate_pieces_model(&self) -> Result<(), (String, String)> {
+        if self.simulator.model != SimModel::Pieces {
+            return Ok(());
+        }
+        let refuse = |f: &str, m: &str| {
+            Err((
+                f.to_string(),
+                format!("{m}; the pieces model does not simulate it (use `simulator.model = messages`)"),
+            ))
+        };
+        if self.protocol != Protocol::Swarm {
+            return refuse("simulator.model", "only the swarm protocol has a pieces model");
+        }
+        if !self.faults.is_empty() {
+            return refuse("faults", "faults need the message model");
+        }
+        if self.swarm.super_seed {
+            return refuse(
+                "swarm.super_seed",
+                "super-seeding offers pieces by `Have` messages",
+            );
+        }
+        if self.swarm.serial_uploads {
+            return refuse("swarm.serial_uploads", "serial uploads queue blocks");
+        }
+        if self.swarm.leave.0 != peerlab_core::swarm::Leave::Stay {
+            return refuse("swarm.leave", "churn is not modelled: peers stay");
+        }
+        if self.swarm.max_peers > 255 {
+            return refuse("swarm.max_peers", "at most 255 neighbours per peer are modelled");
+        }
+        if !self.network.latency.0.is_zero() {
+            return refuse("network.latency", "latency is not modelled");
+        }
+        for (i, h) in self.hosts_unchecked().iter().enumerate() {
+            if h.role == Role::Tracker {
+                continue;
+            }
+            if i > 0 && !h.download.is_unlimited() {
+                let f = format!("peers ({})", h.name);
+                return refuse(
+                    &f,
+                    "a limited download needs max-min sharing of both ends of a flow",
+                );
+            }
+            if !h.latency.is_zero() {
+                let f = if i == 0 {
+                    "server.latency".to_string()
+                } else {
+                    format!("peers ({})", h.name)
+                };
+                return refuse(&f, "latency is not modelled");
+            }
+        }
         Ok(())
     }
 

@@ -115,7 +115,7 @@ impl SimEvent {
 }
 
 /// Sequence numbers of ordinary events start here; released events (see
-/// `Simulation::schedule_first`) number from 1, below all of them.
+/// `MessageSim::schedule_first`) number from 1, below all of them.
 const ORDINARY_SEQ: u64 = 1 << 62;
 
 /// An event waiting for a hung process or a cut link, with the key (time,
@@ -236,12 +236,12 @@ struct ScheduledFault {
 }
 
 /// Receives the trace, one JSON line per record.
-type TraceSink = Box<dyn FnMut(&str)>;
+pub(crate) type TraceSink = Box<dyn FnMut(&str)>;
 /// Receives every node event as it happens.
-type Observer = Box<dyn FnMut(Time, NodeId, &Event)>;
+pub(crate) type Observer = Box<dyn FnMut(Time, NodeId, &Event)>;
 
-/// One simulated run of a scenario.
-pub struct Simulation {
+/// One run of the message model: every node and message of a scenario.
+pub(crate) struct MessageSim {
     scenario: Scenario,
     nodes: Vec<Box<dyn Node>>,
     hosts: Vec<HostState>,
@@ -285,9 +285,9 @@ pub struct Simulation {
     observer: Option<Observer>,
 }
 
-impl std::fmt::Debug for Simulation {
+impl std::fmt::Debug for MessageSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulation")
+        f.debug_struct("MessageSim")
             .field("now", &self.now)
             .field("events", &self.events)
             .field("nodes", &self.nodes.len())
@@ -317,7 +317,7 @@ const TAG_NAMES: [&str; 10] = [
     "sent",
 ];
 
-impl Simulation {
+impl MessageSim {
     /// A simulation of `scenario` at time zero. `origin` names the scenario
     /// in errors.
     pub fn new(scenario: &Scenario, origin: &str) -> Result<Self, ScenarioError> {
@@ -349,7 +349,7 @@ impl Simulation {
             }
         }
         let pieces = scenario.layout().pieces();
-        let mut sim = Simulation {
+        let mut sim = MessageSim {
             nodes: build_nodes(scenario),
             hosts: caps
                 .iter()
@@ -1135,9 +1135,4 @@ fn transfer_time(bytes: f64, rate: f64) -> Option<Duration> {
         return None;
     }
     Some(Duration::from_nanos((bytes / rate * 1e9).ceil() as u64))
-}
-
-/// Runs `scenario` to the end and returns its report.
-pub fn run(scenario: &Scenario, origin: &str) -> Result<Report, ScenarioError> {
-    Ok(Simulation::new(scenario, origin)?.run(|_| {}))
 }

@@ -24,7 +24,10 @@
 
 pub mod bandwidth;
 mod engine;
+mod piece_model;
 mod queue;
+mod simulation;
 pub mod trace;
 
-pub use engine::{Progress, Simulation, run};
+pub use engine::Progress;
+pub use simulation::{Simulation, run};

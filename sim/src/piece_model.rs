@@ -1,0 +1,1169 @@
+//! The pieces model (`simulator.model = pieces`): a swarm simulated one
+//! piece at a time, for swarms too large for the message model.
+//!
+//! The message model ([`crate::engine`]) runs the core's sans-IO peers and
+//! delivers every message: at 10,000 peers x 1,024 pieces that is 1.24
+//! billion events, about an hour on one core (docs/swarm.md, "Simulator
+//! scale"). Most of them are the protocol telling neighbours what it holds
+//! (`Have`, `Interested`, `NotInterested`: 5.4 per 16 KiB block) and the
+//! blocks with their requests. This model keeps the swarm's *decisions* and
+//! drops the messages that carry them:
+//!
+//! - **Kept.** The tracker's random neighbour sets (`numwant`, capped as the
+//!   tracker caps it) and the dialling rule (a peer dials up to half of
+//!   `max_peers` and accepts the rest); choking by the core's own
+//!   [`Choker`] every `rechoke_interval` with tit-for-tat windows (a seed
+//!   ranks by what it sent), the optimistic slot rotated every
+//!   `optimistic_interval`, snubbing, slots that fall free filled at once;
+//!   piece selection as the core's picker does it — a started piece
+//!   first, the first `random_first_pieces` at random, then rarest first
+//!   among the neighbours, ties at random; an end game of at most
+//!   `endgame_copies` copies of a piece, the first copy in cancelling the
+//!   others; BEP 3 framing (13 bytes per block) and the goodput factor.
+//! - **Dropped.** Messages: a peer knows the instant a neighbour verifies a
+//!   piece, and interest follows holdings at once. A piece moves from one
+//!   uploader to one downloader as one fluid flow (no blocks, no request
+//!   pipeline, no two uploaders sharing one piece outside the end game); a
+//!   flow choked half-way leaves its bytes with the downloader, which
+//!   finishes the piece from another neighbour. An uploader's uplink is
+//!   shared equally among the pieces it is sending (with unlimited downloads
+//!   that is exactly the max-min share). No latency, no faults, no churn, no
+//!   super-seeding, no limited downloads: the scenario check refuses them
+//!   by name.
+//!
+//! Per piece delivered the work is one flow completion and one pass over the
+//! downloader's neighbours (their availability counts and interest), so the
+//! cost grows with pieces x neighbours, not with blocks x messages. Its
+//! error against the message model is measured in docs/swarm.md.
+//!
+//! Determinism: integer nanosecond time, a heap ordered by (time, sequence),
+//! every host's randomness from its own seeded stream, vectors only.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+use peerlab_core::pieces::BlockRef;
+use peerlab_core::rng::{self, NodeRng};
+use peerlab_core::swarm::SwarmConfig;
+use peerlab_core::swarm::choker::{Candidate, Choker};
+use peerlab_core::swarm::tracker::MAX_NUMWANT;
+use peerlab_core::{Event, NodeId, PieceLayout, Time};
+use peerlab_scenarios::report::SimStats;
+use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError, SimModel};
+
+use crate::engine::{Observer, Progress, TraceSink};
+use crate::trace::TraceHasher;
+
+/// BEP 3 framing of one block message (length, id, index, begin).
+const BLOCK_FRAMING: f64 = 13.0;
+/// A flow this close to its end (in bytes) is done: float rounding.
+const EPSILON: f64 = 1e-3;
+/// Trace record tags (the message model's `event` tag, then flows).
+const TAG_EVENT: u8 = 6;
+const TAG_FLOW: u8 = 10;
+
+/// One end of a connection, as the host holding it sees it. The links of
+/// all hosts sit in one vector, each host's together, so the pass over a
+/// host's neighbours reads its own links in a row and jumps once per
+/// neighbour, to the other end.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    /// The neighbour.
+    peer: u32,
+    /// The index of the other end of this connection.
+    mirror: u32,
+    /// This host unchokes the neighbour.
+    unchoked: bool,
+    /// This host is sending the neighbour a piece.
+    sending: bool,
+    /// The neighbour is snubbing this host (set at each rechoke).
+    snubbed: bool,
+}
+
+/// What a link counts between rechokes (apart from [`Link`]: read rarely).
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    /// Payload bytes received from / sent to the neighbour since the last
+    /// rechoke (tit-for-tat).
+    down: u64,
+    up: u64,
+    /// When the neighbour last sent us something or we became interested in
+    /// it (snubbing).
+    last_progress: u64,
+}
+
+/// A piece on its way from a host (the uploader) to a neighbour.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    /// The uploader's link to the downloader.
+    link: u32,
+    piece: u32,
+    /// Payload bytes of the piece the downloader already had when the flow
+    /// started (a piece finished after a choke, or an end-game copy).
+    base: u32,
+    /// The uploader's service counter when the flow started and the value
+    /// at which it ends (wire bytes).
+    start: f64,
+    end: f64,
+}
+
+#[derive(Debug)]
+struct Host {
+    /// Uplink in wire bytes per second (goodput applied).
+    upload: f64,
+    flows: Vec<Flow>,
+    /// Processor sharing: wire bytes each of the host's flows has been given
+    /// since the start (all flows progress at the same rate).
+    service: f64,
+    /// When `service` was brought up to date.
+    since: u64,
+    /// Neighbours this host unchokes.
+    unchoked: u32,
+    choker: Choker,
+    rng: NodeRng,
+    held: u32,
+    /// Pieces on their way to this host (at least one flow each).
+    busy: u32,
+    complete: bool,
+    /// (uploader, the uploader's link) of the neighbours unchoking us.
+    unchoked_by: Vec<(u32, u32)>,
+    /// Started pieces nobody is sending: (piece, payload bytes held).
+    partial: Vec<(u32, u32)>,
+    /// Flows towards this host: (piece, uploader).
+    inflight: Vec<(u32, u32)>,
+    next_rechoke: u64,
+    next_optimistic: u64,
+}
+
+/// Hosts' wake-ups (each host's earliest flow end), at most one per host,
+/// ordered by (time, sequence): a binary heap that knows where each host
+/// sits, so a host's new time replaces its old one in place instead of
+/// leaving a stale entry behind.
+#[derive(Debug)]
+struct Wakes {
+    heap: Vec<(u64, u64, u32)>,
+    /// Where each host is in `heap`, or [`ABSENT`].
+    pos: Vec<u32>,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl Wakes {
+    fn new(hosts: usize) -> Wakes {
+        Wakes {
+            heap: Vec::with_capacity(hosts),
+            pos: vec![ABSENT; hosts],
+        }
+    }
+
+    fn peek(&self) -> Option<(u64, u64, u32)> {
+        self.heap.first().copied()
+    }
+
+    /// `host` wakes at `at` (sequence `seq`), whenever it was to wake before.
+    fn set(&mut self, host: u32, at: u64, seq: u64) {
+        let key = (at, seq, host);
+        match self.pos[host as usize] {
+            ABSENT => {
+                self.heap.push(key);
+                self.pos[host as usize] = (self.heap.len() - 1) as u32;
+                self.up(self.heap.len() - 1);
+            }
+            i => {
+                let i = i as usize;
+                let old = std::mem::replace(&mut self.heap[i], key);
+                if key < old {
+                    self.up(i);
+                } else {
+                    self.down(i);
+                }
+            }
+        }
+    }
+
+    /// `host` has nothing to wake up for.
+    fn remove(&mut self, host: u32) {
+        let i = std::mem::replace(&mut self.pos[host as usize], ABSENT);
+        if i == ABSENT {
+            return;
+        }
+        let last = self.heap.pop().expect("a host in the heap");
+        let i = i as usize;
+        if i < self.heap.len() {
+            self.heap[i] = last;
+            self.pos[last.2 as usize] = i as u32;
+            self.up(i);
+            self.down(self.pos[last.2 as usize] as usize);
+        }
+    }
+
+    fn up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[parent] <= self.heap[i] {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < self.heap.len() && self.heap[l] < self.heap[least] {
+                least = l;
+            }
+            if r < self.heap.len() && self.heap[r] < self.heap[least] {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.swap(i, least);
+            i = least;
+        }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.pos[self.heap[a].2 as usize] = a as u32;
+        self.pos[self.heap[b].2 as usize] = b as u32;
+    }
+}
+
+/// A run of the pieces model.
+pub(crate) struct PieceSim {
+    scenario: Scenario,
+    layout: PieceLayout,
+    config: SwarmConfig,
+    pieces: u32,
+    words: usize,
+    /// Distance between two hosts' rows in `have` and `busy` (words) and in
+    /// `avail` (bytes): one word or cache line more than a row needs. Rows
+    /// a power of two apart would put piece `p` of every host in the same
+    /// few cache sets, and the pass over a host's neighbours reads exactly
+    /// that (about 15% of the run's time at 3,000 peers).
+    hrow: usize,
+    row: usize,
+    /// Wire bytes per payload byte.
+    wire: f64,
+    hosts: Vec<Host>,
+    /// Host `h`'s links are `links[first[h]..first[h + 1]]`.
+    first: Vec<u32>,
+    links: Vec<Link>,
+    windows: Vec<Window>,
+    /// Held pieces, one bitfield of `words` words per host.
+    have: Vec<u64>,
+    /// Pieces with a flow towards the host.
+    busy: Vec<u64>,
+    /// Per host and piece: how many of its neighbours hold the piece.
+    avail: Vec<u8>,
+    wakes: Wakes,
+    /// The hosts' choking timers: (time, sequence, host).
+    timers: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    seq: u64,
+    now: u64,
+    events: u64,
+    downloaders: u32,
+    completed: u32,
+    report: ReportBuilder,
+    trace: TraceHasher,
+    trace_sink: Option<TraceSink>,
+    observer: Option<Observer>,
+    /// Scratch space, kept between calls so that the hot paths allocate
+    /// nothing: flows ending at once…
+    done: Vec<Flow>,
+    /// …neighbours to ask for a piece, and to unchoke…
+    take: Vec<(u32, u32)>,
+    newly: Vec<u32>,
+    /// …and links in a random order.
+    order: Vec<u32>,
+}
+
+impl PieceSim {
+    /// A run of `scenario`, which must ask for the pieces model.
+    pub(crate) fn new(scenario: &Scenario, origin: &str) -> Result<Self, ScenarioError> {
+        peerlab_scenarios::nodes::check_runnable(scenario, origin)?;
+        assert_eq!(
+            scenario.simulator.model,
+            SimModel::Pieces,
+            "the scenario check admits only pieces-model scenarios here"
+        );
+        let layout = scenario.layout();
+        let config = scenario.swarm_config();
+        let pieces = layout.pieces();
+        let words = pieces.div_ceil(64) as usize;
+        let g = scenario.network.goodput;
+        let swarm_hosts: Vec<_> = scenario
+            .hosts()
+            .into_iter()
+            .filter(|h| h.role != peerlab_scenarios::Role::Tracker)
+            .collect();
+        let n = swarm_hosts.len();
+        let hosts = swarm_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Host {
+                upload: h.upload.bytes_per_sec() * g,
+                flows: Vec::new(),
+                service: 0.0,
+                since: 0,
+                unchoked: 0,
+                choker: Choker::new(config.unchoke_slots),
+                rng: rng::node_rng(scenario.seed, NodeId(i as u32)),
+                held: 0,
+                busy: 0,
+                complete: false,
+                unchoked_by: Vec::new(),
+                partial: Vec::new(),
+                inflight: Vec::new(),
+                next_rechoke: nanos(config.rechoke_interval),
+                next_optimistic: nanos(config.optimistic_interval),
+            })
+            .collect();
+        let mut sim = PieceSim {
+            layout,
+            config,
+            pieces,
+            words,
+            hrow: words + 1,
+            row: (pieces as usize).next_multiple_of(64) + 64,
+            wire: 1.0 + BLOCK_FRAMING / f64::from(layout.block_len()),
+            hosts,
+            first: Vec::new(),
+            links: Vec::new(),
+            windows: Vec::new(),
+            have: vec![0; n * (words + 1)],
+            busy: vec![0; n * (words + 1)],
+            avail: vec![0; n * ((pieces as usize).next_multiple_of(64) + 64)],
+            wakes: Wakes::new(n),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            events: 0,
+            downloaders: scenario.downloaders(),
+            completed: 0,
+            report: ReportBuilder::new(scenario),
+            trace: TraceHasher::default(),
+            trace_sink: None,
+            observer: None,
+            done: Vec::new(),
+            take: Vec::new(),
+            newly: Vec::new(),
+            order: Vec::new(),
+            scenario: scenario.clone(),
+        };
+        sim.connect_swarm();
+        sim.seed_server();
+        for h in 0..n as u32 {
+            sim.schedule_timer(h);
+        }
+        Ok(sim)
+    }
+
+    /// Records the trace: one JSON line per record, as the message model.
+    pub(crate) fn record_trace(&mut self, sink: impl FnMut(&str) + 'static) {
+        self.trace_sink = Some(Box::new(sink));
+    }
+
+    /// Calls `observer` with every event a host reports.
+    pub(crate) fn observe(&mut self, observer: impl FnMut(Time, NodeId, &Event) + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    /// Runs to the end: every downloader complete, nothing left to happen,
+    /// or a limit reached.
+    pub(crate) fn run(mut self, mut progress: impl FnMut(&Progress)) -> Report {
+        let max_time = u64::try_from(self.scenario.limits.max_time.0.as_nanos()).unwrap_or(u64::MAX);
+        let max_events = self.scenario.limits.max_events;
+        let outcome = loop {
+            if self.completed == self.downloaders {
+                break Outcome::Complete;
+            }
+            let wake = self.wakes.peek();
+            let timer = self.timers.peek().map(|t| t.0);
+            let (at, _, host) = match (wake, timer) {
+                (None, None) => break Outcome::Stalled,
+                (Some(w), None) => w,
+                (None, Some(t)) => t,
+                (Some(w), Some(t)) => w.min(t),
+            };
+            if at > max_time {
+                break Outcome::TimeLimit;
+            }
+            if self.events >= max_events {
+                break Outcome::EventLimit;
+            }
+            self.now = at;
+            if wake.is_some_and(|w| Some(w) < timer || timer.is_none()) {
+                self.wakes.remove(host);
+                self.wake(host);
+            } else {
+                self.timers.pop();
+                self.timer(host);
+            }
+            self.events += 1;
+            if self.events % 65_536 == 0 {
+                progress(&self.progress());
+            }
+        };
+        progress(&self.progress());
+        let stats = SimStats {
+            events: self.events,
+            end_time_ns: self.now,
+        };
+        let hash = self.trace.hex();
+        self.report.finish("sim", outcome, Some(hash), Some(stats))
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            now: Time::from_nanos(self.now),
+            events: self.events,
+            completed: self.completed,
+            downloaders: self.downloaders,
+            bytes_down: self.report.bytes_down(),
+            bytes_wanted: u64::from(self.downloaders) * self.scenario.file.size.0,
+        }
+    }
+
+    // ----- the swarm at time zero ------------------------------------------
+
+    /// Every host announces in id order (the server first) and dials the
+    /// peers the tracker hands it, as `core::swarm::Peer` does; hosts still
+    /// short of half of `max_peers` once everyone has announced announce
+    /// again (the message model's early re-announce). Then the links are
+    /// laid out host by host.
+    fn connect_swarm(&mut self) {
+        let n = self.hosts.len() as u32;
+        // The tracker's id follows the peers'.
+        let mut rng = rng::node_rng(self.scenario.seed, NodeId(n));
+        let want = self.config.numwant.min(MAX_NUMWANT) as usize;
+        let mut adj: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n as usize];
+        let mut announced: Vec<u32> = Vec::with_capacity(n as usize);
+        for h in 0..n {
+            announced.push(h);
+            let offer = sample(&mut rng, &announced, h, want);
+            self.dial(&mut adj, h, &offer);
+        }
+        let initiate = self.initiate();
+        for h in 0..n {
+            if adj[h as usize].len() < initiate {
+                let offer = sample(&mut rng, &announced, h, want);
+                self.dial(&mut adj, h, &offer);
+            }
+        }
+        let mut first = Vec::with_capacity(n as usize + 1);
+        let mut total = 0u32;
+        for a in &adj {
+            first.push(total);
+            total += a.len() as u32;
+        }
+        first.push(total);
+        self.links = adj
+            .iter()
+            .flatten()
+            .map(|&(peer, rev)| Link {
+                peer,
+                mirror: first[peer as usize] + rev,
+                unchoked: false,
+                sending: false,
+                snubbed: false,
+            })
+            .collect();
+        self.windows = vec![Window::default(); total as usize];
+        self.first = first;
+    }
+
+    fn initiate(&self) -> usize {
+        (self.config.max_peers as usize / 2).max(1)
+    }
+
+    /// `h` dials `offer` in order while it holds fewer than half of
+    /// `max_peers`; a peer already holding `max_peers` refuses. `adj[h]`
+    /// lists (neighbour, index of `h` in the neighbour's list).
+    fn dial(&self, adj: &mut [Vec<(u32, u32)>], h: u32, offer: &[u32]) {
+        let initiate = self.initiate();
+        let max = self.config.max_peers as usize;
+        for &p in offer {
+            if adj[h as usize].len() >= initiate {
+                return;
+            }
+            if p == h || adj[p as usize].len() >= max || adj[h as usize].iter().any(|&(q, _)| q == p) {
+                continue;
+            }
+            let (hi, pi) = (adj[h as usize].len() as u32, adj[p as usize].len() as u32);
+            adj[h as usize].push((p, pi));
+            adj[p as usize].push((h, hi));
+        }
+    }
+
+    fn links_of(&self, h: u32) -> std::ops::Range<usize> {
+        self.first[h as usize] as usize..self.first[h as usize + 1] as usize
+    }
+
+    /// The server holds every piece; its neighbours count it and want it.
+    fn seed_server(&mut self) {
+        let m = self.pieces as usize;
+        for p in 0..self.pieces {
+            self.set_have(0, p);
+        }
+        self.hosts[0].held = self.pieces;
+        self.hosts[0].complete = true;
+        for g in self.links_of(0) {
+            let w = self.links[g].peer as usize;
+            for s in &mut self.avail[w * self.row..w * self.row + m] {
+                *s += 1;
+            }
+        }
+        self.fill_slots(0);
+    }
+
+    // ----- time ---------------------------------------------------------------
+
+    fn schedule_timer(&mut self, h: u32) {
+        let host = &self.hosts[h as usize];
+        let at = host.next_rechoke.min(host.next_optimistic);
+        self.seq += 1;
+        self.timers.push(Reverse((at, self.seq, h)));
+    }
+
+    /// Brings `h`'s service counter up to now.
+    fn advance(&mut self, h: u32) {
+        let host = &mut self.hosts[h as usize];
+        let k = host.flows.len();
+        if k > 0 && self.now > host.since {
+            host.service += (self.now - host.since) as f64 * 1e-9 * host.upload / k as f64;
+        }
+        host.since = self.now;
+    }
+
+    /// Schedules `h`'s wake-up for its earliest flow end (the flows of `h`
+    /// changed; `h` is up to date).
+    fn reschedule(&mut self, h: u32) {
+        let host = &self.hosts[h as usize];
+        let Some(end) = host.flows.iter().map(|f| f.end).min_by(f64::total_cmp) else {
+            self.wakes.remove(h);
+            return;
+        };
+        let k = host.flows.len() as f64;
+        let secs = (end - host.service).max(0.0) * k / host.upload;
+        let at = self.now + (secs * 1e9).ceil() as u64;
+        self.seq += 1;
+        self.wakes.set(h, at, self.seq);
+    }
+
+    /// The choking timer of `h`: the rechoke, with the optimistic rotation
+    /// when that is due too.
+    fn timer(&mut self, h: u32) {
+        let now = self.now;
+        let host = &mut self.hosts[h as usize];
+        let rotate = host.next_optimistic <= now;
+        if host.next_rechoke <= now {
+            host.next_rechoke = now + nanos(self.config.rechoke_interval);
+        }
+        if rotate {
+            host.next_optimistic = now + nanos(self.config.optimistic_interval);
+        }
+        self.rechoke(h, rotate);
+        self.schedule_timer(h);
+    }
+
+    /// Flows of `u` that are done now end; their downloaders take them.
+    fn wake(&mut self, u: u32) {
+        self.advance(u);
+        let host = &mut self.hosts[u as usize];
+        let limit = host.service + EPSILON;
+        let mut done = std::mem::take(&mut self.done);
+        done.clear();
+        host.flows.retain(|f| {
+            let end = f.end <= limit;
+            if end {
+                done.push(*f);
+            }
+            !end
+        });
+        for f in &done {
+            self.links[f.link as usize].sending = false;
+        }
+        self.reschedule(u);
+        for &f in &done {
+            self.deliver(u, f);
+        }
+        self.done = done;
+    }
+
+    // ----- pieces ---------------------------------------------------------------
+
+    fn deliver(&mut self, u: u32, f: Flow) {
+        let now = self.now;
+        let link = self.links[f.link as usize];
+        let d = link.peer;
+        let bytes = self.layout.piece_size(f.piece) - f.base;
+        self.windows[f.link as usize].up += u64::from(bytes);
+        let back = &mut self.windows[link.mirror as usize];
+        back.down += u64::from(bytes);
+        back.last_progress = now;
+        remove_inflight(&mut self.hosts[d as usize].inflight, f.piece, u);
+        self.emit(
+            d,
+            Event::BlockReceived {
+                from: NodeId(u),
+                block: BlockRef {
+                    piece: f.piece,
+                    offset: f.base,
+                    len: bytes,
+                },
+            },
+        );
+        // The first copy in wins; end-game copies elsewhere are cancelled.
+        let mut freed = Vec::new();
+        while let Some(k) = self.hosts[d as usize]
+            .inflight
+            .iter()
+            .position(|&(p, _)| p == f.piece)
+        {
+            let (_, v) = self.hosts[d as usize].inflight.remove(k);
+            freed.push((v, self.cancel(v, d, f.piece, false)));
+        }
+        self.clear_busy(d, f.piece);
+        self.verified(d, f.piece);
+        self.request(d, u, f.link);
+        for (v, lv) in freed {
+            self.request(d, v, lv);
+        }
+    }
+
+    /// `d` verified `piece`: its neighbours count it, their interest follows.
+    fn verified(&mut self, d: u32, piece: u32) {
+        self.set_have(d, piece);
+        let host = &mut self.hosts[d as usize];
+        host.held += 1;
+        let complete = host.held == self.pieces;
+        self.emit(d, Event::PieceVerified { piece });
+        if complete {
+            self.hosts[d as usize].complete = true;
+            self.completed += 1;
+            self.emit(d, Event::DownloadComplete);
+        }
+        // Every neighbour counts the piece: a tight loop of independent
+        // increments (as many cache misses in flight as the core allows).
+        // Who lacks it matters only for the few links below, so only they
+        // read a bitfield.
+        let range = self.links_of(d);
+        for g in range.clone() {
+            self.avail[self.links[g].peer as usize * self.row + piece as usize] += 1;
+        }
+        let mut take = std::mem::take(&mut self.take);
+        let mut newly = std::mem::take(&mut self.newly);
+        take.clear();
+        newly.clear();
+        // Neighbours `d` unchokes that wait for something to ask for, and,
+        // if `d` has a free slot, neighbours now interested in it.
+        let free = self.hosts[d as usize].unchoked <= self.config.unchoke_slots;
+        for g in range {
+            let l = self.links[g];
+            let wanted = if l.unchoked {
+                !l.sending
+            } else {
+                free && !l.snubbed
+            };
+            if wanted && !self.has(l.peer, piece) {
+                if l.unchoked {
+                    take.push((l.peer, g as u32));
+                } else {
+                    newly.push(g as u32);
+                }
+            }
+        }
+        // Neighbours unchoking `d` that hold nothing more for it choke it and
+        // give the slot to someone else (the core peer's `NotInterested`).
+        // Backwards: a choke removes its entry by moving the last one into
+        // its place, which has been looked at already.
+        for k in (0..self.hosts[d as usize].unchoked_by.len()).rev() {
+            let Some(&(u, lu)) = self.hosts[d as usize].unchoked_by.get(k) else {
+                continue;
+            };
+            if self.has(u, piece) && !self.wants(u, d) {
+                self.choke(u, lu);
+                self.hosts[u as usize].choker.forget(NodeId(d));
+                self.fill_slots(u);
+            }
+        }
+        for &(w, g) in &take {
+            self.request(w, d, g);
+        }
+        if complete {
+            // Seeding from now on: every interested neighbour may fill a slot.
+            self.fill_slots(d);
+        } else if !newly.is_empty() {
+            // The core peer fills free slots when an `Interested` arrives;
+            // only neighbours lacking this piece can have become interested.
+            self.fill_from(d, &mut newly);
+        }
+        self.take = take;
+        self.newly = newly;
+    }
+
+    /// `d` asks `u` (which unchokes it on `u`'s link `lu`) for a piece.
+    fn request(&mut self, d: u32, u: u32, lu: u32) {
+        let l = self.links[lu as usize];
+        if !l.unchoked || l.sending || self.hosts[d as usize].complete {
+            return;
+        }
+        let Some((piece, base)) = self.pick(d, u) else {
+            return;
+        };
+        self.advance(u);
+        let size = self.layout.piece_size(piece);
+        let host = &mut self.hosts[u as usize];
+        let start = host.service;
+        host.flows.push(Flow {
+            link: lu,
+            piece,
+            base,
+            start,
+            end: start + f64::from(size - base) * self.wire,
+        });
+        self.links[lu as usize].sending = true;
+        self.reschedule(u);
+        let w = d as usize * self.hrow + piece as usize / 64;
+        let bit = 1u64 << (piece % 64);
+        if self.busy[w] & bit == 0 {
+            self.busy[w] |= bit;
+            self.hosts[d as usize].busy += 1;
+        }
+        self.hosts[d as usize].inflight.push((piece, u));
+        self.trace_record(TAG_FLOW, d, &(u, piece, base));
+    }
+
+    /// The piece `d` asks `u` for, and the bytes of it `d` already holds:
+    /// the core picker's order (a started piece nobody sends, a new piece —
+    /// random for the first few, then rarest first, ties at random — then
+    /// the end game).
+    fn pick(&mut self, d: u32, u: u32) -> Option<(u32, u32)> {
+        let (du, uu) = (d as usize, u as usize);
+        if let Some(k) = self.hosts[du].partial.iter().position(|&(p, _)| self.has(u, p)) {
+            return Some(self.hosts[du].partial.swap_remove(k));
+        }
+        let random = self.hosts[du].held < self.config.random_first_pieces;
+        let (mine, theirs) = (du * self.hrow, uu * self.hrow);
+        let mut best: Option<(u8, u32)> = None;
+        let mut ties = 0u64;
+        for w in 0..self.words {
+            let mut bits = self.have[theirs + w] & !self.have[mine + w] & !self.busy[mine + w];
+            while bits != 0 {
+                let p = (w * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let a = if random {
+                    0
+                } else {
+                    self.avail[du * self.row + p as usize]
+                };
+                match best {
+                    Some((b, _)) if a > b => {}
+                    Some((b, _)) if a == b => {
+                        // Reservoir sampling: uniform among the ties.
+                        ties += 1;
+                        if rng::below(&mut self.hosts[du].rng, ties) == 0 {
+                            best = Some((a, p));
+                        }
+                    }
+                    _ => {
+                        best = Some((a, p));
+                        ties = 1;
+                    }
+                }
+            }
+        }
+        if let Some((_, p)) = best {
+            return Some((p, 0));
+        }
+        self.endgame_piece(d, u)
+    }
+
+    /// Once every missing piece of `d` is on its way, a piece on its way
+    /// from someone else that `u` could send too, with fewer than
+    /// `endgame_copies` copies, the least-copied first. The copy starts
+    /// where the furthest copy has got to (the blocks still missing).
+    fn endgame_piece(&mut self, d: u32, u: u32) -> Option<(u32, u32)> {
+        let host = &self.hosts[d as usize];
+        if !host.partial.is_empty() || host.held + host.busy < self.pieces || host.busy == 0 {
+            return None;
+        }
+        let copies = |p: u32| host.inflight.iter().filter(|&&(q, _)| q == p).count() as u32;
+        let mut best: Option<(u32, u32)> = None;
+        for &(p, v) in &host.inflight {
+            if v == u || !self.has(u, p) || host.inflight.contains(&(p, u)) {
+                continue;
+            }
+            let c = copies(p);
+            if c < self.config.endgame_copies && best.is_none_or(|(bc, _)| c < bc) {
+                best = Some((c, p));
+            }
+        }
+        let (_, piece) = best?;
+        let senders: Vec<u32> = host
+            .inflight
+            .iter()
+            .filter(|&&(p, _)| p == piece)
+            .map(|&(_, v)| v)
+            .collect();
+        let mut furthest = 0;
+        for v in senders {
+            self.advance(v);
+            let uploader = &self.hosts[v as usize];
+            if let Some(f) = uploader
+                .flows
+                .iter()
+                .find(|f| f.piece == piece && self.links[f.link as usize].peer == d)
+            {
+                furthest = furthest.max(f.base + self.payload_sent(uploader.service, f));
+            }
+        }
+        let block = self.layout.block_len();
+        Some((
+            piece,
+            (furthest / block * block).min(self.layout.piece_size(piece)),
+        ))
+    }
+
+    /// Payload bytes flow `f` has carried by service counter `service`.
+    fn payload_sent(&self, service: f64, f: &Flow) -> u32 {
+        let left = self.layout.piece_size(f.piece) - f.base;
+        (((service - f.start) / self.wire).floor().max(0.0) as u32).min(left)
+    }
+
+    /// Stops the flow of `piece` from `v` to `d`; returns `v`'s link to `d`.
+    /// With `keep`, `d` keeps the bytes that arrived (a choke: the piece is
+    /// finished from someone else later); otherwise they are discarded (an
+    /// end-game copy that lost the race).
+    fn cancel(&mut self, v: u32, d: u32, piece: u32, keep: bool) -> u32 {
+        self.advance(v);
+        let host = &self.hosts[v as usize];
+        let k = host
+            .flows
+            .iter()
+            .position(|f| f.piece == piece && self.links[f.link as usize].peer == d)
+            .expect("a flow in a downloader's in-flight list exists at its uploader");
+        let f = host.flows[k];
+        let sent = self.payload_sent(host.service, &f);
+        self.hosts[v as usize].flows.remove(k);
+        let link = &mut self.links[f.link as usize];
+        link.sending = false;
+        let mirror = link.mirror;
+        self.windows[f.link as usize].up += u64::from(sent);
+        self.reschedule(v);
+        let back = &mut self.windows[mirror as usize];
+        back.down += u64::from(sent);
+        if sent > 0 {
+            back.last_progress = self.now;
+        }
+        let block = BlockRef {
+            piece,
+            offset: f.base,
+            len: sent,
+        };
+        let from = NodeId(v);
+        if keep {
+            if sent > 0 {
+                self.emit(d, Event::BlockReceived { from, block });
+            }
+            let others = self.hosts[d as usize].inflight.iter().any(|&(p, _)| p == piece);
+            if !others {
+                self.clear_busy(d, piece);
+                self.hosts[d as usize].partial.push((piece, f.base + sent));
+            }
+        } else if sent > 0 {
+            self.emit(d, Event::BlockDiscarded { from, block });
+        }
+        f.link
+    }
+
+    // ----- choking -------------------------------------------------------------
+
+    fn unchoke(&mut self, u: u32, lu: u32) {
+        let l = &mut self.links[lu as usize];
+        if l.unchoked {
+            return;
+        }
+        l.unchoked = true;
+        let d = l.peer;
+        self.hosts[u as usize].unchoked += 1;
+        self.hosts[d as usize].unchoked_by.push((u, lu));
+        self.request(d, u, lu);
+    }
+
+    fn choke(&mut self, u: u32, lu: u32) {
+        let l = self.links[lu as usize];
+        if !l.unchoked {
+            return;
+        }
+        self.links[lu as usize].unchoked = false;
+        self.hosts[u as usize].unchoked -= 1;
+        let d = l.peer;
+        let by = &mut self.hosts[d as usize].unchoked_by;
+        if let Some(k) = by.iter().position(|&x| x == (u, lu)) {
+            by.swap_remove(k);
+        }
+        let flow = self.hosts[u as usize]
+            .flows
+            .iter()
+            .find(|f| f.link == lu)
+            .map(|f| f.piece);
+        if let Some(piece) = flow {
+            remove_inflight(&mut self.hosts[d as usize].inflight, piece, u);
+            self.cancel(u, d, piece, true);
+            // As the core's peer on a choke: ask everyone still unchoking us
+            // (asking changes nobody's unchoking).
+            for k in 0..self.hosts[d as usize].unchoked_by.len() {
+                let (v, lv) = self.hosts[d as usize].unchoked_by[k];
+                self.request(d, v, lv);
+            }
+        }
+    }
+
+    /// Unchokes interested, unsnubbed neighbours at random while slots are
+    /// free. The links are drawn in a random order (Fisher-Yates, one step
+    /// at a time) until enough qualify: the same uniform choice as shuffling
+    /// everyone who qualifies, without asking every neighbour whether it is
+    /// interested (a read of its bitfield, a cache miss each).
+    fn fill_slots(&mut self, h: u32) {
+        let max = self.config.unchoke_slots + 1;
+        let unchoked = self.hosts[h as usize].unchoked;
+        if unchoked >= max {
+            return;
+        }
+        let free = (max - unchoked) as usize;
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(self.links_of(h).map(|g| g as u32));
+        let mut chosen = 0;
+        for i in 0..order.len() {
+            if chosen == free {
+                break;
+            }
+            let left = (order.len() - i) as u64;
+            let j = i + rng::below(&mut self.hosts[h as usize].rng, left) as usize;
+            order.swap(i, j);
+            let l = self.links[order[i] as usize];
+            if !l.unchoked && !l.snubbed && self.wants(h, l.peer) {
+                order.swap(chosen, i);
+                chosen += 1;
+            }
+        }
+        self.order = order;
+        // Unchoking draws nothing at random and leaves `order` alone.
+        for k in 0..chosen {
+            self.unchoke(h, self.order[k]);
+        }
+    }
+
+    /// Unchokes links of `h` from `waiting` (choked, unsnubbed, interested)
+    /// at random while slots are free.
+    fn fill_from(&mut self, h: u32, waiting: &mut [u32]) {
+        let max = self.config.unchoke_slots + 1;
+        let host = &mut self.hosts[h as usize];
+        if host.unchoked >= max {
+            return;
+        }
+        rng::shuffle(&mut host.rng, waiting);
+        let free = (max - host.unchoked) as usize;
+        for &g in waiting.iter().take(free) {
+            self.unchoke(h, g);
+        }
+    }
+
+    /// The regular rechoke of `h` by the core's choker.
+    fn rechoke(&mut self, h: u32, rotate: bool) {
+        let now = self.now;
+        let snub = nanos(self.config.snub_timeout);
+        let seeding = self.hosts[h as usize].complete;
+        let mut candidates = Vec::new();
+        for g in self.links_of(h) {
+            let l = self.links[g];
+            // The snubbing clock starts when `h` becomes interested in the
+            // neighbour: here, at the last rechoke it was not.
+            let interested = self.wants(l.peer, h);
+            if !interested {
+                self.windows[g].last_progress = now;
+            }
+            let snubbed = interested && now.saturating_sub(self.windows[g].last_progress) >= snub;
+            self.links[g].snubbed = snubbed;
+            if self.wants(h, l.peer) {
+                let w = self.windows[g];
+                candidates.push(Candidate {
+                    peer: NodeId(l.peer),
+                    rate: if seeding { w.up } else { w.down },
+                    snubbed,
+                });
+            }
+        }
+        let host = &mut self.hosts[h as usize];
+        let unchoke: BTreeSet<NodeId> = host.choker.rechoke(&candidates, rotate, &mut host.rng);
+        for g in self.links_of(h) {
+            if unchoke.contains(&NodeId(self.links[g].peer)) {
+                self.unchoke(h, g as u32);
+            } else {
+                self.choke(h, g as u32);
+            }
+            let w = &mut self.windows[g];
+            w.down = 0;
+            w.up = 0;
+        }
+    }
+
+    // ----- bits and records ----------------------------------------------------
+
+    /// Whether `a` holds a piece `b` lacks (`b` is interested in `a`).
+    fn wants(&self, a: u32, b: u32) -> bool {
+        let (x, y) = (a as usize * self.hrow, b as usize * self.hrow);
+        self.have[x..x + self.words]
+            .iter()
+            .zip(&self.have[y..y + self.words])
+            .any(|(a, b)| a & !b != 0)
+    }
+
+    fn has(&self, h: u32, piece: u32) -> bool {
+        self.have[h as usize * self.hrow + piece as usize / 64] & (1 << (piece % 64)) != 0
+    }
+
+    fn set_have(&mut self, h: u32, piece: u32) {
+        self.have[h as usize * self.hrow + piece as usize / 64] |= 1 << (piece % 64);
+    }
+
+    fn clear_busy(&mut self, d: u32, piece: u32) {
+        let w = d as usize * self.hrow + piece as usize / 64;
+        let bit = 1u64 << (piece % 64);
+        if self.busy[w] & bit != 0 {
+            self.busy[w] &= !bit;
+            self.hosts[d as usize].busy -= 1;
+        }
+    }
+
+    fn emit(&mut self, node: u32, event: Event) {
+        let at = Time::from_nanos(self.now);
+        self.report.record(at, NodeId(node), &event);
+        self.trace_record(TAG_EVENT, node, &event);
+        if let Some(o) = &mut self.observer {
+            o(at, NodeId(node), &event);
+        }
+    }
+
+    fn trace_record<T: std::hash::Hash + std::fmt::Debug + ?Sized>(
+        &mut self,
+        tag: u8,
+        node: u32,
+        fields: &T,
+    ) {
+        self.trace.record(tag, self.now, node, fields);
+        if let Some(sink) = &mut self.trace_sink {
+            let line = serde_json::json!({
+                "t": self.now,
+                "node": node,
+                "kind": if tag == TAG_FLOW { "flow" } else { "event" },
+                "detail": format!("{fields:?}"),
+            });
+            sink(&line.to_string());
+        }
+    }
+}
+
+fn remove_inflight(list: &mut Vec<(u32, u32)>, piece: u32, from: u32) {
+    if let Some(k) = list.iter().position(|&x| x == (piece, from)) {
+        list.swap_remove(k);
+    }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Up to `want` distinct hosts of `announced` other than `asker`, uniformly
+/// at random (the tracker's sampling).
+fn sample(rng: &mut NodeRng, announced: &[u32], asker: u32, want: usize) -> Vec<u32> {
+    debug_assert!(
+        announced.contains(&asker),
+        "a host announces before it is answered"
+    );
+    let others = announced.len() - 1;
+    let want = want.min(others);
+    if want * 2 >= others {
+        let mut all: Vec<u32> = announced.iter().copied().filter(|&p| p != asker).collect();
+        rng::shuffle(rng, &mut all);
+        all.truncate(want);
+        return all;
+    }
+    let mut chosen = BTreeSet::new();
+    let mut out = Vec::with_capacity(want);
+    while out.len() < want {
+        let p = announced[rng::below(rng, announced.len() as u64) as usize];
+        if p != asker && chosen.insert(p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The indexed heap against a plain model: set, remove and pop in
+        /// any order give the earliest (time, sequence) each time, with each
+        /// host at most once.
+        #[test]
+        fn wakes_match_a_plain_model(ops in prop::collection::vec((0u32..8, 0u64..50, 0u8..4), 1..200)) {
+            let mut heap = Wakes::new(8);
+            let mut model: Vec<Option<(u64, u64)>> = vec![None; 8];
+            for (seq, (host, at, op)) in ops.into_iter().enumerate() {
+                let seq = seq as u64;
+                match op {
+                    0 => {
+                        heap.remove(host);
+                        model[host as usize] = None;
+                    }
+                    1 => {
+                        let want = model
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(h, k)| k.map(|(a, s)| (a, s, h as u32)))
+                            .min();
+                        prop_assert_eq!(heap.peek(), want);
+                        if let Some((_, _, h)) = want {
+                            heap.remove(h);
+                            model[h as usize] = None;
+                        }
+                    }
+                    _ => {
+                        heap.set(host, at, seq);
+                        model[host as usize] = Some((at, seq));
+                    }
+                }
+                prop_assert_eq!(heap.heap.len(), model.iter().flatten().count());
+            }
+        }
+    }
+
+    #[test]
+    fn the_tracker_sample_is_distinct_and_never_the_asker() {
+        let mut rng = rng::node_rng(7, NodeId(0));
+        let announced: Vec<u32> = (0..500).collect();
+        for asker in [0, 250, 499] {
+            let s = sample(&mut rng, &announced, asker, 50);
+            let distinct: BTreeSet<u32> = s.iter().copied().collect();
+            assert_eq!((s.len(), distinct.len()), (50, 50));
+            assert!(!distinct.contains(&asker));
+        }
+        // Fewer announced than wanted: everyone else.
+        let s = sample(&mut rng, &announced[..5], 2, 50);
+        assert_eq!(
+            s.iter().copied().collect::<BTreeSet<u32>>(),
+            BTreeSet::from([0, 1, 3, 4])
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The pieces model (`simulator.model = pieces`, docs/swarm.md): a swarm
+//! simulated one piece at a time. It must keep the promises of the message
+//! model — everyone completes, nobody beats the bounds, bytes add up, runs
+//! are reproducible — stay close to the message model's distribution time,
+//! and refuse by name what it does not model.
+
+mod common;
+
+use common::{scenario, simulate};
+use peerlab_scenarios::bounds::piece_level_optimum;
+use peerlab_scenarios::{Outcome, Report, Role, Scenario, library};
+use proptest::prelude::*;
+
+fn swarm(sets: &[&str]) -> Scenario {
+    let mut all: Vec<String> = vec!["simulator.model=pieces".into()];
+    all.extend(sets.iter().map(|s| s.to_string()));
+    scenario(library::get("swarm-homogeneous").unwrap(), &all)
+}
+
+/// Everyone completes with every piece once, no run beats the P2P bound,
+/// and every byte received was sent by someone.
+fn check_report(r: &Report, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&r.outcome, &Outcome::Complete, "{} did not complete", what);
+    let d = r.distribution_time_s.unwrap();
+    prop_assert!(
+        d >= r.bounds.p2p_s * (1.0 - 1e-9),
+        "{what}: {d} s beats the P2P bound {} s",
+        r.bounds.p2p_s
+    );
+    let pieces = r.file_bytes.div_ceil(r.piece_bytes) as u32;
+    for h in r.hosts.iter().filter(|h| h.role == Role::Peer) {
+        prop_assert!(h.completed_s.is_some(), "{what}: {} never completed", h.name);
+        prop_assert_eq!(h.pieces_verified, pieces, "{}: {} verified", what, h.name);
+        prop_assert!(
+            h.bytes_down >= r.file_bytes,
+            "{what}: {} received {} of {} bytes",
+            h.name,
+            h.bytes_down,
+            r.file_bytes
+        );
+    }
+    let down: u64 = r.hosts.iter().map(|h| h.bytes_down).sum();
+    let up: u64 = r.hosts.iter().map(|h| h.bytes_up).sum();
+    prop_assert_eq!(down, up, "{}: bytes received and sent differ", what);
+    Ok(())
+}
+
+fn random_swarm(server_mbit: u32, uploads: &[u32], size_kib: u64, seed: u64) -> String {
+    let hosts: Vec<String> = uploads
+        .iter()
+        .map(|up| format!(r#"{{ "upload": "{up} Mbit/s" }}"#))
+        .collect();
+    format!(
+        r#"{{
+            "protocol": "swarm",
+            "seed": {seed},
+            "file": {{ "size": "{size_kib} KiB", "piece_size": "64 KiB" }},
+            "server": {{ "upload": "{server_mbit} Mbit/s" }},
+            "peers": {{ "download": "unlimited", "hosts": [{}] }},
+            "simulator": {{ "model": "pieces" }},
+            "limits": {{ "max_time": "10 h" }}
+        }}"#,
+        hosts.join(",")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// DESIGN.md §1 for the pieces model: random N, file size, uplinks and
+    /// seed; with equal uplinks also the piece-level optimum.
+    #[test]
+    fn the_pieces_model_never_beats_its_bounds(
+        server in 1u32..100,
+        uploads in prop::collection::vec(1u32..50, 1..40),
+        size in 64u64..4096,
+        seed in any::<u64>(),
+        equal in any::<bool>(),
+    ) {
+        let uploads: Vec<u32> = if equal { vec![server; uploads.len()] } else { uploads };
+        let json = random_swarm(server, &uploads, size, seed);
+        let r = simulate(&scenario(&json, &[]));
+        check_report(&r, &json)?;
+        if equal {
+            let pieces = size.div_ceil(64) as u32;
+            let u = f64::from(server) * 1e6 * r.goodput_factor;
+            let optimum = piece_level_optimum(size as f64 * 8192.0, uploads.len() as u32, u, pieces);
+            let d = r.distribution_time_s.unwrap();
+            prop_assert!(d >= optimum * (1.0 - 1e-9), "{d} s beats the piece-level optimum {optimum} s: {json}");
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
+    let a = simulate(&swarm(&["peers.count=40", "file.size=8 MiB"]));
+    let b = simulate(&swarm(&["peers.count=40", "file.size=8 MiB"]));
+    let c = simulate(&swarm(&["peers.count=40", "file.size=8 MiB", "seed=2"]));
+    assert_eq!(a, b, "two runs of one scenario differ");
+    assert_ne!(a.trace_hash, c.trace_hash, "the seed changes nothing");
+    check_report(&a, "seed 1").unwrap();
+}
+
+/// The point of the model: close to the message model's time, with a small
+/// fraction of its events. The tolerance is what docs/swarm.md measured for
+/// the 64 MiB reference file at N >= 32 (within 2.1%) with room for other
+/// seeds; with few peers or few pieces the models differ more (N = 8:
+/// 8.5%; 16 MiB at N = 32: 10%; docs/swarm.md) and no claim is made.
+#[test]
+fn the_pieces_model_stays_close_to_the_message_model() {
+    for n in [32, 128] {
+        let sets = [format!("peers.count={n}"), "file.size=64 MiB".to_string()];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let pieces = simulate(&swarm(&sets));
+        let messages = simulate(&swarm(&[&sets[..], &["simulator.model=messages"]].concat()));
+        let (p, m) = (pieces.ratio_to_bound.unwrap(), messages.ratio_to_bound.unwrap());
+        assert!(
+            (p / m - 1.0).abs() <= 0.05,
+            "N = {n}: pieces model {p:.4} x the bound, message model {m:.4}"
+        );
+        let (pe, me) = (pieces.sim.unwrap().events, messages.sim.unwrap().events);
+        assert!(
+            pe * 20 <= me,
+            "N = {n}: the pieces model took {pe} events, the message model {me}"
+        );
+    }
+}
+
+#[test]
+fn a_heterogeneous_swarm_completes_in_the_pieces_model() {
+    let s = scenario(
+        library::get("swarm-churn").unwrap(),
+        &["swarm.leave=stay".into(), "simulator.model=pieces".into()],
+    );
+    let r = simulate(&s);
+    check_report(&r, "swarm-churn, staying").unwrap();
+}
+
+#[test]
+fn what_the_pieces_model_does_not_simulate_is_refused_by_name() {
+    let lib = library::get("swarm-homogeneous").unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["swarm.super_seed=true"], "swarm.super_seed"),
+        (&["swarm.serial_uploads=true"], "swarm.serial_uploads"),
+        (&["swarm.leave=at-completion"], "swarm.leave"),
+        (&["peers.download=10 Mbit/s"], "peers (p1)"),
+        (&["network.latency=5 ms"], "network.latency"),
+        (&["server.latency=5 ms"], "server.latency"),
+        (&["swarm.max_peers=300"], "swarm.max_peers"),
+        (&["protocol=client-server"], "simulator.model"),
+    ];
+    for (sets, field) in cases {
+        let mut all: Vec<String> = vec!["simulator.model=pieces".into()];
+        all.extend(sets.iter().map(|s| s.to_string()));
+        let err = peerlab_scenarios::Scenario::from_json(lib, "lib", &all).expect_err(field);
+        assert_eq!(err.field, field, "{sets:?}: {err}");
+        assert!(err.message.contains("pieces model"), "{sets:?}: {err}");
+    }
+    let faults = r#"{ "protocol": "swarm", "file": { "size": "1 MiB" }, "server": { "upload": "1 Mbit/s" },
+        "peers": { "count": 2, "upload": "1 Mbit/s", "download": "unlimited" },
+        "simulator": { "model": "pieces" },
+        "faults": [ { "kind": "crash", "host": "p1", "at": "1 s" } ] }"#;
+    let err = peerlab_scenarios::Scenario::from_json(faults, "inline", &[]).expect_err("faults");
+    assert_eq!(err.field, "faults", "{err}");
+    let typo = peerlab_scenarios::Scenario::from_json(lib, "lib", &["simulator.model=blocks".into()])
+        .expect_err("an unknown model");
+    assert_eq!(typo.field, "simulator.model", "{typo}");
+}
