@@ -300,7 +300,7 @@ const TAG_TIMER: u8 = 2;
 const TAG_DELIVER: u8 = 3;
 const TAG_CONNECTION: u8 = 4;
 const TAG_STORAGE: u8 = 5;
-const TAG_EVENT: u8 = 6;
+pub(crate) const TAG_EVENT: u8 = 6;
 const TAG_COMMAND: u8 = 7;
 const TAG_FAULT: u8 = 8;
 const TAG_SENT: u8 = 9;
@@ -421,13 +421,12 @@ impl MessageSim {
     fn record<T: Hash + std::fmt::Debug + ?Sized>(&mut self, tag: u8, at: u64, node: u32, fields: &T) {
         self.trace.record(tag, at, node, fields);
         if let Some(sink) = &mut self.trace_sink {
-            let line = serde_json::json!({
-                "t": at,
-                "node": node,
-                "kind": TAG_NAMES[tag as usize],
-                "detail": format!("{fields:?}"),
-            });
-            sink(&line.to_string());
+            sink(&crate::trace::json_line(
+                at,
+                node,
+                TAG_NAMES[tag as usize],
+                fields,
+            ));
         }
     }
 

@@ -15,9 +15,10 @@
 //!   [`Choker`] every `rechoke_interval` with tit-for-tat windows (a seed
 //!   ranks by what it sent), the optimistic slot rotated every
 //!   `optimistic_interval`, snubbing, slots that fall free filled at once;
-//!   piece selection as the core's picker does it — a started piece
-//!   first, the first `random_first_pieces` at random, then rarest first
-//!   among the neighbours, ties at random; an end game of at most
+//!   piece selection in the core picker's order — a started piece first,
+//!   then a new one by the core's own [`rarest`] (the first
+//!   `random_first_pieces` at random, then rarest among the neighbours,
+//!   ties at random); the tracker's own [`sample`] for neighbour sets; an end game of at most
 //!   `endgame_copies` copies of a piece, the first copy in cancelling the
 //!   others; BEP 3 framing (13 bytes per block) and the goodput factor.
 //! - **Dropped.** Messages: a peer knows the instant a neighbour verifies a
@@ -46,20 +47,21 @@ use peerlab_core::pieces::BlockRef;
 use peerlab_core::rng::{self, NodeRng};
 use peerlab_core::swarm::SwarmConfig;
 use peerlab_core::swarm::choker::{Candidate, Choker};
-use peerlab_core::swarm::tracker::MAX_NUMWANT;
+use peerlab_core::swarm::picker::rarest;
+use peerlab_core::swarm::tracker::{MAX_NUMWANT, sample};
 use peerlab_core::{Event, NodeId, PieceLayout, Time};
 use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError, SimModel};
 
-use crate::engine::{Observer, Progress, TraceSink};
+use crate::engine::{Observer, Progress, TAG_EVENT, TraceSink};
 use crate::trace::TraceHasher;
 
 /// BEP 3 framing of one block message (length, id, index, begin).
 const BLOCK_FRAMING: f64 = 13.0;
 /// A flow this close to its end (in bytes) is done: float rounding.
 const EPSILON: f64 = 1e-3;
-/// Trace record tags (the message model's `event` tag, then flows).
-const TAG_EVENT: u8 = 6;
+/// Trace record tag of a flow (after the message model's tags; events
+/// share the message model's tag).
 const TAG_FLOW: u8 = 10;
 
 /// One end of a connection, as the host holding it sees it. The links of
@@ -445,13 +447,13 @@ impl PieceSim {
         let mut announced: Vec<u32> = Vec::with_capacity(n as usize);
         for h in 0..n {
             announced.push(h);
-            let offer = sample(&mut rng, &announced, h, want);
+            let offer = sample(&mut rng, &announced, h, true, want);
             self.dial(&mut adj, h, &offer);
         }
         let initiate = self.initiate();
         for h in 0..n {
             if adj[h as usize].len() < initiate {
-                let offer = sample(&mut rng, &announced, h, want);
+                let offer = sample(&mut rng, &announced, h, true, want);
                 self.dial(&mut adj, h, &offer);
             }
         }
@@ -750,35 +752,13 @@ impl PieceSim {
         }
         let random = self.hosts[du].held < self.config.random_first_pieces;
         let (mine, theirs) = (du * self.hrow, uu * self.hrow);
-        let mut best: Option<(u8, u32)> = None;
-        let mut ties = 0u64;
-        for w in 0..self.words {
-            let mut bits = self.have[theirs + w] & !self.have[mine + w] & !self.busy[mine + w];
-            while bits != 0 {
-                let p = (w * 64) as u32 + bits.trailing_zeros();
-                bits &= bits - 1;
-                let a = if random {
-                    0
-                } else {
-                    self.avail[du * self.row + p as usize]
-                };
-                match best {
-                    Some((b, _)) if a > b => {}
-                    Some((b, _)) if a == b => {
-                        // Reservoir sampling: uniform among the ties.
-                        ties += 1;
-                        if rng::below(&mut self.hosts[du].rng, ties) == 0 {
-                            best = Some((a, p));
-                        }
-                    }
-                    _ => {
-                        best = Some((a, p));
-                        ties = 1;
-                    }
-                }
-            }
-        }
-        if let Some((_, p)) = best {
+        let (have, busy, row) = (&self.have, &self.busy, du * self.row);
+        let fresh = (0..self.words).flat_map(|w| {
+            let bits = have[theirs + w] & !have[mine + w] & !busy[mine + w];
+            BitIter(bits).map(move |b| (w * 64) as u32 + b)
+        });
+        let avail = |p: u32| u32::from(self.avail[row + p as usize]);
+        if let Some(p) = rarest(fresh, avail, random, &mut self.hosts[du].rng) {
             return Some((p, 0));
         }
         self.endgame_piece(d, u)
@@ -1060,13 +1040,8 @@ impl PieceSim {
     ) {
         self.trace.record(tag, self.now, node, fields);
         if let Some(sink) = &mut self.trace_sink {
-            let line = serde_json::json!({
-                "t": self.now,
-                "node": node,
-                "kind": if tag == TAG_FLOW { "flow" } else { "event" },
-                "detail": format!("{fields:?}"),
-            });
-            sink(&line.to_string());
+            let kind = if tag == TAG_FLOW { "flow" } else { "event" };
+            sink(&crate::trace::json_line(self.now, node, kind, fields));
         }
     }
 }
@@ -1081,30 +1056,19 @@ fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Up to `want` distinct hosts of `announced` other than `asker`, uniformly
-/// at random (the tracker's sampling).
-fn sample(rng: &mut NodeRng, announced: &[u32], asker: u32, want: usize) -> Vec<u32> {
-    debug_assert!(
-        announced.contains(&asker),
-        "a host announces before it is answered"
-    );
-    let others = announced.len() - 1;
-    let want = want.min(others);
-    if want * 2 >= others {
-        let mut all: Vec<u32> = announced.iter().copied().filter(|&p| p != asker).collect();
-        rng::shuffle(rng, &mut all);
-        all.truncate(want);
-        return all;
-    }
-    let mut chosen = BTreeSet::new();
-    let mut out = Vec::with_capacity(want);
-    while out.len() < want {
-        let p = announced[rng::below(rng, announced.len() as u64) as usize];
-        if p != asker && chosen.insert(p) {
-            out.push(p);
+/// The set bits of a word, lowest first.
+struct BitIter(u64);
+
+impl Iterator for BitIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
         }
+        let b = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(b)
     }
-    out
 }
 
 #[cfg(test)]
@@ -1147,23 +1111,5 @@ mod tests {
                 prop_assert_eq!(heap.heap.len(), model.iter().flatten().count());
             }
         }
-    }
-
-    #[test]
-    fn the_tracker_sample_is_distinct_and_never_the_asker() {
-        let mut rng = rng::node_rng(7, NodeId(0));
-        let announced: Vec<u32> = (0..500).collect();
-        for asker in [0, 250, 499] {
-            let s = sample(&mut rng, &announced, asker, 50);
-            let distinct: BTreeSet<u32> = s.iter().copied().collect();
-            assert_eq!((s.len(), distinct.len()), (50, 50));
-            assert!(!distinct.contains(&asker));
-        }
-        // Fewer announced than wanted: everyone else.
-        let s = sample(&mut rng, &announced[..5], 2, 50);
-        assert_eq!(
-            s.iter().copied().collect::<BTreeSet<u32>>(),
-            BTreeSet::from([0, 1, 3, 4])
-        );
     }
 }

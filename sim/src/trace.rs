@@ -65,6 +65,18 @@ impl TraceHasher {
     }
 }
 
+/// One record of a recorded trace as a JSON line: time, node, kind, and
+/// the fields as they were hashed (debug form).
+pub(crate) fn json_line<T: std::fmt::Debug + ?Sized>(at: u64, node: u32, kind: &str, fields: &T) -> String {
+    serde_json::json!({
+        "t": at,
+        "node": node,
+        "kind": kind,
+        "detail": format!("{fields:?}"),
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

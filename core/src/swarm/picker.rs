@@ -184,29 +184,10 @@ impl Picker {
 
     fn pick_new(&self, download: &Download, remote: &Bitfield, rng: &mut NodeRng) -> Option<u32> {
         let random = download.have().count() < self.random_first;
-        let mut best: Option<(u32, u32)> = None; // (availability, piece)
-        let mut ties = 0u64;
-        for piece in remote.iter_minus(download.have()) {
-            if self.active.contains(&piece) || !download.is_untouched(piece) {
-                continue;
-            }
-            let a = if random { 0 } else { self.availability(piece) };
-            match best {
-                Some((b, _)) if a > b => continue,
-                Some((b, _)) if a == b => {
-                    // Reservoir sampling: uniform among the ties.
-                    ties += 1;
-                    if rng::below(rng, ties) == 0 {
-                        best = Some((a, piece));
-                    }
-                }
-                _ => {
-                    best = Some((a, piece));
-                    ties = 1;
-                }
-            }
-        }
-        best.map(|(_, p)| p)
+        let fresh = remote
+            .iter_minus(download.have())
+            .filter(|p| !self.active.contains(p) && download.is_untouched(*p));
+        rarest(fresh, |p| self.availability(p), random, rng)
     }
 
     /// Before the end game: a block of a piece in progress that `peer`
@@ -260,6 +241,38 @@ impl Picker {
             .flat_map(move |piece| (0..l.blocks_in(piece)).map(move |i| l.block(piece, i)))
             .filter(move |&b| !download.is_stored(b) && !download.is_requested_from(b, peer))
     }
+}
+
+/// The rarest of `candidates` by `availability` (or any of them, when
+/// `random`), ties broken uniformly at random by reservoir sampling — one
+/// draw per tie as the candidates go by. BEP 3's choice of a new piece, for
+/// the peer's picker and the simulator's pieces model alike.
+pub fn rarest(
+    candidates: impl IntoIterator<Item = u32>,
+    availability: impl Fn(u32) -> u32,
+    random: bool,
+    rng: &mut NodeRng,
+) -> Option<u32> {
+    let mut best: Option<(u32, u32)> = None; // (availability, piece)
+    let mut ties = 0u64;
+    for piece in candidates {
+        let a = if random { 0 } else { availability(piece) };
+        match best {
+            Some((b, _)) if a > b => continue,
+            Some((b, _)) if a == b => {
+                // Reservoir sampling: uniform among the ties.
+                ties += 1;
+                if rng::below(rng, ties) == 0 {
+                    best = Some((a, piece));
+                }
+            }
+            _ => {
+                best = Some((a, piece));
+                ties = 1;
+            }
+        }
+    }
+    best.map(|(_, p)| p)
 }
 
 #[cfg(test)]

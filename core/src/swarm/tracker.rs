@@ -93,26 +93,34 @@ impl Tracker {
 
     /// Up to `want` distinct peers other than `asker`, uniformly at random.
     fn sample(&mut self, asker: NodeId, want: u32) -> Vec<NodeId> {
-        let others = self.order.len() - usize::from(self.entries.contains_key(&asker));
-        let want = (want as usize).min(others);
-        if want * 2 >= others {
-            // Dense: shuffle everyone and take a prefix.
-            let mut all: Vec<NodeId> = self.order.iter().copied().filter(|&p| p != asker).collect();
-            rng::shuffle(&mut self.rng, &mut all);
-            all.truncate(want);
-            return all;
-        }
-        // Sparse: rejection sampling needs fewer than 2 draws per peer.
-        let mut chosen = BTreeSet::new();
-        let mut out = Vec::with_capacity(want);
-        while out.len() < want {
-            let p = self.order[rng::below(&mut self.rng, self.order.len() as u64) as usize];
-            if p != asker && chosen.insert(p) {
-                out.push(p);
-            }
-        }
-        out
+        let listed = self.entries.contains_key(&asker);
+        sample(&mut self.rng, &self.order, asker, listed, want as usize)
     }
+}
+
+/// Up to `want` distinct entries of `order` other than `asker` (which is in
+/// `order` if `listed`), uniformly at random: the tracker's answer, also
+/// drawn by the simulator's pieces model when it wires a swarm.
+pub fn sample<T: Copy + Ord>(rng: &mut NodeRng, order: &[T], asker: T, listed: bool, want: usize) -> Vec<T> {
+    let others = order.len() - usize::from(listed);
+    let want = want.min(others);
+    if want * 2 >= others {
+        // Dense: shuffle everyone and take a prefix.
+        let mut all: Vec<T> = order.iter().copied().filter(|&p| p != asker).collect();
+        rng::shuffle(rng, &mut all);
+        all.truncate(want);
+        return all;
+    }
+    // Sparse: rejection sampling needs fewer than 2 draws per peer.
+    let mut chosen = BTreeSet::new();
+    let mut out = Vec::with_capacity(want);
+    while out.len() < want {
+        let p = order[rng::below(rng, order.len() as u64) as usize];
+        if p != asker && chosen.insert(p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 impl Node for Tracker {
@@ -184,6 +192,25 @@ impl Node for Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sampling on its own (the simulator's pieces model calls it too).
+    #[test]
+    fn the_tracker_sample_is_distinct_and_never_the_asker() {
+        let mut rng = rng::node_rng(7, NodeId(0));
+        let announced: Vec<u32> = (0..500).collect();
+        for asker in [0, 250, 499] {
+            let s = sample(&mut rng, &announced, asker, true, 50);
+            let distinct: BTreeSet<u32> = s.iter().copied().collect();
+            assert_eq!((s.len(), distinct.len()), (50, 50));
+            assert!(!distinct.contains(&asker));
+        }
+        // Fewer announced than wanted: everyone else.
+        let s = sample(&mut rng, &announced[..5], 2, true, 50);
+        assert_eq!(
+            s.iter().copied().collect::<BTreeSet<u32>>(),
+            BTreeSet::from([0, 1, 3, 4])
+        );
+    }
 
     fn announce(t: &mut Tracker, peer: u32, event: AnnounceEvent, numwant: u32) -> Option<Vec<NodeId>> {
         t.handle_message(
