@@ -260,7 +260,9 @@ pub(crate) struct PieceSim {
     have: Vec<u64>,
     /// Pieces with a flow towards the host.
     busy: Vec<u64>,
-    /// Per host and piece: how many of its neighbours hold the piece.
+    /// Per host and piece: how many of its neighbours hold the piece; kept
+    /// up to date only while the host lacks the piece (nothing reads it
+    /// after).
     avail: Vec<u8>,
     wakes: Wakes,
     /// The hosts' choking timers: (time, sequence, host).
@@ -650,34 +652,32 @@ impl PieceSim {
             self.completed += 1;
             self.emit(d, Event::DownloadComplete);
         }
-        // Every neighbour counts the piece: a tight loop of independent
-        // increments (as many cache misses in flight as the core allows).
-        // Who lacks it matters only for the few links below, so only they
-        // read a bitfield.
-        let range = self.links_of(d);
-        for g in range.clone() {
-            self.avail[self.links[g].peer as usize * self.row + piece as usize] += 1;
-        }
+        // Neighbours that lack the piece count it (a count is read only for
+        // pieces its host lacks, and a host never loses a piece, so the
+        // counts of neighbours holding it may stay behind). Among them, the
+        // ones `d` unchokes that wait for something to ask for, and, if `d`
+        // has a free slot, the ones now interested in it.
         let mut take = std::mem::take(&mut self.take);
         let mut newly = std::mem::take(&mut self.newly);
         take.clear();
         newly.clear();
-        // Neighbours `d` unchokes that wait for something to ask for, and,
-        // if `d` has a free slot, neighbours now interested in it.
         let free = self.hosts[d as usize].unchoked <= self.config.unchoke_slots;
-        for g in range {
-            let l = self.links[g];
-            let wanted = if l.unchoked {
-                !l.sending
-            } else {
-                free && !l.snubbed
-            };
-            if wanted && !self.has(l.peer, piece) {
-                if l.unchoked {
+        let range = self.links_of(d);
+        let (first, links) = (range.start, &self.links[range]);
+        let (have, avail) = (&self.have, &mut self.avail);
+        let (word, bit) = (piece as usize / 64, 1u64 << (piece % 64));
+        for (g, l) in (first..).zip(links) {
+            let peer = l.peer as usize;
+            if have[peer * self.hrow + word] & bit != 0 {
+                continue;
+            }
+            avail[peer * self.row + piece as usize] += 1;
+            if l.unchoked {
+                if !l.sending {
                     take.push((l.peer, g as u32));
-                } else {
-                    newly.push(g as u32);
                 }
+            } else if free && !l.snubbed {
+                newly.push(g as u32);
             }
         }
         // Neighbours unchoking `d` that hold nothing more for it choke it and
