@@ -664,6 +664,9 @@ impl PieceSim {
         let free = self.hosts[d as usize].unchoked <= self.config.unchoke_slots;
         let range = self.links_of(d);
         let (first, links) = (range.start, &self.links[range]);
+        // The fields are borrowed apart (and `has` written out) so that the
+        // loop keeps their addresses in registers: calling `self.has` and
+        // indexing `self.avail` was 2-13% slower in three side-by-side runs.
         let (have, avail) = (&self.have, &mut self.avail);
         let (word, bit) = (piece as usize / 64, 1u64 << (piece % 64));
         for (g, l) in (first..).zip(links) {
