@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+use crate::message::AnnounceEvent;
 use crate::pieces::BlockRef;
 
 /// Something observable that happened at a node.
@@ -97,6 +98,51 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
+    /// Swarm: the node sent the tracker an announce.
+    Announced {
+        /// Why: started, completed, stopped or periodic.
+        event: AnnounceEvent,
+        /// How many peers it asked for.
+        numwant: u32,
+    },
+    /// Swarm: the tracker answered an announce.
+    AnnounceAnswered {
+        /// Peers it named (other than the node itself).
+        peers: u32,
+    },
+    /// Swarm: an announce did not reach the tracker, or the tracker went
+    /// away before answering; it is sent again after `retry`.
+    AnnounceFailed {
+        /// The delay before the next attempt.
+        retry: Duration,
+    },
+    /// Swarm: a connection with a neighbour opened.
+    Connected {
+        /// The neighbour.
+        peer: NodeId,
+        /// Whether this node dialled it (it dialled us otherwise).
+        outgoing: bool,
+    },
+    /// Swarm: the connection with a neighbour closed (either end closed
+    /// it, or it broke).
+    Disconnected {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// Swarm: this node unchoked a neighbour: it answers its requests.
+    Unchoked {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// Swarm: this node choked a neighbour: it stops answering its
+    /// requests.
+    Choked {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// Swarm: the node left the swarm (churn): it told the tracker and
+    /// closed every connection.
+    Left,
 }
 
 /// The ways a peer can break the protocol.

@@ -130,6 +130,10 @@ pub struct HostSpec {
     /// One-way latency of the access link (default: `network.latency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Dur>,
+    /// When the host starts, counted from the start of the run (default 0):
+    /// until then it is not running and refuses connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Dur>,
 }
 
 fn unlimited() -> Rate {
@@ -153,6 +157,9 @@ pub struct PeerGroup {
     /// One-way latency of each peer's access link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Dur>,
+    /// When each peer starts (default 0: with the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Dur>,
     /// Peers with their own values, after the `count` identical ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<PeerSpec>,
@@ -174,6 +181,9 @@ pub struct PeerSpec {
     /// One-way latency (default: the group's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Dur>,
+    /// When it starts (default: the group's): a peer that joins later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Dur>,
 }
 
 /// Properties of the whole network.
@@ -381,6 +391,8 @@ pub struct Host {
     pub download: Rate,
     /// One-way latency of its access link.
     pub latency: Duration,
+    /// When it starts, from the start of the run.
+    pub start: Duration,
 }
 
 impl Scenario {
@@ -512,6 +524,15 @@ impl Scenario {
             if !names.insert(h.name.clone()) {
                 return field(&at("name"), format!("the name {:?} is used twice", h.name));
             }
+            if h.start > self.limits.max_time.0 {
+                return field(&at("start"), self.after_the_end(h.start));
+            }
+        }
+        if self.server.start.is_some_and(|s| s.0 > self.limits.max_time.0) {
+            return field(
+                "server.start",
+                self.after_the_end(self.server.start.unwrap_or_default().0),
+            );
         }
         if self.protocol == Protocol::Swarm && names.contains("tracker") {
             return field(
@@ -537,6 +558,14 @@ impl Scenario {
             self.hosts_unchecked().into_iter().map(|h| h.name).collect();
         self.validate_faults(&all_hosts)?;
         Ok(())
+    }
+
+    fn after_the_end(&self, at: Duration) -> String {
+        format!(
+            "{} is after the end of the run (limits.max_time = {})",
+            Dur(at),
+            self.limits.max_time
+        )
     }
 
     /// The pieces model covers the swarm as BitTorrent's defaults run it;
@@ -579,20 +608,24 @@ impl Scenario {
             if h.role == Role::Tracker {
                 continue;
             }
+            let field = |server_field: &str| {
+                if i == 0 {
+                    server_field.to_string()
+                } else {
+                    format!("peers ({})", h.name)
+                }
+            };
+            if !h.start.is_zero() {
+                return refuse(&field("server.start"), "every host starts at time zero");
+            }
             if i > 0 && !h.download.is_unlimited() {
-                let f = format!("peers ({})", h.name);
                 return refuse(
-                    &f,
+                    &field("server.download"),
                     "a limited download needs max-min sharing of both ends of a flow",
                 );
             }
             if !h.latency.is_zero() {
-                let f = if i == 0 {
-                    "server.latency".to_string()
-                } else {
-                    format!("peers ({})", h.name)
-                };
-                return refuse(&f, "latency is not modelled");
+                return refuse(&field("server.latency"), "latency is not modelled");
             }
         }
         Ok(())
@@ -643,7 +676,21 @@ impl Scenario {
     }
 
     fn validate_faults(&self, names: &std::collections::BTreeSet<String>) -> Result<(), (String, String)> {
+        let hosts = self.hosts_unchecked();
         for (i, f) in self.faults.iter().enumerate() {
+            if let Some(h) = hosts.iter().find(|h| h.name == f.host)
+                && f.at.0 < h.start
+            {
+                return Err((
+                    format!("faults[{i}].at"),
+                    format!(
+                        "{} is before {} starts (at {}): a fault needs a running host",
+                        f.at,
+                        h.name,
+                        Dur(h.start)
+                    ),
+                ));
+            }
             if !names.contains(&f.host) {
                 let known: Vec<&str> = names.iter().map(String::as_str).take(8).collect();
                 return Err((
@@ -709,12 +756,14 @@ impl Scenario {
     fn hosts_unchecked(&self) -> Vec<Host> {
         let missing = Rate(f64::NAN);
         let lat = |l: Option<Dur>| l.unwrap_or(self.network.latency).0;
+        let start = |s: Option<Dur>| s.unwrap_or_default().0;
         let mut hosts = vec![Host {
             name: "server".into(),
             role: Role::Server,
             upload: self.server.upload,
             download: self.server.download,
             latency: lat(self.server.latency),
+            start: start(self.server.start),
         }];
         let g = &self.peers;
         for k in 1..=g.count {
@@ -724,6 +773,7 @@ impl Scenario {
                 upload: g.upload.unwrap_or(missing),
                 download: g.download.unwrap_or(missing),
                 latency: lat(g.latency),
+                start: start(g.start),
             });
         }
         for (i, h) in g.hosts.iter().enumerate() {
@@ -736,6 +786,7 @@ impl Scenario {
                 upload: h.upload.or(g.upload).unwrap_or(missing),
                 download: h.download.or(g.download).unwrap_or(missing),
                 latency: lat(h.latency.or(g.latency)),
+                start: start(h.start.or(g.start)),
             });
         }
         if self.protocol == Protocol::Relay {
@@ -750,6 +801,7 @@ impl Scenario {
                 upload: Rate::UNLIMITED,
                 download: Rate::UNLIMITED,
                 latency: lat(None),
+                start: Duration::ZERO,
             });
         }
         hosts
@@ -839,6 +891,24 @@ mod tests {
         assert_eq!(e.field, "network.goodput");
         let e = parse(OK, &["peers.colour=red"]).unwrap_err();
         assert_eq!(e.field, "peers.colour");
+    }
+
+    /// Hosts may start later; a start after the end of the run, or a fault
+    /// before its host has started, names the field.
+    #[test]
+    fn start_times_default_to_zero_and_are_checked() {
+        let s = parse(OK, &["peers.start=2 s", "peers.hosts.0.start=5 s"]).unwrap();
+        let starts: Vec<u64> = s.hosts().iter().map(|h| h.start.as_secs()).collect();
+        assert_eq!(starts, [0, 2, 2, 5]);
+        let e = parse(OK, &["peers.hosts.0.start=30 h"]).unwrap_err();
+        assert_eq!(e.field, "peers.hosts[0].start");
+        assert!(e.message.contains("after the end of the run"), "{e}");
+        let e = parse(OK, &["server.start=30 h"]).unwrap_err();
+        assert_eq!(e.field, "server.start");
+        let late_fault = r#"[{ "kind": "crash", "host": "slow", "at": "1 s" }]"#;
+        let e = parse(OK, &["peers.hosts.0.start=5 s", &format!("faults={late_fault}")]).unwrap_err();
+        assert_eq!(e.field, "faults[0].at");
+        assert!(e.message.contains("before slow starts"), "{e}");
     }
 
     #[test]

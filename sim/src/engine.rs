@@ -32,6 +32,7 @@ use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Role, Scenario, ScenarioError};
 
 use crate::bandwidth::{Allocator, Flow};
+use crate::liveness::{HostNow, Liveness, Starvation};
 use crate::queue::EventQueue;
 use crate::trace::TraceHasher;
 
@@ -97,6 +98,10 @@ enum SimEvent {
     Fault {
         host: u32,
         index: usize,
+    },
+    /// A host that starts after time zero (`start` in the scenario) starts.
+    Launch {
+        host: u32,
     },
 }
 
@@ -239,6 +244,8 @@ struct ScheduledFault {
 pub(crate) type TraceSink = Box<dyn FnMut(&str)>;
 /// Receives every node event as it happens.
 pub(crate) type Observer = Box<dyn FnMut(Time, NodeId, &Event)>;
+/// Receives the starvations found by the liveness check at the end of a run.
+pub(crate) type StarvationSink = Box<dyn FnOnce(Vec<Starvation>)>;
 
 /// One run of the message model: every node and message of a scenario.
 pub(crate) struct MessageSim {
@@ -283,6 +290,7 @@ pub(crate) struct MessageSim {
     events: u64,
     all_complete: bool,
     observer: Option<Observer>,
+    liveness: Option<(Liveness, StarvationSink)>,
 }
 
 impl std::fmt::Debug for MessageSim {
@@ -355,7 +363,8 @@ impl MessageSim {
                 .iter()
                 .zip(&hosts)
                 .map(|(&capacity, host)| HostState {
-                    up: true,
+                    // A host with a later start is not running until then.
+                    up: host.start.is_zero(),
                     hung: false,
                     link_down: false,
                     incarnation: 0,
@@ -399,10 +408,16 @@ impl MessageSim {
             events: 0,
             all_complete: false,
             observer: None,
+            liveness: None,
             scenario: scenario.clone(),
         };
-        for node in 0..hosts.len() as u32 {
-            sim.schedule(Time::ZERO, SimEvent::Start { node, inc: 0 });
+        for (node, host) in hosts.iter().enumerate() {
+            let node = node as u32;
+            if host.start.is_zero() {
+                sim.schedule(Time::ZERO, SimEvent::Start { node, inc: 0 });
+            } else {
+                sim.schedule(Time::ZERO + host.start, SimEvent::Launch { host: node });
+            }
         }
         for (index, f) in faults.iter().enumerate() {
             sim.schedule(f.at, SimEvent::Fault { host: f.host, index });
@@ -459,6 +474,45 @@ impl MessageSim {
         self
     }
 
+    /// Checks liveness ([`crate::liveness`]) throughout the run: `sink`
+    /// receives, at the end, every wait longer than `bound` of a downloader
+    /// while a running host with upload to spare held a piece it lacked.
+    pub fn check_liveness(mut self, bound: Duration, sink: impl FnOnce(Vec<Starvation>) + 'static) -> Self {
+        let hosts = self.scenario.hosts();
+        let check = Liveness::new(
+            bound,
+            hosts.iter().map(|h| h.role == Role::Peer).collect(),
+            hosts.iter().map(|h| h.role != Role::Tracker).collect(),
+            hosts.iter().map(|h| h.role == Role::Server).collect(),
+            self.scenario.layout().pieces(),
+        );
+        self.liveness = Some((check, Box::new(sink)));
+        self
+    }
+
+    /// Every host as the liveness check sees it, from now until the next
+    /// instant (rates are settled).
+    fn hosts_now(&self) -> Vec<HostNow> {
+        (0..self.hosts.len() as u32)
+            .map(|h| {
+                let rate_sum = |link: u32| -> f64 {
+                    self.link_flows[link as usize]
+                        .iter()
+                        .map(|&c| channel(&self.conns, c).rate)
+                        .sum()
+                };
+                let cap = self.allocator.capacity(2 * h);
+                HostNow {
+                    running: !self.stalled(h),
+                    receiving: self.link_flows[2 * h as usize + 1]
+                        .iter()
+                        .any(|&c| channel(&self.conns, c).rate > 0.0),
+                    spare_upload: !cap.is_finite() || rate_sum(2 * h) < 0.5 * cap,
+                }
+            })
+            .collect()
+    }
+
     /// Runs to the end: every downloader complete, nothing left to happen,
     /// or a limit reached. `progress` is called every so often.
     pub fn run(mut self, mut progress: impl FnMut(&Progress)) -> Report {
@@ -482,6 +536,12 @@ impl MessageSim {
             if self.events >= max_events {
                 break Outcome::EventLimit;
             }
+            if at > self.now && self.liveness.is_some() {
+                let hosts = self.hosts_now();
+                if let Some((check, _)) = self.liveness.as_mut() {
+                    check.step(self.now, &hosts);
+                }
+            }
             let Some((at, seq, event)) = self.queue.pop() else {
                 break Outcome::Stalled;
             };
@@ -497,6 +557,9 @@ impl MessageSim {
             }
         };
         progress(&self.progress());
+        if let Some((check, sink)) = self.liveness.take() {
+            sink(check.finish(self.now));
+        }
         let stats = SimStats {
             events: self.events,
             end_time_ns: self.now.as_nanos(),
@@ -571,6 +634,9 @@ impl MessageSim {
             SimEvent::Start { node, .. } => {
                 self.events += 1;
                 self.record(TAG_START, now.as_nanos(), node, &());
+                if let Some((check, _)) = self.liveness.as_mut() {
+                    check.on_start(node);
+                }
                 self.nodes[node as usize].handle_start(now);
                 self.drain(node);
             }
@@ -642,6 +708,7 @@ impl MessageSim {
                 self.record(TAG_FAULT, now.as_nanos(), host, &(index, f.kind.name()));
                 self.apply_fault(host, f.kind, f.upload, f.download);
             }
+            SimEvent::Launch { host } => self.restart(host),
         }
     }
 
@@ -765,6 +832,9 @@ impl MessageSim {
         self.report.record(self.now, NodeId(node), &event);
         if let Some(observer) = self.observer.as_mut() {
             observer(self.now, NodeId(node), &event);
+        }
+        if let Some((check, _)) = self.liveness.as_mut() {
+            check.on_event(node, &event);
         }
         match event {
             Event::DownloadComplete | Event::SenderFinished => self.all_complete = self.report.all_complete(),

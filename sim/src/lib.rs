@@ -24,6 +24,7 @@
 
 pub mod bandwidth;
 mod engine;
+pub mod liveness;
 mod piece_model;
 mod queue;
 mod simulation;

@@ -7,6 +7,7 @@ use peerlab_core::{Event, NodeId, Time};
 use peerlab_scenarios::{Report, Scenario, ScenarioError, SimModel};
 
 use crate::engine::{MessageSim, Progress};
+use crate::liveness::Starvation;
 use crate::piece_model::PieceSim;
 
 /// One simulated run of a scenario.
@@ -55,6 +56,28 @@ impl Simulation {
                 Model::Pieces(p)
             }
         })
+    }
+
+    /// Checks liveness throughout the run (message model only): `sink`
+    /// receives, at the end, every wait longer than `bound` of a downloader
+    /// that lacked pieces while a running host with upload to spare held one
+    /// of them ([`crate::liveness`]).
+    ///
+    /// # Errors
+    /// The pieces model has no liveness check.
+    pub fn check_liveness(
+        self,
+        bound: std::time::Duration,
+        sink: impl FnOnce(Vec<Starvation>) + 'static,
+    ) -> Result<Self, &'static str> {
+        match self.0 {
+            Model::Messages(m) => Ok(Simulation(Model::Messages(Box::new(
+                m.check_liveness(bound, sink),
+            )))),
+            Model::Pieces(_) => {
+                Err("the liveness check needs the message model (simulator.model = messages)")
+            }
+        }
     }
 
     /// Runs to the end: every downloader complete, nothing left to happen,

@@ -271,18 +271,20 @@ impl Peer {
         };
         self.unanswered = Some(event);
         self.last_announce = Some(now);
+        let numwant = if self.completed && self.config.leave == Leave::AtCompletion {
+            0
+        } else {
+            self.config.numwant
+        };
         let msg = Message::Announce {
             peer: self.id,
             event,
             left: self.bytes_left(),
             uploaded: self.stats.uploaded,
             downloaded: self.stats.downloaded,
-            numwant: if self.completed && self.config.leave == Leave::AtCompletion {
-                0
-            } else {
-                self.config.numwant
-            },
+            numwant,
         };
+        self.outbox.event(Event::Announced { event, numwant });
         self.outbox.send(self.tracker, msg);
     }
 
@@ -343,6 +345,7 @@ impl Peer {
         }
         r.am_choking = false;
         self.outbox.send(peer, Message::Unchoke);
+        self.outbox.event(Event::Unchoked { peer });
         self.offer(peer);
     }
 
@@ -355,6 +358,7 @@ impl Peer {
         }
         r.am_choking = true;
         self.outbox.send(peer, Message::Choke);
+        self.outbox.event(Event::Choked { peer });
         self.uploads.choked(peer);
     }
 
@@ -719,6 +723,7 @@ impl Peer {
             return;
         }
         self.gone = true;
+        self.outbox.event(Event::Left);
         if self.tracker_link == TrackerLink::Up {
             self.pending_announce = Some(AnnounceEvent::Stopped);
             self.flush_announce(now);
@@ -742,6 +747,7 @@ impl Peer {
         let Some(r) = self.remotes.remove(&peer) else {
             return;
         };
+        self.outbox.event(Event::Disconnected { peer });
         self.picker.remove_peer(&r.have);
         self.picker.release(peer);
         self.download.forget_peer(peer);
@@ -877,6 +883,7 @@ impl Node for Peer {
                     }
                     if !self.gone && self.pending_announce.is_some() {
                         self.timers.set(Timer::Announce, now + TRACKER_RETRY);
+                        self.outbox.event(Event::AnnounceFailed { retry: TRACKER_RETRY });
                     }
                 }
             }
@@ -912,6 +919,7 @@ impl Node for Peer {
                         waiting_since: None,
                     },
                 );
+                self.outbox.event(Event::Connected { peer, outgoing });
                 let bits = if self.is_super_seeding() {
                     Bitfield::new(self.layout.pieces())
                 } else {
@@ -943,6 +951,9 @@ impl Node for Peer {
             match msg {
                 Message::AnnounceReply { interval_s, peers } => {
                     self.unanswered = None;
+                    self.outbox.event(Event::AnnounceAnswered {
+                        peers: peers.iter().filter(|p| **p != self.id).count() as u32,
+                    });
                     let interval = std::time::Duration::from_secs(u64::from(interval_s.max(1)));
                     self.timers.set(Timer::Announce, now + interval);
                     let mut fresh: Vec<NodeId> = peers
