@@ -35,6 +35,7 @@ use super::picker::Picker;
 use super::super_seed::SuperSeed;
 use super::upload::Uploads;
 use super::{Leave, SwarmConfig};
+use crate::backoff::Backoff;
 use crate::download::{BlockOutcome, Download};
 use crate::event::{Event, ViolationKind};
 use crate::message::{AnnounceEvent, Message};
@@ -53,19 +54,49 @@ use crate::vec_map::VecMap;
 /// (docs/swarm.md).
 const STALLED_REQUEST: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Without serial uploads, requests to a neighbour that has sent us no
+/// block for this long (or four times the gap between its last two blocks,
+/// if longer) may move to an idle neighbour: it hung, its link went down,
+/// or its uplink is swamped. Blocks arrive every few milliseconds from a
+/// healthy neighbour on links of a few Mbit/s and more; a slow one sets its
+/// own, longer limit by its gaps.
+const SILENT_SOURCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// An unchoked neighbour that has asked us for nothing for this long, and
+/// has nothing on its way from us, leaves its unchoke slot idle: another
+/// interested neighbour gets unchoked on top of it, so that our uplink
+/// does not idle while someone waits (a neighbour with requests elsewhere,
+/// or with nothing it wants now, may hold a slot for a whole rechoke).
+const IDLE_SLOT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Unfinished super-seeding offers per neighbour.
 const SUPER_SEED_OFFERS: u32 = 2;
 
-/// A peer that lost neighbours asks the tracker for more, but no more often
-/// than this.
+/// A peer that lost neighbours but still has a source asks the tracker for
+/// more, but no more often than this.
 const MIN_REANNOUNCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Delay before retrying a tracker that could not be reached.
-const TRACKER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// A peer without a source (no neighbour that unchokes it holds a piece it
+/// lacks) and short of neighbours asks the tracker for peers this long after
+/// its last announce, then after twice as long each time it is still
+/// without one, up to the announce interval.
+const STARVING_REANNOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The first retry of an announce that did not reach the tracker comes
+/// after this long; each further failure doubles it, up to
+/// [`TRACKER_RETRY_MAX`].
+const TRACKER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const TRACKER_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Announce,
+    /// Whether a peer without a source should ask the tracker early.
+    Starving,
+    /// Whether a neighbour holding our requests went silent.
+    Silence,
+    /// Whether an unchoked neighbour left its slot idle.
+    IdleSlots,
     Rechoke,
     Optimistic,
     Leave,
@@ -96,6 +127,14 @@ struct Remote {
     snubbed: bool,
     /// Since when we wait for a block from it (requests out, none arrived).
     waiting_since: Option<Time>,
+    /// When its last block arrived, and the gap before that one.
+    last_block: Option<Time>,
+    block_gap: std::time::Duration,
+    /// When it last asked us for a block (or we unchoked it).
+    last_request: Time,
+    /// Blocks handed to the transport for it and not yet reported sent
+    /// (without serial uploads; [`Uploads`] counts its own).
+    in_transport: u32,
 }
 
 /// Counters a test or a report may want.
@@ -152,6 +191,11 @@ pub struct Peer {
     /// tracker that lost it).
     unanswered: Option<AnnounceEvent>,
     last_announce: Option<Time>,
+    /// Retries of an announce that did not reach the tracker.
+    tracker_retry: Backoff,
+    /// How long after the last announce a peer without a source asks
+    /// again ([`STARVING_REANNOUNCE`], doubling).
+    starving_delay: std::time::Duration,
     rng: NodeRng,
 }
 
@@ -188,6 +232,8 @@ impl Peer {
             pending_announce: None,
             unanswered: None,
             last_announce: None,
+            tracker_retry: Backoff::new(TRACKER_RETRY, TRACKER_RETRY_MAX),
+            starving_delay: STARVING_REANNOUNCE,
             timers: Timers::default(),
             outbox: Outbox::default(),
             stats: PeerStats::default(),
@@ -271,7 +317,10 @@ impl Peer {
         };
         self.unanswered = Some(event);
         self.last_announce = Some(now);
-        let numwant = if self.completed && self.config.leave == Leave::AtCompletion {
+        // A peer on its way out wants nobody; every other peer, the initial
+        // seed included, asks for peers to trade with (a seed dials the
+        // peers that announced before it: they cannot know it yet).
+        let numwant = if event == AnnounceEvent::Stopped {
             0
         } else {
             self.config.numwant
@@ -300,6 +349,55 @@ impl Peer {
         }
     }
 
+    /// Whether some neighbour that unchokes us holds a piece we lack.
+    fn has_source(&self) -> bool {
+        self.remotes.values().any(|r| r.wanted > 0 && !r.peer_choking)
+    }
+
+    /// Whether we lack pieces, no neighbour could send us one now, and we
+    /// hold fewer neighbours than we dial ourselves with nobody left to try:
+    /// only the tracker can name a source.
+    fn starving(&self) -> bool {
+        !self.completed
+            && !self.gone
+            && !self.stopped
+            && self.candidates.is_empty()
+            && self.remotes.len() + self.connecting.len() < self.initiate()
+            && !self.has_source()
+    }
+
+    /// A source may have gone (a neighbour left, choked us, or has nothing
+    /// more for us): look again shortly after the last announce, in case we
+    /// are starving.
+    fn check_starving(&mut self, now: Time) {
+        let announcing = self.pending_announce.is_some() || self.unanswered.is_some();
+        if self.gone || self.completed || announcing || self.timers.get(Timer::Starving).is_some() {
+            // An announce on its way checks again when answered.
+            return;
+        }
+        let at = self
+            .last_announce
+            .map_or(now, |t| (t + self.starving_delay).max(now));
+        self.timers.set(Timer::Starving, at);
+    }
+
+    /// [`Timer::Starving`]: still without a source, ask the tracker (and
+    /// look again after twice as long); with one, back to the short delay.
+    fn on_starving_timer(&mut self, now: Time) {
+        if !self.starving() {
+            self.starving_delay = STARVING_REANNOUNCE;
+            return;
+        }
+        self.announce(AnnounceEvent::Periodic, now);
+        self.starving_delay = (self.starving_delay * 2).min(self.config.announce_interval);
+        self.timers.set(Timer::Starving, now + self.starving_delay);
+    }
+
+    /// How many peers we dial ourselves: half of `max_peers`.
+    fn initiate(&self) -> usize {
+        (self.config.max_peers as usize / 2).max(1)
+    }
+
     /// Opens connections to tracker-supplied peers while we hold fewer than
     /// half of `max_peers`, counting attempts still in flight. The other
     /// half is kept for peers that connect to us (mainline BitTorrent's
@@ -308,7 +406,7 @@ impl Peer {
     /// a swarm whose tracker hands out `numwant` >= `max_peers` peers would
     /// be left with only the pairs that happened to dial each other.
     fn connect_more(&mut self) {
-        let initiate = (self.config.max_peers as usize / 2).max(1);
+        let initiate = self.initiate();
         while (self.remotes.len() + self.connecting.len()) < initiate {
             let Some(p) = self.candidates.pop() else {
                 return;
@@ -344,6 +442,7 @@ impl Peer {
             return;
         }
         r.am_choking = false;
+        r.last_request = self.now;
         self.outbox.send(peer, Message::Unchoke);
         self.outbox.event(Event::Unchoked { peer });
         self.offer(peer);
@@ -367,7 +466,10 @@ impl Peer {
         let Some(ss) = self.super_seed.as_mut() else {
             return;
         };
-        for piece in ss.top_up(peer, &mut self.rng) {
+        let Some(r) = self.remotes.get(&peer) else {
+            return;
+        };
+        for piece in ss.top_up(peer, &r.have, &mut self.rng) {
             self.outbox.send(peer, Message::Have { piece });
         }
     }
@@ -412,24 +514,51 @@ impl Peer {
                 r.up_window = 0;
             }
         }
+        // A chosen neighbour that leaves its slot idle does not keep
+        // another waiting.
+        self.fill_slots();
     }
 
-    /// Fills unchoke slots that fell free since the last rechoke.
+    /// Whether unchoked `peer` leaves its slot idle ([`IDLE_SLOT`]).
+    fn is_idle(&self, peer: NodeId, r: &Remote) -> bool {
+        !r.am_choking
+            && r.in_transport == 0
+            && !self.uploads.has_work_for(peer)
+            && self.now.saturating_since(r.last_request) >= IDLE_SLOT
+    }
+
+    /// Fills unchoke slots that fell free since the last rechoke, or that
+    /// their neighbours leave idle.
     fn fill_slots(&mut self) {
-        let unchoked = self.remotes.values().filter(|r| !r.am_choking).count() as u32;
+        let busy = self
+            .remotes
+            .iter()
+            .filter(|(p, r)| !r.am_choking && !self.is_idle(**p, r))
+            .count() as u32;
         let max = self.choker.max_unchoked();
-        if unchoked >= max {
-            return;
-        }
         let mut waiting: Vec<NodeId> = self
             .remotes
             .iter()
             .filter(|(_, r)| r.am_choking && !r.snubbed && self.eligible(r))
             .map(|(&p, _)| p)
             .collect();
-        rng::shuffle(&mut self.rng, &mut waiting);
-        for peer in waiting.into_iter().take((max - unchoked) as usize) {
-            self.unchoke(peer);
+        if waiting.is_empty() {
+            return;
+        }
+        if busy < max {
+            rng::shuffle(&mut self.rng, &mut waiting);
+            let free = (max - busy) as usize;
+            let more = waiting.len() > free;
+            for peer in waiting.into_iter().take(free) {
+                self.unchoke(peer);
+            }
+            if !more {
+                return;
+            }
+        }
+        // Someone still waits: look again when a slot may have gone idle.
+        if self.timers.get(Timer::IdleSlots).is_none() {
+            self.timers.set(Timer::IdleSlots, self.now + IDLE_SLOT);
         }
     }
 
@@ -481,33 +610,90 @@ impl Peer {
                 && let Some(r) = self.remotes.get_mut(&peer)
             {
                 r.waiting_since = Some(self.now);
+                if self.timers.get(Timer::Silence).is_none() {
+                    let limit = self.silence_limit(peer);
+                    self.timers.set(Timer::Silence, self.now + limit);
+                }
             }
             self.download.mark_requested(block, peer);
             self.outbox.send(peer, Message::Request(block));
         }
     }
 
-    /// With serial uploads, a block for idle `peer` (nothing asked of it)
-    /// that is requested only from neighbours that have sent us nothing for
-    /// [`STALLED_REQUEST`]: a serial uploader queues requests behind the
-    /// piece it is sending to someone else, so they may wait there while a
-    /// neighbour holding the same piece has unchoked us and idles. The
-    /// request moves: it is cancelled at the stalled neighbours here, and
-    /// the caller asks `peer`. (Copied instead of moved, the stalled
-    /// uploader sent the block too once it turned to us: at N = 256, 5,507
-    /// discarded blocks instead of 1,670; docs/swarm.md.)
+    /// How long `peer` may send nothing while our requests wait there
+    /// before they may move elsewhere.
+    fn silence_limit(&self, peer: NodeId) -> std::time::Duration {
+        if self.config.serial_uploads {
+            return STALLED_REQUEST;
+        }
+        let gap = self
+            .remotes
+            .get(&peer)
+            .map_or(std::time::Duration::ZERO, |r| r.block_gap);
+        SILENT_SOURCE.max(gap * 4)
+    }
+
+    /// Whether our requests at `peer` have waited past its silence limit.
+    fn is_silent(&self, peer: NodeId) -> bool {
+        self.remotes
+            .get(&peer)
+            .and_then(|r| r.waiting_since)
+            .is_some_and(|t| self.now.saturating_since(t) >= self.silence_limit(peer))
+            && self.download.in_flight_to(peer) > 0
+    }
+
+    /// [`Timer::Silence`]: if a neighbour holding requests went silent, the
+    /// neighbours that unchoke us and that we ask nothing of take over its
+    /// blocks ([`Self::move_stalled_request`]). Then the timer is set for
+    /// the next neighbour that could go silent.
+    fn on_silence_timer(&mut self, now: Time) {
+        let waiting: Vec<NodeId> = self
+            .remotes
+            .keys()
+            .copied()
+            .filter(|&p| self.download.in_flight_to(p) > 0)
+            .collect();
+        if waiting.iter().any(|&p| self.is_silent(p)) {
+            let idle: Vec<NodeId> = self
+                .remotes
+                .iter()
+                .filter(|(p, r)| !r.peer_choking && r.am_interested && self.download.in_flight_to(**p) == 0)
+                .map(|(p, _)| *p)
+                .collect();
+            for p in idle {
+                self.request_from(p);
+            }
+        }
+        let next = waiting
+            .iter()
+            .filter(|&&p| self.download.in_flight_to(p) > 0)
+            .filter_map(|&p| {
+                let since = self.remotes.get(&p)?.waiting_since?;
+                Some((since + self.silence_limit(p)).max(now + SILENT_SOURCE))
+            })
+            .min();
+        if let Some(at) = next {
+            self.timers.set(Timer::Silence, at);
+        }
+    }
+
+    /// A block for idle `peer` (nothing asked of it) that is requested only
+    /// from neighbours that went silent ([`Self::silence_limit`]): with
+    /// serial uploads, an uploader queues requests behind the piece it is
+    /// sending to someone else; without, a neighbour may hang or lose its
+    /// link with our requests. Either way a neighbour holding the same piece
+    /// has unchoked us and idles. The request moves: it is cancelled at the
+    /// silent neighbours here, and the caller asks `peer`. (Copied instead
+    /// of moved, a serial uploader sent the block too once it turned to us:
+    /// at N = 256, 5,507 discarded blocks instead of 1,670.)
     fn move_stalled_request(&mut self, peer: NodeId) -> Option<crate::pieces::BlockRef> {
-        if !self.config.serial_uploads || self.download.in_flight_to(peer) > 0 {
+        if self.download.in_flight_to(peer) > 0 {
             return None;
         }
         let remote = &self.remotes.get(&peer)?.have;
-        let stalled = |q: NodeId| {
-            self.remotes
-                .get(&q)
-                .and_then(|r| r.waiting_since)
-                .is_some_and(|t| self.now.saturating_since(t) >= STALLED_REQUEST)
-        };
-        let block = self.picker.stalled_block(&self.download, peer, remote, stalled)?;
+        let block = self
+            .picker
+            .stalled_block(&self.download, peer, remote, |q| self.is_silent(q))?;
         let stalled: Vec<NodeId> = self.download.requested_from(block).collect();
         for q in stalled {
             self.download.cancel(block, q);
@@ -539,6 +725,10 @@ impl Peer {
             r.last_progress = now;
             r.snubbed = false;
             r.waiting_since = Some(now);
+            if let Some(last) = r.last_block {
+                r.block_gap = now.saturating_since(last);
+            }
+            r.last_block = Some(now);
         }
         match self.download.receive(peer, block, &mut self.outbox) {
             BlockOutcome::Accepted {
@@ -579,12 +769,13 @@ impl Peer {
             self.violation(peer, ViolationKind::InvalidBlock);
             return;
         }
-        let Some(r) = self.remotes.get(&peer) else {
+        let Some(r) = self.remotes.get_mut(&peer) else {
             return;
         };
         if r.am_choking {
             return; // BEP 3: requests from a choked peer are dropped
         }
+        r.last_request = now;
         if !self.download.have().contains(block.piece) {
             self.violation(peer, ViolationKind::RequestedMissingPiece);
             return;
@@ -607,6 +798,9 @@ impl Peer {
         self.stats.uploaded += u64::from(block.len);
         if let Some(r) = self.remotes.get_mut(&peer) {
             r.up_window += u64::from(block.len);
+            if !self.config.serial_uploads {
+                r.in_transport += 1;
+            }
         }
     }
 
@@ -688,6 +882,9 @@ impl Peer {
         }
         if self.download.is_complete() && !self.completed {
             self.on_complete(now);
+        } else if held.iter().any(|&(had, _)| had) {
+            // A neighbour we fetched from may have nothing more for us.
+            self.check_starving(now);
         }
     }
 
@@ -755,7 +952,24 @@ impl Peer {
         self.uploads.disconnected(peer);
         self.send_blocks(now);
         if let Some(ss) = self.super_seed.as_mut() {
+            // Its unfinished offers, and the pieces nobody else holds, go
+            // back to the pool: offer them to the neighbours we unchoke
+            // (nobody else would ever be offered them).
             ss.forget_peer(peer);
+            for piece in r.have.iter() {
+                if self.picker.availability(piece) == 0 {
+                    ss.lost(piece);
+                }
+            }
+            let unchoked: Vec<NodeId> = self
+                .remotes
+                .iter()
+                .filter(|(_, r)| !r.am_choking)
+                .map(|(&p, _)| p)
+                .collect();
+            for p in unchoked {
+                self.offer(p);
+            }
         }
         if !r.am_choking {
             self.fill_slots();
@@ -763,6 +977,7 @@ impl Peer {
         self.request_all();
         self.connect_more();
         self.maybe_reannounce(now);
+        self.check_starving(now);
     }
 
     fn on_remote_have(&mut self, peer: NodeId, piece: u32, now: Time) {
@@ -817,13 +1032,17 @@ impl Peer {
         self.picker.add_peer(&bits);
         r.wanted = wanted;
         let was_super = self.super_seed.as_ref().is_some_and(SuperSeed::is_active);
-        if let Some(ss) = self.super_seed.as_mut() {
-            ss.on_bitfield(&bits);
-        }
+        let offer_more = self
+            .super_seed
+            .as_mut()
+            .is_some_and(|ss| ss.on_bitfield(peer, &bits));
         r.have = bits;
         let full = r.have.is_full();
+        let unchoked = !r.am_choking;
         if was_super && !self.is_super_seeding() {
             self.end_super_seeding();
+        } else if offer_more && unchoked {
+            self.offer(peer);
         }
         self.update_interest(peer, now);
         if full && self.completed {
@@ -863,7 +1082,9 @@ impl Node for Peer {
             .set(Timer::Rechoke, now + self.config.rechoke_interval);
         self.timers
             .set(Timer::Optimistic, now + self.config.optimistic_interval);
+        self.starving_delay = STARVING_REANNOUNCE;
         self.announce(AnnounceEvent::Started, now);
+        self.check_starving(now);
     }
 
     fn handle_connection(&mut self, peer: NodeId, event: ConnectionEvent, now: Time) {
@@ -882,8 +1103,9 @@ impl Node for Peer {
                         self.pending_announce = Some(event);
                     }
                     if !self.gone && self.pending_announce.is_some() {
-                        self.timers.set(Timer::Announce, now + TRACKER_RETRY);
-                        self.outbox.event(Event::AnnounceFailed { retry: TRACKER_RETRY });
+                        let retry = self.tracker_retry.next_delay();
+                        self.timers.set(Timer::Announce, now + retry);
+                        self.outbox.event(Event::AnnounceFailed { retry });
                     }
                 }
             }
@@ -917,6 +1139,10 @@ impl Node for Peer {
                         last_progress: now,
                         snubbed: false,
                         waiting_since: None,
+                        last_block: None,
+                        block_gap: std::time::Duration::ZERO,
+                        last_request: now,
+                        in_transport: 0,
                     },
                 );
                 self.outbox.event(Event::Connected { peer, outgoing });
@@ -934,6 +1160,7 @@ impl Node for Peer {
                 self.connecting.remove(&peer);
                 self.connect_more();
                 self.maybe_reannounce(now);
+                self.check_starving(now);
             }
             ConnectionEvent::Closed => {
                 self.connecting.remove(&peer);
@@ -962,8 +1189,15 @@ impl Node for Peer {
                         .collect();
                     // The tracker's order is random; try them in that order.
                     fresh.reverse();
+                    if !fresh.is_empty() {
+                        // Someone new to try: if it is no source either, ask
+                        // again soon rather than later.
+                        self.starving_delay = STARVING_REANNOUNCE;
+                    }
                     self.candidates = fresh;
+                    self.tracker_retry.reset();
                     self.connect_more();
+                    self.check_starving(now);
                 }
                 _ => self.violation(peer, ViolationKind::UnexpectedMessage),
             }
@@ -999,6 +1233,7 @@ impl Node for Peer {
                 self.download.forget_peer(peer);
                 self.picker.release(peer);
                 self.request_all();
+                self.check_starving(now);
             }
             Message::Unchoke => {
                 if let Some(r) = self.remotes.get_mut(&peer) {
@@ -1044,6 +1279,9 @@ impl Node for Peer {
     fn handle_sent(&mut self, peer: NodeId, now: Time) {
         self.now = now;
         self.uploads.sent(peer, now);
+        if let Some(r) = self.remotes.get_mut(&peer) {
+            r.in_transport = r.in_transport.saturating_sub(1);
+        }
         if !self.gone {
             self.send_blocks(now);
         }
@@ -1061,6 +1299,9 @@ impl Node for Peer {
         for timer in &due {
             match timer {
                 Timer::Announce => self.announce(AnnounceEvent::Periodic, now),
+                Timer::Starving => self.on_starving_timer(now),
+                Timer::Silence => self.on_silence_timer(now),
+                Timer::IdleSlots => self.fill_slots(),
                 Timer::Leave => {
                     self.leave(now);
                     return;
@@ -1086,9 +1327,15 @@ impl Node for Peer {
     }
 
     fn poll_timeout(&self) -> Option<Time> {
+        if self.gone {
+            return None; // nothing left to do: no upload waits either
+        }
         self.timers.next().into_iter().chain(self.upload_deadline).min()
     }
 }
+
+#[cfg(test)]
+mod liveness_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1144,6 +1391,9 @@ mod tests {
                     Output::Transmit(t) => {
                         assert_eq!(t.to, caller);
                         assert!(matches!(t.msg, Message::Bitfield(_)));
+                    }
+                    Output::Event(Event::Connected { peer, outgoing }) => {
+                        assert_eq!((peer, outgoing), (caller, false));
                     }
                     other => panic!("unexpected {other:?}"),
                 }
@@ -1386,7 +1636,18 @@ mod tests {
                     p.handle_message(r, Message::Block(block), now);
                 }
             }
-            assert_eq!(p.poll_timeout(), Some(now), "rechoke every 10 s");
+            // Every unchoked neighbour asks for something (a neighbour that
+            // asks for nothing leaves its slot idle: another would be
+            // unchoked on top of it).
+            let ours = BlockRef {
+                piece: 63,
+                offset: 0,
+                len: 16_384,
+            };
+            for r in p.unchoked() {
+                p.handle_message(r, Message::Request(ours), now);
+            }
+            assert!(p.poll_timeout().is_some_and(|t| t <= now), "the rechoke is due");
             p.handle_timeout(now);
             drain(&mut p);
             let unchoked = p.unchoked();

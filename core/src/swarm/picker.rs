@@ -190,12 +190,12 @@ impl Picker {
         rarest(fresh, |p| self.availability(p), random, rng)
     }
 
-    /// Before the end game: a block of a piece in progress that `peer`
-    /// (which holds `remote`) could send and that is requested only from
-    /// neighbours that are `stalled` (a serial uploader queues it behind
-    /// another neighbour's piece), with fewer than `endgame_copies` requests
-    /// out, so the request can move to `peer`. The first such block in
-    /// piece order, or `None`.
+    /// A block of a piece in progress that `peer` (which holds `remote`)
+    /// could send and that is requested only from neighbours that are
+    /// `stalled` (a serial uploader queues it behind another neighbour's
+    /// piece, or the neighbour went silent), so the request can move to
+    /// `peer`: the caller cancels it at the stalled ones, so the copies in
+    /// flight do not grow. The first such block in piece order, or `None`.
     pub fn stalled_block(
         &self,
         download: &Download,
@@ -210,7 +210,7 @@ impl Picker {
                 copies += 1;
                 all_stalled &= stalled(q);
             }
-            copies > 0 && copies < self.endgame_copies && all_stalled
+            copies > 0 && all_stalled
         })
     }
 

@@ -14,6 +14,10 @@
 //! reports it (the seed does not choke a neighbour with an unfinished
 //! offer). If the neighbour leaves first the piece is offered again, so
 //! under churn some blocks may be sent twice.
+//! The pieces a departing neighbour was the last to hold go back to the
+//! pool too: a neighbour offered every piece takes the seed for a seed and
+//! reports nothing more to it, so pieces may leave the swarm with it
+//! unreported.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,16 +67,23 @@ impl SuperSeed {
         self.offers.get(&peer).is_some_and(|o| !o.is_empty())
     }
 
-    /// New pieces to offer `peer` (send it a `Have` for each) so that it
-    /// holds `per_peer` unfinished offers, as far as fresh pieces last.
-    pub fn top_up(&mut self, peer: NodeId, rng: &mut NodeRng) -> Vec<u32> {
+    /// New pieces to offer `peer`, which holds `holds` (send it a `Have`
+    /// for each), so that it holds `per_peer` unfinished offers, as far as
+    /// fresh pieces it lacks last.
+    pub fn top_up(&mut self, peer: NodeId, holds: &Bitfield, rng: &mut NodeRng) -> Vec<u32> {
         if !self.active {
             return Vec::new();
         }
         let offers = self.offers.entry(peer).or_default();
         let mut new = Vec::new();
-        while (offers.len() as u32) < self.per_peer && !self.fresh.is_empty() {
-            let i = rng::below(rng, self.fresh.len() as u64) as usize;
+        while (offers.len() as u32) < self.per_peer {
+            let lacked: Vec<usize> = (0..self.fresh.len())
+                .filter(|&i| !holds.contains(self.fresh[i]))
+                .collect();
+            if lacked.is_empty() {
+                break;
+            }
+            let i = lacked[rng::below(rng, lacked.len() as u64) as usize];
             let piece = self.fresh.swap_remove(i);
             offers.insert(piece);
             new.push(piece);
@@ -97,14 +108,32 @@ impl SuperSeed {
         finished
     }
 
-    /// A neighbour's bitfield: its pieces have left (or never needed to).
-    pub fn on_bitfield(&mut self, bits: &Bitfield) {
+    /// `peer`'s bitfield: its pieces have left (or never needed to). An
+    /// offer of a piece it already holds (made before its bitfield arrived)
+    /// is finished: it will neither fetch nor report it. Returns whether
+    /// that finished one (time to top it up).
+    pub fn on_bitfield(&mut self, peer: NodeId, bits: &Bitfield) -> bool {
+        let finished = self.offers.get_mut(&peer).is_some_and(|o| {
+            let before = o.len();
+            o.retain(|&p| !bits.contains(p));
+            o.len() < before
+        });
         for piece in bits.iter() {
             self.left.insert(piece);
         }
         if self.left.is_full() {
             self.active = false;
             self.offers.clear();
+        }
+        finished
+    }
+
+    /// No neighbour holds `piece` any more (its holders left): unless it is
+    /// waiting to be offered or on offer, it goes back to the fresh pool,
+    /// or it would never be offered again.
+    pub fn lost(&mut self, piece: u32) {
+        if self.active && !self.fresh.contains(&piece) && !self.offers.values().any(|o| o.contains(&piece)) {
+            self.fresh.push(piece);
         }
     }
 
@@ -126,10 +155,11 @@ mod tests {
         let l = PieceLayout::new(8 * 32_768, 32_768, 16_384).unwrap();
         let mut s = SuperSeed::new(l, 2);
         let mut rng = node_rng(1, NodeId(0));
+        let none = Bitfield::new(l.pieces());
         let mut offered = Vec::new();
         for round in 0..4 {
             for peer in [NodeId(1), NodeId(2)] {
-                let new = s.top_up(peer, &mut rng);
+                let new = s.top_up(peer, &none, &mut rng);
                 assert_eq!(new.len(), if round == 0 { 2 } else { 0 }, "round {round}");
                 offered.extend(new.iter().map(|&p| (peer, p)));
             }
@@ -143,7 +173,7 @@ mod tests {
             assert!(seen.insert(piece), "piece {piece} offered twice");
             assert!(s.is_active());
             assert!(s.on_have(peer, piece));
-            offered.extend(s.top_up(peer, &mut rng).into_iter().map(|p| (peer, p)));
+            offered.extend(s.top_up(peer, &none, &mut rng).into_iter().map(|p| (peer, p)));
         }
         assert_eq!(s.left_once(), 8);
         assert!(!s.is_active());
@@ -152,12 +182,57 @@ mod tests {
 
     #[test]
     fn offers_of_a_departed_peer_are_offered_again() {
-        let l = PieceLayout::new(2 * 32_768, 32_768, 16_384).unwrap();
+        let l = PieceLayout::new(4 * 32_768, 32_768, 16_384).unwrap();
         let mut s = SuperSeed::new(l, 2);
         let mut rng = node_rng(1, NodeId(0));
-        assert_eq!(s.top_up(NodeId(1), &mut rng).len(), 2);
-        assert!(s.top_up(NodeId(2), &mut rng).is_empty());
+        let none = Bitfield::new(l.pieces());
+        assert_eq!(s.top_up(NodeId(1), &none, &mut rng).len(), 2);
+        assert_eq!(s.top_up(NodeId(2), &none, &mut rng).len(), 2);
+        assert!(s.top_up(NodeId(3), &none, &mut rng).is_empty());
         s.forget_peer(NodeId(1));
-        assert_eq!(s.top_up(NodeId(2), &mut rng).len(), 2);
+        assert_eq!(s.top_up(NodeId(3), &none, &mut rng).len(), 2);
+    }
+
+    /// An offer made before the neighbour's bitfield arrived, of a piece it
+    /// turns out to hold (a restarted seed meets its old swarm), is
+    /// finished: the neighbour will not fetch it, nor report it.
+    #[test]
+    fn an_offer_of_a_piece_the_bitfield_shows_held_is_finished() {
+        let l = PieceLayout::new(4 * 32_768, 32_768, 16_384).unwrap();
+        let mut s = SuperSeed::new(l, 2);
+        let mut rng = node_rng(1, NodeId(0));
+        let offered = s.top_up(NodeId(1), &Bitfield::new(4), &mut rng);
+        assert_eq!(offered.len(), 2);
+        let held = Bitfield::of(4, &offered);
+        assert!(s.on_bitfield(NodeId(1), &held));
+        assert!(!s.has_unfinished_offer(NodeId(1)));
+        let next = s.top_up(NodeId(1), &held, &mut rng);
+        assert_eq!(next.len(), 2);
+        assert!(next.iter().all(|p| !offered.contains(p)));
+    }
+
+    /// A piece nobody holds any more goes back to the pool, unless it is
+    /// waiting there or on offer already.
+    #[test]
+    fn a_lost_piece_is_offered_again() {
+        let l = PieceLayout::new(2 * 32_768, 32_768, 16_384).unwrap();
+        let mut s = SuperSeed::new(l, 1);
+        let mut rng = node_rng(1, NodeId(0));
+        let none = Bitfield::new(2);
+        let first = s.top_up(NodeId(1), &none, &mut rng);
+        assert!(s.on_have(NodeId(1), first[0]));
+        let second = s.top_up(NodeId(1), &none, &mut rng);
+        assert!(s.top_up(NodeId(2), &none, &mut rng).is_empty(), "nothing fresh");
+        s.lost(second[0]);
+        assert!(
+            s.top_up(NodeId(2), &none, &mut rng).is_empty(),
+            "still on offer to 1"
+        );
+        s.lost(first[0]);
+        assert_eq!(s.top_up(NodeId(2), &none, &mut rng), first, "its holder left");
+        // A neighbour is never offered a piece it holds.
+        let holds = Bitfield::full(2);
+        s.forget_peer(NodeId(2));
+        assert!(s.top_up(NodeId(3), &holds, &mut rng).is_empty());
     }
 }
