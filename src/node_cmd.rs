@@ -249,6 +249,33 @@ async fn listen_then_wait(
     }
 }
 
+/// A host whose scenario `start` is later than the run's: it stops
+/// listening (dialers are refused, as by a host that is not running yet)
+/// until the epoch plus `start`, then listens again. A node restarted after
+/// that time listens on. `None`: told to stop meanwhile.
+async fn join_later(
+    args: &NodeArgs,
+    listener: tokio::net::TcpListener,
+    listen: std::net::SocketAddr,
+    epoch_ns: u64,
+    start: Duration,
+) -> Result<Option<tokio::net::TcpListener>> {
+    let at = epoch_instant(epoch_ns) + start;
+    if at <= tokio::time::Instant::now() {
+        return Ok(Some(listener));
+    }
+    drop(listener);
+    tracing::info!(host = %args.host, start_s = start.as_secs_f64(), "joining later");
+    tokio::select! {
+        () = tokio::time::sleep_until(at) => {}
+        () = shutdown_signal(args.exit_with_parent) => return Ok(None),
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen again on {listen} (host {:?}) at its start", args.host))?;
+    Ok(Some(listener))
+}
+
 /// The start barrier: with a start file, waits until it exists and reads
 /// the common epoch from it; then waits until that epoch. Returns the epoch.
 async fn start_barrier(start_file: Option<&Path>, epoch_ns: u64) -> Result<u64> {
@@ -387,9 +414,13 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
 
     let runtime = runtime()?;
     let bar = progress_bar(args.quiet || role != Role::Peer, layout.pieces(), resumed);
+    let start = hosts[index].start;
     let result = runtime.block_on(async {
         let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
             return Ok(()); // stopped while waiting to start
+        };
+        let Some(listener) = join_later(args, listener, listen, epoch_ns, start).await? else {
+            return Ok(()); // stopped while waiting to join
         };
         let mut io = NodeIo::new(listener, book, storage);
         io.epoch = epoch_instant(epoch_ns);
