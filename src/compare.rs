@@ -291,6 +291,13 @@ fn time_text(r: &Report) -> String {
     )
 }
 
+/// A run's longest stall ([`Report::longest_stall`]), for a table.
+fn stall_text(r: &Report) -> String {
+    r.longest_stall
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |s| human::secs(s.length_s()))
+}
+
 /// Mean and max of the known errors, with the index of the max.
 fn summary(errors: &[Option<f64>]) -> Option<(f64, f64, usize)> {
     let known: Vec<(usize, f64)> = errors
@@ -358,8 +365,8 @@ fn print_points(a: &Input, b: &Input, pairs: &[Pair<'_>]) {
         header.push_str(&format!("{k:<w$}  "));
     }
     println!(
-        "{header}{:<backend_w$} {:>15}  {:<backend_w$} {:>15}  {:>10}",
-        "A backend", "A time", "B backend", "B time", "rel. error"
+        "{header}{:<backend_w$} {:>15} {:>10}  {:<backend_w$} {:>15} {:>10}  {:>10}",
+        "A backend", "A time", "A stall", "B backend", "B time", "B stall", "rel. error"
     );
     let errors: Vec<Option<f64>> = pairs.iter().map(Pair::relative_error).collect();
     for (p, e) in pairs.iter().zip(&errors) {
@@ -368,11 +375,13 @@ fn print_points(a: &Input, b: &Input, pairs: &[Pair<'_>]) {
             row.push_str(&format!("{:<w$}  ", cell(p, k)));
         }
         println!(
-            "{row}{:<backend_w$} {:>15}  {:<backend_w$} {:>15}  {:>10}",
+            "{row}{:<backend_w$} {:>15} {:>10}  {:<backend_w$} {:>15} {:>10}  {:>10}",
             p.a.report.backend,
             time_text(&p.a.report),
+            stall_text(&p.a.report),
             p.b.report.backend,
             time_text(&p.b.report),
+            stall_text(&p.b.report),
             e.map_or_else(|| "-".to_string(), |e| format!("{e:.4}")),
         );
     }

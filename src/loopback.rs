@@ -220,7 +220,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         records.extend(slot.read_events()?);
     }
 
-    let report = orchestrate::build_report(&scenario, records, applied, outcome.clone(), "loopback");
+    let report = orchestrate::build_report(&scenario, records, applied, outcome.clone(), "loopback", wall);
     let report_path = orchestrate::report_path(args, &name);
     run::write_report(&report_path, &report)?;
 

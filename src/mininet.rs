@@ -283,7 +283,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     for dir in &dirs {
         records.extend(EventsFile::in_dir(dir).read_new()?);
     }
-    let report = orchestrate::build_report(&scenario, records, applied, outcome.clone(), "mininet");
+    // The driver stops at the deadline (max_time) unless every downloader
+    // completed; a complete run has nobody left waiting at its end.
+    let end = records
+        .iter()
+        .map(|r| Duration::from_nanos(r.t_ns))
+        .max()
+        .unwrap_or_default()
+        .max(if outcome == Outcome::Complete {
+            Duration::ZERO
+        } else {
+            scenario.limits.max_time.0
+        });
+    let report = orchestrate::build_report(&scenario, records, applied, outcome.clone(), "mininet", end);
     let report_path = orchestrate::report_path(args, &prep.name);
     run::write_report(&report_path, &report)?;
     let identical = if outcome == Outcome::Complete {

@@ -270,9 +270,12 @@ async fn join_later(
         () = tokio::time::sleep_until(at) => {}
         () = shutdown_signal(args.exit_with_parent) => return Ok(None),
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen again on {listen} (host {:?}) at its start", args.host))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen again on {listen} (host {:?}) at its start",
+            args.host
+        )
+    })?;
     Ok(Some(listener))
 }
 

@@ -169,13 +169,15 @@ impl EventsFile {
 }
 
 /// Merges every node's events in time order (every process counts from the
-/// same epoch) into the report of `backend`.
+/// same epoch) into the report of `backend`, for a run that ended `end`
+/// after the epoch.
 pub fn build_report(
     scenario: &Scenario,
     mut records: Vec<Record>,
     faults: u64,
     outcome: Outcome,
     backend: &str,
+    end: Duration,
 ) -> Report {
     records.sort_by_key(|r| (r.t_ns, r.node));
     let mut builder = ReportBuilder::new(scenario);
@@ -185,7 +187,7 @@ pub fn build_report(
     for r in &records {
         builder.record(Time::from_nanos(r.t_ns), r.node, &r.event);
     }
-    builder.finish(backend, outcome, None, None)
+    builder.finish(backend, outcome, Time::ZERO + end, None, None)
 }
 
 /// Each downloader's file compared with the source (after a complete run).

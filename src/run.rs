@@ -228,6 +228,15 @@ pub(crate) fn print_table(r: &Report, all: bool, wall: Duration) {
         Some(d) => println!("distribution time      {}", human::secs(d)),
         None => println!("distribution time      - (run ended: {:?})", r.outcome),
     }
+    if let Some(st) = &r.longest_stall {
+        println!(
+            "longest stall          {} ({} received nothing from t = {} to {})",
+            human::secs(st.length_s()),
+            st.host,
+            human::secs(st.from_s),
+            human::secs(st.to_s)
+        );
+    }
     println!("client-server bound    {}", human::secs(r.bounds.client_server_s));
     println!("peer-to-peer bound     {}", human::secs(r.bounds.p2p_s));
     if let Some(ratio) = r.ratio_to_bound {

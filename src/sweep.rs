@@ -108,6 +108,8 @@ pub struct PointResult {
     pub bound_s: f64,
     /// Distribution time over that bound.
     pub ratio_to_bound: Option<f64>,
+    /// The longest time a downloader lacked pieces and received nothing.
+    pub longest_stall_s: Option<f64>,
 }
 
 /// One point, checked and ready to run.
@@ -276,6 +278,7 @@ fn run_points(
                     bounds: report.bounds,
                     bound_s: report.bound_s(),
                     ratio_to_bound: report.ratio_to_bound,
+                    longest_stall_s: report.longest_stall.as_ref().map(|s| s.length_s()),
                 });
             }
         }
@@ -378,7 +381,10 @@ fn print_table(name: &str, axes: &[Axis], results: &[PointResult], wall: Duratio
     for (&i, w) in shown.iter().zip(&widths) {
         header.push_str(&format!("{:<w$}  ", axes[i].path));
     }
-    println!("{header}{:>15} {:>12} {:>8}", "time", "bound", "ratio");
+    println!(
+        "{header}{:>15} {:>12} {:>8} {:>12}",
+        "time", "bound", "ratio", "stall"
+    );
     for r in results {
         let mut row = String::new();
         for (&i, w) in shown.iter().zip(&widths) {
@@ -390,7 +396,11 @@ fn print_table(name: &str, axes: &[Axis], results: &[PointResult], wall: Duratio
         let ratio = r
             .ratio_to_bound
             .map_or_else(|| "-".to_string(), |x| format!("{x:.4}"));
-        println!("{row}{time:>15} {:>12} {ratio:>8}", human::secs(r.bound_s));
+        let stall = r.longest_stall_s.map_or_else(|| "-".to_string(), human::secs);
+        println!(
+            "{row}{time:>15} {:>12} {ratio:>8} {stall:>12}",
+            human::secs(r.bound_s)
+        );
     }
     println!();
 }

@@ -38,6 +38,30 @@ pub struct HostReport {
     pub bytes_up: u64,
     /// Pieces it verified.
     pub pieces_verified: u32,
+    /// Downloaders: the longest time it lacked pieces and received nothing
+    /// (from its start, between blocks, and until the run ended if it never
+    /// completed; time it was down counts too).
+    #[serde(default)]
+    pub longest_stall_s: Option<f64>,
+}
+
+/// A downloader that received nothing for a while although it lacked
+/// pieces: the longest such wait of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    /// The downloader.
+    pub host: String,
+    /// When its wait began (its start, or its last block before the wait).
+    pub from_s: f64,
+    /// When it ended (its next block, or the end of the run).
+    pub to_s: f64,
+}
+
+impl Stall {
+    /// How long it waited.
+    pub fn length_s(&self) -> f64 {
+        self.to_s - self.from_s
+    }
 }
 
 /// Whole-run counters.
@@ -102,6 +126,10 @@ pub struct Report {
     pub hosts: Vec<HostReport>,
     /// Whole-run counters.
     pub counters: Counters,
+    /// The longest time any downloader lacked pieces and received nothing
+    /// ([`HostReport::longest_stall_s`]): a run that stalled shows here.
+    #[serde(default)]
+    pub longest_stall: Option<Stall>,
     /// Hash of the simulator's full event trace (null for real backends).
     pub trace_hash: Option<String>,
     /// Simulator statistics (null for real backends).
@@ -136,6 +164,20 @@ struct Stats {
     bytes_down: u64,
     bytes_up: u64,
     pieces_verified: u32,
+    /// Downloaders: when it last received a block (its start at first).
+    last_block: Time,
+    /// Its longest wait without a block, so far: (from, to).
+    stall: Option<(Time, Time)>,
+}
+
+impl Stats {
+    /// A wait from its last block until `at`.
+    fn waited_until(&mut self, at: Time) {
+        let from = self.last_block;
+        if at > from && self.stall.is_none_or(|(f, t)| at - from > t - f) {
+            self.stall = Some((from, at));
+        }
+    }
 }
 
 /// Turns a run's event stream into its [`Report`].
@@ -157,7 +199,13 @@ impl ReportBuilder {
         let hosts = scenario.hosts();
         ReportBuilder {
             scenario: scenario.clone(),
-            stats: vec![Stats::default(); hosts.len()],
+            stats: hosts
+                .iter()
+                .map(|h| Stats {
+                    last_block: Time::ZERO + h.start,
+                    ..Stats::default()
+                })
+                .collect(),
             hosts,
             counters: Counters::default(),
             bytes_down: 0,
@@ -172,6 +220,10 @@ impl ReportBuilder {
         let i = node.0 as usize;
         match event {
             Event::BlockReceived { from, block } | Event::BlockDiscarded { from, block } => {
+                if self.stats[i].completed.is_none() {
+                    self.stats[i].waited_until(at);
+                    self.stats[i].last_block = at;
+                }
                 self.stats[i].bytes_down += u64::from(block.len);
                 self.bytes_down += u64::from(block.len);
                 if let Some(s) = self.stats.get_mut(from.0 as usize) {
@@ -230,14 +282,36 @@ impl ReportBuilder {
             .count() as u32
     }
 
-    /// The report. `outcome` says how the run ended.
+    /// The report of a run that ended at `end`. `outcome` says how.
     pub fn finish(
-        self,
+        mut self,
         backend: &str,
         outcome: Outcome,
+        end: Time,
         trace_hash: Option<String>,
         sim: Option<SimStats>,
     ) -> Report {
+        for (h, st) in self.hosts.iter().zip(&mut self.stats) {
+            if h.role == Role::Peer && st.completed.is_none() {
+                st.waited_until(end);
+            }
+        }
+        let secs = |(from, to): (Time, Time)| (from.as_secs_f64(), to.as_secs_f64());
+        let longest_stall = self
+            .hosts
+            .iter()
+            .zip(&self.stats)
+            .filter(|(h, _)| h.role == Role::Peer)
+            .filter_map(|(h, st)| st.stall.map(|w| (h, w)))
+            .max_by_key(|&(_, (from, to))| to - from)
+            .map(|(h, w)| {
+                let (from_s, to_s) = secs(w);
+                Stall {
+                    host: h.name.clone(),
+                    from_s,
+                    to_s,
+                }
+            });
         let s = &self.scenario;
         let bounds = Bounds::of(s);
         let distribution = if outcome == Outcome::Complete {
@@ -276,9 +350,16 @@ impl ReportBuilder {
                     bytes_down: st.bytes_down,
                     bytes_up: st.bytes_up,
                     pieces_verified: st.pieces_verified,
+                    longest_stall_s: (h.role == Role::Peer).then(|| {
+                        st.stall.map_or(0.0, |w| {
+                            let (from, to) = secs(w);
+                            to - from
+                        })
+                    }),
                 })
                 .collect(),
             counters: self.counters,
+            longest_stall,
             trace_hash,
             sim,
             sender_finished_s: None,
@@ -292,5 +373,67 @@ impl ReportBuilder {
         }
         report.ratio_to_bound = report.distribution_time_s.map(|d| d / report.bound_s());
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use peerlab_core::{BlockRef, Event, NodeId, Time};
+
+    use super::*;
+
+    fn at(ms: u64) -> Time {
+        Time::ZERO + std::time::Duration::from_millis(ms)
+    }
+
+    /// The longest stall of each downloader runs from its start or its last
+    /// block to its next block, or to the end of the run if it never
+    /// completed; waits after completion do not count.
+    #[test]
+    fn the_longest_stall_is_the_longest_wait_of_an_incomplete_downloader() {
+        let s = Scenario::from_json(
+            r#"{ "protocol": "client-server", "file": { "size": "64 KiB", "piece_size": "16 KiB" },
+                 "server": { "upload": "1 Mbit/s" },
+                 "peers": { "count": 2, "upload": "1 Mbit/s", "download": "1 Mbit/s",
+                            "hosts": [ { "name": "late", "start": "4 s" } ] } }"#,
+            "test",
+            &[],
+        )
+        .unwrap();
+        let mut b = ReportBuilder::new(&s);
+        let block = |piece| Event::BlockReceived {
+            from: NodeId(0),
+            block: BlockRef {
+                piece,
+                offset: 0,
+                len: 16_384,
+            },
+        };
+        // p1: blocks at 1, 2 and 5 s, complete at 5 s: its longest wait is
+        // 2 to 5 s. p2: one block at 0.5 s, then nothing until the end at
+        // 10 s. late: starts at 4 s, a block at 6 s, complete at 6 s.
+        for (t, node, e) in [
+            (500, 2, block(0)),
+            (1000, 1, block(0)),
+            (2000, 1, block(1)),
+            (5000, 1, block(2)),
+            (5000, 1, Event::DownloadComplete),
+            (6000, 3, block(0)),
+            (6000, 3, Event::DownloadComplete),
+            (9000, 1, block(3)),
+        ] {
+            b.record(at(t), NodeId(node), &e);
+        }
+        let r = b.finish("sim", Outcome::TimeLimit, at(10_000), None, None);
+        let stalls: Vec<Option<f64>> = r.hosts.iter().map(|h| h.longest_stall_s).collect();
+        assert_eq!(stalls, [None, Some(3.0), Some(9.5), Some(2.0)]);
+        assert_eq!(
+            r.longest_stall,
+            Some(Stall {
+                host: "p2".into(),
+                from_s: 0.5,
+                to_s: 10.0
+            })
+        );
     }
 }

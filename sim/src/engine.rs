@@ -565,7 +565,8 @@ impl MessageSim {
             end_time_ns: self.now.as_nanos(),
         };
         let hash = self.trace.hex();
-        self.report.finish("sim", outcome, Some(hash), Some(stats))
+        self.report
+            .finish("sim", outcome, self.now, Some(hash), Some(stats))
     }
 
     fn progress(&self) -> Progress {

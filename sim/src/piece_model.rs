@@ -419,7 +419,13 @@ impl PieceSim {
             end_time_ns: self.now,
         };
         let hash = self.trace.hex();
-        self.report.finish("sim", outcome, Some(hash), Some(stats))
+        self.report.finish(
+            "sim",
+            outcome,
+            Time::from_nanos(self.now),
+            Some(hash),
+            Some(stats),
+        )
     }
 
     fn progress(&self) -> Progress {
