@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the CLI talks to people
 
 mod compare;
+mod fidelity;
 mod human;
 mod loopback;
 mod metainfo_cmd;
@@ -73,6 +74,10 @@ enum Command {
     /// by point: relative error of the distribution time, and a figure.
     #[command(after_help = compare::HELP)]
     Compare(compare::CompareArgs),
+    /// Run a fidelity matrix: scenarios on the simulator and on a real
+    /// network (Mininet), several runs each, and how far apart they are.
+    #[command(after_help = fidelity::HELP)]
+    Fidelity(fidelity::FidelityArgs),
     /// Run a recorded trace (`peerlab run --trace FILE`) again and say
     /// whether the outcome is identical, or where it first diverged.
     #[command(
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
         Command::Metainfo(cmd) => metainfo_cmd::run(&cmd),
         Command::Sweep(args) => sweep::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Fidelity(args) => fidelity::run(&args),
         Command::Replay { trace } => replay(&trace),
         Command::List => {
             for name in peerlab_scenarios::library::names() {

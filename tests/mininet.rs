@@ -12,10 +12,8 @@ mod common;
 use common::{key_paths, read_json};
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,22 +29,7 @@ static MININET: Mutex<()> = Mutex::new(());
 
 /// Whether this machine can run Mininet; prints the skip otherwise.
 fn available(test: &str) -> bool {
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    let mininet = Command::new("/usr/bin/python3")
-        .args(["-c", "import mininet.net"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !(root && mininet) {
-        // Straight to stderr, past the test harness's capture: a skip must
-        // be seen, never look like a pass.
-        let _ = writeln!(
-            std::io::stderr(),
-            "{test}: skipped: needs root and mininet (root: {root}, mininet: {mininet})"
-        );
-    }
-    root && mininet
+    common::mininet_available(test)
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -141,3 +141,25 @@ pub fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut std::collections
         _ => {}
     }
 }
+
+/// Whether this machine can run Mininet (root, and Mininet's Python
+/// package); prints why `test` is skipped otherwise, straight to stderr
+/// past the harness's capture: a skip must be seen, never look like a pass.
+pub fn mininet_available(test: &str) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let mininet = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import mininet.net"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !(root && mininet) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: needs root and mininet (root: {root}, mininet: {mininet})"
+        );
+    }
+    root && mininet
+}
