@@ -647,7 +647,11 @@ fn markdown(
             verdict.push_str(&format!("; known: {k}"));
         }
         let [sim, real, e, p50, p90] = summary_cells(r);
-        let _ = writeln!(md, "| {} | {sim} | {real} | {e} | {p50} | {p90} | {verdict} |", r.row);
+        let _ = writeln!(
+            md,
+            "| {} | {sim} | {real} | {e} | {p50} | {p90} | {verdict} |",
+            r.row
+        );
     }
     let _ = writeln!(md, "\n![errors per row](plot.png)\n");
     let _ = writeln!(md, "## Every metric\n");
