@@ -267,8 +267,12 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
         sets.extend_from_slice(extra);
         scenario(&sets)
     };
-    let (serial, serial_log) = run_logged(&big(&["swarm.serial_uploads=true"]));
-    let (parallel, parallel_log) = run_logged(&big(&[]));
+    // The scheduler's order shows on the wire only when the transport holds
+    // nothing back: with a send window (the default) a real uploader's TCP
+    // has blocks for several neighbours in flight at once and they
+    // interleave (`a_serial_uploader_keeps_a_send_window_of_blocks_in_flight`).
+    let (serial, serial_log) = run_logged(&big(&["swarm.serial_uploads=true", "network.send_window=0"]));
+    let (parallel, parallel_log) = run_logged(&big(&["network.send_window=0"]));
     let (_, serial_run) = server_runs(&serial_log);
     let (_, parallel_run) = server_runs(&parallel_log);
     // Serial sends a piece's 16 blocks back to back (a run breaks where the
@@ -284,6 +288,55 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
     );
 }
 
+/// The send window (`network.send_window`, docs/simulator.md): a serial
+/// uploader hands over its next block once the blocks before it are in its
+/// TCP, not once their last byte has left, so a real uploader keeps blocks
+/// to several neighbours on the wire and a receiver's finite downlink does
+/// not leave the uplink idle between blocks. Mininet ran the tuned profile
+/// at N = 8 in 10.3 s with 20 Mbit/s downlinks and 9.9 s with unlimited
+/// ones; without the window the simulator took 26.6 s and 9.2 s.
+#[test]
+fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
+    let tuned = |extra: &[&str]| {
+        let mut sets = vec![
+            "peers.count=8",
+            "file.size=20 MiB",
+            "swarm.super_seed=true",
+            "swarm.serial_uploads=true",
+            "swarm.rechoke_interval=500 ms",
+            "swarm.unchoke_slots=6",
+        ];
+        sets.extend_from_slice(extra);
+        scenario(&sets)
+    };
+    let finite = ["peers.download=20 Mbit/s"];
+    let runs = [
+        tuned(&finite),
+        tuned(&[]),
+        tuned(&[finite[0], "network.send_window=0"]),
+    ];
+    let times: Vec<f64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs.iter().map(|s| scope.spawn(move || run(s))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h.join().unwrap();
+                assert_eq!(r.outcome, Outcome::Complete);
+                r.distribution_time_s.unwrap()
+            })
+            .collect()
+    });
+    let (windowed, unlimited, none) = (times[0], times[1], times[2]);
+    assert!(
+        windowed < 1.15 * unlimited,
+        "20 Mbit/s downlinks: {windowed:.3} s, unlimited: {unlimited:.3} s (Mininet: 1.04x)"
+    );
+    assert!(
+        none > 2.0 * unlimited,
+        "without a send window: {none:.3} s, unlimited downlinks {unlimited:.3} s; the window no longer matters"
+    );
+}
+
 /// The heterogeneous swarm of docs/swarm.md (`swarm-churn`, peers staying)
 /// meets DESIGN.md §7's target of 1.10 x the P2P bound with BitTorrent's
 /// defaults, and the tuned profile (`swarm-tuned`: super-seeding, serial
@@ -296,10 +349,20 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
 /// does since stalled requests move to idle neighbours (docs/swarm.md).
 /// Two seeds, because the gain at N = 64 is of the order of the spread
 /// between seeds. The ratios are deterministic (virtual time).
+///
+/// All of that holds with `network.send_window=0`, a transport that holds
+/// nothing back, which is what the tuned profile was tuned for. With the
+/// default send window (what a real TCP does, docs/simulator.md) its serial
+/// uploads interleave on the wire and the profile loses its edge: 1.155 x
+/// the bound on the heterogeneous swarm against the defaults' 1.072, and at
+/// N = 64 the 500 ms rechoke costs 0.040 and 0.045 instead of gaining.
+/// This test pins both, the second loosely (at most 1.20), until the
+/// profile is tuned again for a buffering transport.
 #[test]
 fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
     let defaults = library_scenario("swarm-churn", &["swarm.leave=stay"]);
     let tuned = library_scenario("swarm-tuned", &[]);
+    let tuned_unbuffered = library_scenario("swarm-tuned", &["network.send_window=0"]);
     let tuned_knobs = [
         "peers.count=64",
         "swarm.super_seed=true",
@@ -308,11 +371,13 @@ fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
         "swarm.max_peers=160",
         "swarm.numwant=100",
     ];
-    let n64 =
-        |seed: &'static str, rechoke: &'static str| scenario(&[&tuned_knobs[..], &[seed, rechoke]].concat());
+    let n64 = |seed: &'static str, rechoke: &'static str| {
+        scenario(&[&tuned_knobs[..], &[seed, rechoke, "network.send_window=0"]].concat())
+    };
     let runs = [
         (defaults, "defaults"),
         (tuned, "tuned"),
+        (tuned_unbuffered, "tuned, no send window"),
         (
             n64("seed=1", "swarm.rechoke_interval=500 ms"),
             "N = 64, seed 1, 500 ms",
@@ -341,13 +406,18 @@ fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
         assert!(ratio >= 1.0, "{what}: {ratio} beats the P2P bound");
         ratios.push(ratio);
     }
-    let (d, t) = (ratios[0], ratios[1]);
+    eprintln!("ratios: {ratios:.4?}");
+    let (d, t, t0) = (ratios[0], ratios[1], ratios[2]);
     assert!(
         d <= 1.10,
         "defaults: time / P2P bound {d:.4} misses the 1.10 target"
     );
-    assert!(t <= 1.05 && t < d, "tuned: {t:.4}, defaults {d:.4}");
-    let gains = [ratios[3] - ratios[2], ratios[5] - ratios[4]];
+    assert!(
+        t0 <= 1.05 && t0 < d,
+        "tuned without a send window: {t0:.4}, defaults {d:.4}"
+    );
+    assert!(t <= 1.20, "tuned: {t:.4}");
+    let gains = [ratios[4] - ratios[3], ratios[6] - ratios[5]];
     assert!(
         gains.iter().all(|&g| g > 0.001),
         "N = 64, 10 s rechoke minus 500 ms, seeds 1 and 2: {gains:.4?}; the tuned profile's rechoke no longer matters"

@@ -198,6 +198,21 @@ fn channel_mut(conns: &mut [Conn], chan: u32) -> &mut Channel {
     &mut conns[(chan / 2) as usize].chans[(chan % 2) as usize]
 }
 
+/// Wire bytes of the payload messages reported sent on `ch` that have not
+/// left the uplink by `now`: what the sender's TCP holds for it. The head,
+/// when it is moving, is one of them: the first payload message queued
+/// behind no reported bytes is always reported at once.
+fn unsent_reported(ch: &Channel, now: Time) -> f64 {
+    let head_done = match ch.queue.front() {
+        Some(head) if ch.active => {
+            let left = ch.remaining - ch.rate * (now - ch.last_update).as_secs_f64();
+            head.wire_len() as f64 - left.max(0.0)
+        }
+        _ => 0.0,
+    };
+    (ch.reported_bytes as f64 - head_done).max(0.0)
+}
+
 #[derive(Debug, Default)]
 struct Channel {
     queue: VecDeque<Message>,
@@ -208,6 +223,13 @@ struct Channel {
     last_update: Time,
     version: u64,
     active: bool,
+    /// Wire lengths of the payload messages at the tail of the queue whose
+    /// sender has not been told they were sent, oldest first (see
+    /// `MessageSim::send_window`).
+    unreported: VecDeque<u64>,
+    /// Wire bytes of the payload messages in the queue that were reported
+    /// sent: the rest of the queue.
+    reported_bytes: u64,
 }
 
 /// What faults have done to one host.
@@ -291,6 +313,12 @@ pub(crate) struct MessageSim {
     all_complete: bool,
     observer: Option<Observer>,
     liveness: Option<(Liveness, StarvationSink)>,
+    /// A payload message counts as sent (`Node::handle_sent`) once at most
+    /// this many wire bytes of the messages reported before it are still
+    /// to leave the uplink: the sender's TCP has taken it into its window
+    /// and send buffer (`network.send_window`). `None`: once its own last
+    /// byte has left the uplink.
+    send_window: Option<u64>,
 }
 
 impl std::fmt::Debug for MessageSim {
@@ -409,6 +437,7 @@ impl MessageSim {
             all_complete: false,
             observer: None,
             liveness: None,
+            send_window: Some(scenario.network.send_window.0).filter(|&w| w > 0),
             scenario: scenario.clone(),
         };
         for (node, host) in hosts.iter().enumerate() {
@@ -951,6 +980,8 @@ impl MessageSim {
         for chan in [conn * 2, conn * 2 + 1] {
             let ch = channel_mut(&mut self.conns, chan);
             ch.queue.clear();
+            ch.unreported.clear();
+            ch.reported_bytes = 0;
             ch.version += 1;
             if ch.active {
                 self.set_busy(chan, false);
@@ -989,9 +1020,49 @@ impl MessageSim {
             self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
             return;
         }
+        let payload = (msg.payload_len() > 0).then(|| msg.wire_len());
         ch.queue.push_back(msg);
+        if let (Some(len), Some(_)) = (payload, self.send_window) {
+            ch.unreported.push_back(len);
+        }
         if !ch.active {
             self.pump(chan);
+        }
+        if payload.is_some() {
+            self.release_sent(chan);
+        }
+    }
+
+    /// Reports sent (`Node::handle_sent`) every payload message of `chan`
+    /// that now fits in the send window: the messages reported before it
+    /// have at most `send_window` wire bytes left to leave the uplink. The
+    /// reports are events at the current instant, as a real driver's come
+    /// from its connection tasks, not calls into the node now sending.
+    fn release_sent(&mut self, chan: u32) {
+        let Some(window) = self.send_window else {
+            return;
+        };
+        let (_, from, to) = self.endpoints(chan);
+        let now = self.now;
+        loop {
+            let ch = channel_mut(&mut self.conns, chan);
+            let Some(&len) = ch.unreported.front() else {
+                return;
+            };
+            if unsent_reported(ch, now) > window as f64 {
+                return;
+            }
+            ch.unreported.pop_front();
+            ch.reported_bytes += len;
+            let inc = self.inc(from);
+            self.schedule(
+                now,
+                SimEvent::Sent {
+                    node: from,
+                    inc,
+                    peer: to,
+                },
+            );
         }
     }
 
@@ -1045,23 +1116,31 @@ impl MessageSim {
     /// The head message of `chan` has been fully sent.
     fn finish_head(&mut self, chan: u32) {
         let (conn, from, to) = self.endpoints(chan);
-        if let Some(msg) = channel_mut(&mut self.conns, chan).queue.pop_front() {
+        let ch = channel_mut(&mut self.conns, chan);
+        if let Some(msg) = ch.queue.pop_front() {
+            let windowed = self.send_window.is_some();
+            if windowed && msg.payload_len() > 0 {
+                ch.reported_bytes -= msg.wire_len();
+            }
             let arrival = self.now + self.path_latency(from, to);
             self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
-            // Handled now, not queued: it is part of the send that finished
-            // (a hung sender holds it like any input).
-            let inc = self.inc(from);
-            self.seq += 1;
-            self.process(
-                (self.now, self.seq),
-                SimEvent::Sent {
-                    node: from,
-                    inc,
-                    peer: to,
-                },
-            );
+            if !windowed {
+                // Handled now, not queued: it is part of the send that
+                // finished (a hung sender holds it like any input).
+                let inc = self.inc(from);
+                self.seq += 1;
+                self.process(
+                    (self.now, self.seq),
+                    SimEvent::Sent {
+                        node: from,
+                        inc,
+                        peer: to,
+                    },
+                );
+            }
         }
         self.pump(chan);
+        self.release_sent(chan);
     }
 
     /// Adds busy direction `chan` to the component being collected, and its
