@@ -34,6 +34,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use peerlab_scenarios::Report;
 use serde::{Deserialize, Serialize};
 
+use crate::run::LinkQueue;
 use crate::{human, scenario_arg};
 use matrix::{Matrix, Row};
 use metrics::{Metric, Stats, relative_error};
@@ -81,6 +82,9 @@ pub struct FidelityArgs {
     /// The real network to compare with.
     #[arg(long, value_enum, default_value_t = Real::Mininet)]
     real: Real,
+    /// Mininet: how shaped links share their rate (see `peerlab run --help`).
+    #[arg(long, value_enum, default_value_t = LinkQueue::Fair, value_name = "QUEUE")]
+    link_queue: LinkQueue,
     /// Keep the runs already in DIR/runs.jsonl and do only the missing ones.
     #[arg(long)]
     resume: bool,
@@ -350,6 +354,9 @@ fn run_real(matrix: &Matrix, row: &Row, k: u32, args: &FidelityArgs, out: &Path)
         .arg(&report_path);
         for s in matrix.sets(row, k) {
             cmd.arg("--set").arg(s);
+        }
+        if args.real == Real::Mininet {
+            cmd.args(["--link-queue", args.link_queue.name()]);
         }
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot write {}", log_path.display()))?;
@@ -669,6 +676,22 @@ fn markdown(
         matrix.tolerance.relative * 100.0,
         (matrix.tolerance.relay_s * 1000.0).round(),
     );
+    if args.real == Real::Mininet {
+        let _ = writeln!(
+            md,
+            "Mininet's links: {}.\n",
+            match args.link_queue {
+                LinkQueue::Fair =>
+                    "each shaped direction (htb) keeps one queue per other host and \
+                                    serves them in turn (`--link-queue fair`), as a fair-queueing \
+                                    link does and as the simulator models a link",
+                LinkQueue::Fifo =>
+                    "each shaped direction (htb) is one first-in first-out queue \
+                                    (`--link-queue fifo`); the simulator models fair links, so \
+                                    rows where flows share a link are expected to miss",
+            }
+        );
+    }
     let _ = writeln!(
         md,
         "The simulator has two constants measured against Mininet, the same for every row \

@@ -9,8 +9,8 @@
 //!    (built into this binary, written to the work directory) the hosts,
 //!    their rates, the node commands, the start order, the faults and what
 //!    the run waits for. The driver builds one LinuxBridge switch with a
-//!    TCLink per host (upload shaped on the host side, download on the
-//!    switch side), runs the nodes with a common epoch taken once the
+//!    link per host shaped by htb (upload on the host side, download on the
+//!    switch side; one queue per other host with `--link-queue fair`), runs the nodes with a common epoch taken once the
 //!    network is up, applies the faults — link-down and bandwidth included —
 //!    and always tears the network down.
 //! 4. The events files are merged into the simulator's [`ReportBuilder`]:
@@ -180,6 +180,7 @@ fn plan(
         "faults": faults,
         "wait_for": wait_for,
         "deadline_s": scenario.limits.max_time.0.as_secs_f64(),
+        "queue": args.link_queue.unwrap_or_default().name(),
     }))
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use peerlab_scenarios::{Outcome, Report, Role};
@@ -54,6 +54,14 @@ pub struct RunArgs {
     /// so that faults land mid-transfer.
     #[arg(long, value_name = "DUR", value_parser = parse_dur)]
     pub(crate) pace_server: Option<peerlab_scenarios::Dur>,
+    /// Mininet: how each shaped link shares its rate between the hosts
+    /// sending through it. `fair` (the default): one queue per other host,
+    /// served in turn, as a fair-queueing link (fq_codel, Linux's default
+    /// qdisc) does and as the simulator models links; `fifo`: one queue for
+    /// everything, where TCP flows share unevenly and a message to an idle
+    /// host waits behind every other host's backlog.
+    #[arg(long, value_enum, value_name = "QUEUE")]
+    pub(crate) link_queue: Option<LinkQueue>,
     /// Loopback: the verbosity passed on to every node (set by -v).
     #[arg(skip)]
     pub(crate) verbose: u8,
@@ -70,18 +78,42 @@ pub enum Backend {
     Mininet,
 }
 
+/// How a shaped Mininet link shares its rate (`--link-queue`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkQueue {
+    /// One queue per other host, served round robin.
+    #[default]
+    Fair,
+    /// A single first-in first-out queue.
+    Fifo,
+}
+
+impl LinkQueue {
+    /// The name on the command line and in the Mininet driver's plan.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkQueue::Fair => "fair",
+            LinkQueue::Fifo => "fifo",
+        }
+    }
+}
+
 fn parse_dur(text: &str) -> Result<peerlab_scenarios::Dur, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
 }
 
 /// Runs `peerlab run`.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.link_queue.is_some() && args.on != Backend::Mininet {
+        bail!("--link-queue shapes Mininet's links; it is for --on mininet only");
+    }
     if args.on == Backend::Loopback {
         return crate::loopback::run(args);
     }
     if args.on == Backend::Mininet {
         return crate::mininet::run(args);
     }
+
     let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
     let mut sim = Simulation::new(&scenario, &origin)?;
     let trace = match &args.trace {

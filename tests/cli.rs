@@ -115,6 +115,27 @@ fn a_bad_override_is_named() {
 }
 
 #[test]
+fn a_link_queue_outside_mininet_is_refused() {
+    for on in ["sim", "loopback"] {
+        let out = peerlab(&[
+            "run",
+            "lab-client-server",
+            "--on",
+            on,
+            "--link-queue",
+            "fifo",
+            "--quiet",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{on}: {err}");
+        assert!(
+            err.contains("--link-queue") && err.contains("mininet"),
+            "{on}: {err}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_scenario_lists_the_library() {
     let out = peerlab(&["run", "no-such-scenario"]);
     let err = String::from_utf8_lossy(&out.stderr);

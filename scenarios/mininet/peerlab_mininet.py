@@ -9,9 +9,10 @@ The plan (written by src/mininet.rs) names the `peerlab` binary, the hosts
 means. The driver:
 
 1. cleans up leftovers of an earlier run (`mn -c`), builds one LinuxBridge
-   switch with no controller and one host per scenario host, each on a
-   TCLink shaped with the host's upload rate on the host-side interface and
-   its download rate on the switch-side one (htb; egress of each side);
+   switch with no controller and one host per scenario host, each link
+   shaped with htb: the host's upload rate on the host-side interface and
+   its download rate on the switch-side one (egress of each side), one
+   queue per other host served in turn when the plan's queue is "fair";
 2. starts every `peerlab node` inside its host's namespace (mnexec -a) with
    a start barrier (--start-file): each opens its storage and listens, then
    waits; once every listener is up the driver writes the start file with a
@@ -34,7 +35,6 @@ import subprocess
 import sys
 import time
 
-from mininet.link import TCLink
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.nodelib import LinuxBridge
@@ -86,8 +86,52 @@ def record_pids(pids):
 
 
 def bw(mbit):
-    """TCLink's bw (Mbit/s), None when unlimited (TCLink caps at 1000)."""
+    """A shaped rate (Mbit/s), None when unlimited (above 1000 Mbit/s htb
+    on veth is no longer the bottleneck)."""
     return None if mbit is None or mbit > 1000 else mbit
+
+
+def shape(intf, mbit, peers, field, fair):
+    """Shapes intf's egress to mbit (None: unshaped) with htb.
+
+    fair: one htb class per other host (matched on the packet's `field`,
+    "dst" on a host's upload side, "src" on its download side), all with the
+    same guaranteed share and the whole rate as ceiling, so backlogged
+    classes split the link evenly (htb's deficit round robin) and a packet
+    to an idle host waits for one round, not behind another host's queue:
+    what a fair-queueing link (fq_codel, Linux's default qdisc) gives.
+    Otherwise a single class: one FIFO that every flow shares.
+    A class that exists is changed in place, so a rate change drops nothing."""
+    exists = "htb 5:" in intf.cmd("tc qdisc show dev " + intf.name)
+    if mbit is None:
+        if exists:
+            intf.cmd("tc qdisc del dev %s root" % intf.name)
+        return
+    classes = len(peers) + 1 if fair else 1
+    share = mbit / classes
+    verb = "change" if exists else "add"
+    cmds = []
+    if not exists:
+        cmds.append("qdisc add dev {d} root handle 5: htb default 2")
+    cmds.append("class %s dev {d} parent 5: classid 5:1 htb rate %.6fmbit ceil %.6fmbit burst 15k"
+                % (verb, mbit, mbit))
+    # 5:2 takes what no filter matches (ARP); with fair=False it is the FIFO.
+    cmds.append("class %s dev {d} parent 5:1 classid 5:2 htb rate %.6fmbit ceil %.6fmbit "
+                "burst 15k quantum 1514" % (verb, share if fair else mbit, mbit))
+    if fair:
+        for k, ip in enumerate(peers):
+            cid = "5:%x" % (k + 3)
+            cmds.append("class %s dev {d} parent 5:1 classid %s htb rate %.6fmbit ceil %.6fmbit "
+                        "burst 15k quantum 1514" % (verb, cid, share, mbit))
+            if not exists:
+                cmds.append("filter add dev {d} parent 5: protocol ip prio 1 u32 match ip %s %s/32 "
+                            "flowid %s" % (field, ip, cid))
+    batch = "\n".join(c.format(d=intf.name) for c in cmds) + "\n"
+    out = intf.node.popen(["tc", "-batch", "-"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    text, _ = out.communicate(batch.encode())
+    if out.returncode != 0:
+        raise RuntimeError("tc on %s failed: %s" % (intf.name, text.decode().strip()))
 
 
 class Star(Topo):
@@ -95,11 +139,7 @@ class Star(Topo):
         switch = self.addSwitch("s1")
         for h in hosts:
             self.addHost(h["mn"], ip=h["ip"] + "/8")
-            # params1: the host's side (its egress = upload); params2: the
-            # switch's side (its egress = the host's download).
-            self.addLink(h["mn"], switch,
-                         params1={"bw": bw(h["up_mbit"])},
-                         params2={"bw": bw(h["down_mbit"])})
+            self.addLink(h["mn"], switch)
 
 
 class Run:
@@ -167,6 +207,15 @@ class Run:
         other = link.intf2 if link.intf1 is intf else link.intf1
         return intf, other
 
+    def shape(self, i, up_mbit, down_mbit):
+        """Host i's upload on its own interface's egress, its download on
+        the switch side's; None leaves a direction unshaped."""
+        ips = [h["ip"] for k, h in enumerate(self.plan["hosts"]) if k != i]
+        fair = self.plan["queue"] == "fair"
+        up, down = self.intfs(i)
+        shape(up, bw(up_mbit), ips, "dst", fair)
+        shape(down, bw(down_mbit), ips, "src", fair)
+
     def apply(self, f):
         i, kind = f["host"], f["kind"]
         if kind == "crash":
@@ -188,13 +237,9 @@ class Run:
             self.node(i).cmd("ip link set %s %s" % (host_side, kind[5:]))
         elif kind == "bandwidth":
             # A key present = that direction changes; null = unlimited.
-            for intf, key in zip(self.intfs(i), ("up_mbit", "down_mbit")):
-                if key not in f:
-                    continue
-                if bw(f[key]) is None:
-                    intf.tc("%s qdisc del dev %s root")
-                else:
-                    intf.config(bw=bw(f[key]))
+            h = self.plan["hosts"][i]
+            h.update({k: f[k] for k in ("up_mbit", "down_mbit") if k in f})
+            self.shape(i, h["up_mbit"], h["down_mbit"])
         else:
             raise RuntimeError("unknown fault " + kind)
 
@@ -224,6 +269,8 @@ class Run:
             self.reap(i, True)
 
     def go(self):
+        for i, h in enumerate(self.plan["hosts"]):
+            self.shape(i, h["up_mbit"], h["down_mbit"])
         for i in self.plan["order"]:
             self.start(i)
         for i in self.plan["wait_listening"]:
@@ -265,7 +312,7 @@ def main():
     run = None
     try:
         net = Mininet(topo=Star(hosts=plan["hosts"]), switch=LinuxBridge, controller=None,
-                      link=TCLink, autoStaticArp=True)
+                      autoStaticArp=True)
         net.start()
         start_file = os.path.join(os.path.dirname(os.path.abspath(plan_path)), "start")
         run = Run(plan, net, start_file)
