@@ -135,6 +135,41 @@ fn a_cut_link_stalls_only_that_host() {
     }
 }
 
+/// A connect across a cut link opens when the connecting kernel next sends
+/// its SYN (1, 3, 7… s after the connect), not the moment the link is back:
+/// a cut ending just after the 1 s retry costs the client 2 s more than one
+/// ending just before it. (The server's uplink serves every client at its
+/// full download rate, so p1's completion moves with its connection.)
+#[test]
+fn a_connect_across_a_cut_link_waits_for_the_next_syn() {
+    let fast_server = CS.replace(
+        r#""server": { "upload": "20 Mbit/s" }"#,
+        r#""server": { "upload": "100 Mbit/s" }"#,
+    );
+    assert_ne!(fast_server, CS);
+    let p1_done = |cut: &str| {
+        let r = simulate(&scenario(
+            &with_faults(
+                &fast_server,
+                &format!(r#"{{ "kind": "link-down", "host": "p1", "at": "0 s", "for": "{cut}" }}"#),
+            ),
+            &[],
+        ));
+        assert_every_piece_once(&r, cut);
+        let p1 = r
+            .hosts
+            .iter()
+            .find(|h| h.name == "p1")
+            .and_then(|h| h.completed_s);
+        p1.unwrap_or(0.0)
+    };
+    let (before, after) = (p1_done("900 ms"), p1_done("1100 ms"));
+    assert!(
+        (1.8..2.2).contains(&(after - before)),
+        "p1 completed at {before} s after a 0.9 s cut and at {after} s after a 1.1 s cut"
+    );
+}
+
 #[test]
 fn a_bandwidth_cut_on_the_server_slows_the_rest_of_the_run() {
     let base = simulate(&scenario(CS, &[]));

@@ -120,7 +120,7 @@ impl SimEvent {
 }
 
 /// Sequence numbers of ordinary events start here; released events (see
-/// `MessageSim::schedule_first`) number from 1, below all of them.
+/// `MessageSim::schedule_released`) number from 1, below all of them.
 const ORDINARY_SEQ: u64 = 1 << 62;
 
 /// An event waiting for a hung process or a cut link, with the key (time,
@@ -280,7 +280,7 @@ pub(crate) struct MessageSim {
     /// Sequence numbers of ordinary events: they start above every number
     /// `released` will ever reach.
     seq: u64,
-    /// Sequence numbers of released inputs (see `schedule_first`).
+    /// Sequence numbers of released inputs (see `schedule_released`).
     released: u64,
     /// Where each released event was first scheduled (its key then).
     origin: BTreeMap<u64, (Time, u64)>,
@@ -479,13 +479,16 @@ impl MessageSim {
         self.queue.push(at, self.seq, event);
     }
 
-    /// Schedules `event` at `now`, ahead of everything else scheduled for
-    /// `now`: inputs that waited for a hung process or a cut link keep their
-    /// place before inputs that arrive at the very instant they are released.
-    fn schedule_first(&mut self, held: Held) {
+    /// Schedules a released input at `at` (not before now), ahead of
+    /// everything else scheduled for that instant: inputs that waited for a
+    /// hung process or a cut link keep their place before inputs that
+    /// arrive at the very instant they are released. It keeps the key it
+    /// was first scheduled with, so if it is held again it waits in its
+    /// first place.
+    fn schedule_released(&mut self, at: Time, held: Held) {
         self.released += 1;
         self.origin.insert(self.released, held.origin);
-        self.queue.push(self.now, self.released, held.event);
+        self.queue.push(at.max(self.now), self.released, held.event);
     }
 
     fn inc(&self, node: u32) -> u32 {
@@ -785,14 +788,49 @@ impl MessageSim {
         }
     }
 
-    /// Re-schedules, in their order, the inputs held for `host`.
+    /// Re-schedules, in their order, the inputs held for `host`. A
+    /// connection whose handshake met the cut link (neither end has seen it
+    /// open) opens only when the connecting kernel next retransmits its SYN
+    /// ([`syn_retry`]). One end may have seen it open while the other's news
+    /// waited for a hang: that handshake was done, and messages sent on it
+    /// must not arrive before the news.
     fn release(&mut self, host: u32, link: bool) {
         let h = &mut self.hosts[host as usize];
         let held = std::mem::take(if link { &mut h.held_link } else { &mut h.held });
         for event in held {
-            self.schedule_first(event);
+            match event.event {
+                SimEvent::Connection {
+                    conn: Some(conn),
+                    node,
+                    peer,
+                    event: ConnectionEvent::Opened,
+                    ..
+                } if link && self.conns[conn as usize].open == [false; 2] => {
+                    let rtt = 2 * self.path_latency(node, peer);
+                    let connected_at = Time::ZERO + event.origin.0.saturating_since(Time::ZERO + rtt);
+                    match syn_retry(connected_at, self.now) {
+                        Some(sent) => self.schedule_released(sent + rtt, event),
+                        None => self.give_up_connecting(conn, node, peer),
+                    }
+                }
+                _ => self.schedule_released(self.now, event),
+            }
         }
         self.touch_host(host);
+    }
+
+    /// The connecting kernel gave up on `conn`'s handshake: the connecting
+    /// end hears `Failed`, the other end never heard of it. (Heard when the
+    /// link comes back, not 127 s after the connect: later than a kernel
+    /// would say it, for cuts of over two minutes only.)
+    fn give_up_connecting(&mut self, conn: u32, node: u32, peer: u32) {
+        let c = &mut self.conns[conn as usize];
+        if c.ends[0] != node || c.closed {
+            return;
+        }
+        c.closed = true;
+        self.live.remove(node, peer);
+        self.connection_event(self.now, Some(conn), node, peer, ConnectionEvent::Failed);
     }
 
     fn crash(&mut self, host: u32) {
@@ -1276,6 +1314,17 @@ impl MessageSim {
 /// Time to send `bytes` at `rate` bytes per second, rounded up to the next
 /// nanosecond so that nothing ever arrives sooner than the link allows;
 /// `None` at rate zero (a stalled flow never finishes by itself).
+/// When a connecting kernel sends the SYN that gets through once a cut link
+/// is back at `now`, for a `connect` made at `connected_at`; `None` when it
+/// has given up by then. Linux sends the first SYN at once and retransmits
+/// it 1, 3, 7, 15, 31 and 63 s later (initial timeout 1 s, doubled each
+/// time, `tcp_syn_retries` = 6), and gives up 127 s after the connect.
+fn syn_retry(connected_at: Time, now: Time) -> Option<Time> {
+    (0..=6u32)
+        .map(|k| connected_at + Duration::from_secs((1u64 << k) - 1))
+        .find(|&sent| sent >= now)
+}
+
 fn transfer_time(bytes: f64, rate: f64) -> Option<Duration> {
     if bytes <= 0.0 || rate.is_infinite() {
         return Some(Duration::ZERO);
