@@ -20,8 +20,8 @@ means. The driver:
    node's start-up is timed;
 3. applies the faults at their times: hang = SIGSTOP, resume = SIGCONT,
    crash = SIGKILL, restart = the same command again, leave = SIGTERM,
-   join = start again, link-down/up = `ip link set IF down/up` on the host
-   side, bandwidth = new htb rates on both sides;
+   join = start again, link-down/up = `ip link set IF down/up` on the
+   switch side, bandwidth = new htb rates on both sides;
 4. waits until every wanted event is in its host's events.jsonl, or the
    deadline; then stops the nodes and ALWAYS tears the network down (also on
    SIGINT/SIGTERM), and writes RESULT.json next to the plan: the epoch, which
@@ -233,8 +233,12 @@ class Run:
         elif kind == "resume":
             self.signal(i, signal.SIGCONT)
         elif kind in ("link-down", "link-up"):
-            host_side, _ = self.intfs(i)
-            self.node(i).cmd("ip link set %s %s" % (host_side, kind[5:]))
+            # The wire is cut at the switch: the host keeps its address and
+            # routes, so its kernel retransmits into the cut (SYNs, segments)
+            # as behind a broken access link, instead of failing every
+            # connect at once as `ip link set` on its own side would.
+            _, switch_side = self.intfs(i)
+            switch_side.cmd("ip link set %s %s" % (switch_side, kind[5:]))
         elif kind == "bandwidth":
             # A key present = that direction changes; null = unlimited.
             h = self.plan["hosts"][i]
