@@ -210,3 +210,43 @@ fn relay_destination_hangs_and_resumes_on_mininet() {
     );
     assert!(mn["counters"]["faults"].as_u64() >= Some(1), "{mn}");
 }
+
+/// CI's fidelity matrix (`peerlab fidelity ci`, scenarios/fidelity/ci.json):
+/// one row per protocol, a swarm profile and a fault at N = 4, three runs per
+/// side; every row's judged means agree within its tolerance. The matrix
+/// file says how each tolerance was chosen from repeated runs of this test.
+#[test]
+fn the_ci_fidelity_matrix_holds_on_mininet() {
+    if !available("the_ci_fidelity_matrix_holds_on_mininet") {
+        return;
+    }
+    let _turn = MININET.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("fidelity-ci");
+    let started = Instant::now();
+    let ran = common::peerlab_in(
+        &dir,
+        &["fidelity", "ci", "--out", "out", "--quiet"],
+        Duration::from_secs(1200),
+    );
+    eprintln!(
+        "fidelity ci: {:.0} s\n{}",
+        started.elapsed().as_secs_f64(),
+        ran.stdout
+    );
+    let table = std::fs::read_to_string(dir.join("out/fidelity.md")).unwrap_or_default();
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "a row of the CI fidelity matrix missed:\n{}\n{}\n{table}",
+        ran.stdout,
+        ran.stderr
+    );
+    let matrix = read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fidelity/ci.json"));
+    let rows = std::fs::read_to_string(dir.join("out/rows.jsonl")).expect("rows.jsonl");
+    assert_eq!(
+        rows.lines().count(),
+        matrix["rows"].as_array().map_or(0, Vec::len),
+        "every row judged: {rows}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
