@@ -70,6 +70,35 @@ fn a_hung_server_delays_everyone_by_about_the_hang() {
     assert_eq!(hung.counters.sources_lost, 0, "a hang is not a disconnection");
 }
 
+/// A connection opens when the accepting process answers the handshake:
+/// its kernel accepts for a hung server, but the server says nothing, so
+/// each client's connect fails after the connect timeout (5 s) and is
+/// retried; the retry opens once the server resumes. A hang shorter than
+/// the timeout costs no failure.
+#[test]
+fn a_connect_to_a_hung_process_fails_after_the_connect_timeout() {
+    let clean = simulate(&scenario(CS, &[])).distribution_time_s.unwrap_or(0.0);
+    for (hang_s, failures) in [(4, 0), (7, 4)] {
+        let r = simulate(&scenario(
+            &with_faults(
+                CS,
+                &format!(r#"{{ "kind": "hang", "host": "server", "at": "0 s", "for": "{hang_s} s" }}"#),
+            ),
+            &[],
+        ));
+        assert_every_piece_once(&r, "hang from the start");
+        assert_eq!(
+            r.counters.sources_lost, failures,
+            "server hung {hang_s} s from the start: connects that failed"
+        );
+        let t = r.distribution_time_s.unwrap_or(0.0);
+        assert!(
+            (t - clean - f64::from(hang_s)).abs() < 0.05,
+            "server hung {hang_s} s: done at {t} s, {clean} s without the hang"
+        );
+    }
+}
+
 #[test]
 fn a_crashed_server_is_reconnected_to_after_its_restart() {
     let r = simulate(&scenario(

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,13 @@ pub enum ConnectionEvent {
     /// [`Command::Disconnect`]. Messages in flight on it are lost.
     Closed,
 }
+
+/// How long a driver lets a [`Command::Connect`] take before it answers
+/// [`ConnectionEvent::Failed`]: the TCP handshake and the peer process's
+/// answer to ours. A peer whose kernel accepts but whose process is hung
+/// never answers, so the connection fails after this long. Every driver
+/// uses it: the real backend as its default, the simulator always.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Work other than sending that a node asks its driver to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]

@@ -105,8 +105,8 @@ use crate::storage::Storage;
 use crate::tracker_http::client::{Delivery, HttpTracker};
 use crate::wire::Limits;
 
-/// The default [`NodeIo::connect_timeout`].
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default [`NodeIo::connect_timeout`] (the simulator models this one).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = peerlab_core::node::CONNECT_TIMEOUT;
 
 /// The default [`NodeIo::queue_limit`]: far more than any protocol keeps
 /// outstanding (a client pipelines 64 requests).

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
 
+use peerlab_core::node::CONNECT_TIMEOUT;
 use peerlab_core::vec_map::VecMap;
 use peerlab_core::{
     Bitfield, Command, ConnectionEvent, Event, Message, Node, NodeId, Output, StorageResult, Time,
@@ -103,6 +104,11 @@ enum SimEvent {
     Launch {
         host: u32,
     },
+    /// The dialer of `conn` stops waiting for its handshake
+    /// ([`CONNECT_TIMEOUT`] after its `connect`).
+    HandshakeTimeout {
+        conn: u32,
+    },
 }
 
 impl SimEvent {
@@ -178,6 +184,8 @@ struct Conn {
     closed: bool,
     /// Close once this direction's queue has drained.
     close_after_drain: [bool; 2],
+    /// A handshake timeout is scheduled (its opening was held).
+    timeout_armed: bool,
     /// Each direction's traffic, channel `2 * conn + side` of the sender:
     /// kept with the connection, as sending a message reads both.
     chans: [Channel; 2],
@@ -633,6 +641,17 @@ impl MessageSim {
                 peer,
                 ..
             } if down(node) || down(peer) => Some((if down(node) { node } else { peer }, true)),
+            // The dialer's connection opens when the acceptor's process
+            // answers its handshake: not while that process is hung.
+            SimEvent::Connection {
+                conn: Some(conn),
+                node,
+                peer,
+                event: ConnectionEvent::Opened,
+                ..
+            } if self.conns[conn as usize].ends[0] == node && self.hosts[peer as usize].hung => {
+                Some((peer, false))
+            }
             _ => {
                 let (node, _) = event.target()?;
                 self.hosts[node as usize].hung.then_some((node, false))
@@ -650,6 +669,7 @@ impl MessageSim {
             }
         }
         if let Some((host, link)) = self.held_by(&event) {
+            self.arm_handshake_timeout(origin.0, &event);
             let h = &mut self.hosts[host as usize];
             let held = if link { &mut h.held_link } else { &mut h.held };
             // In the order the events were first scheduled, not the order
@@ -742,7 +762,55 @@ impl MessageSim {
                 self.apply_fault(host, f.kind, f.upload, f.download);
             }
             SimEvent::Launch { host } => self.restart(host),
+            SimEvent::HandshakeTimeout { conn } => self.handshake_timeout(conn),
         }
+    }
+
+    /// A dialer's `Opened` (due at `due`) has to wait: its `connect` fails
+    /// [`CONNECT_TIMEOUT`] after it was made unless the wait ends first.
+    fn arm_handshake_timeout(&mut self, due: Time, event: &SimEvent) {
+        let SimEvent::Connection {
+            conn: Some(conn),
+            node,
+            peer,
+            event: ConnectionEvent::Opened,
+            ..
+        } = *event
+        else {
+            return;
+        };
+        let c = &mut self.conns[conn as usize];
+        if c.ends[0] != node || c.timeout_armed {
+            return;
+        }
+        c.timeout_armed = true;
+        let at = self.connected_at(due, node, peer) + CONNECT_TIMEOUT;
+        self.schedule(at, SimEvent::HandshakeTimeout { conn });
+    }
+
+    /// When the `connect` was made whose `Opened` was due at `due`.
+    fn connected_at(&self, due: Time, node: u32, peer: u32) -> Time {
+        let rtt = 2 * self.path_latency(node, peer);
+        Time::ZERO + due.saturating_since(Time::ZERO + rtt)
+    }
+
+    /// The dialer of `conn` gives up on a handshake that has not completed:
+    /// it hears `Failed`. The acceptor hears `Closed` if it had seen the
+    /// connection open, else nothing (its process never took it).
+    fn handshake_timeout(&mut self, conn: u32) {
+        let c = &mut self.conns[conn as usize];
+        if c.closed || c.open[0] {
+            return;
+        }
+        self.events += 1;
+        let [dialer, acceptor] = c.ends;
+        if c.open[1] {
+            self.close(conn, dialer, false);
+        } else {
+            c.closed = true;
+            self.live.remove(dialer, acceptor);
+        }
+        self.connection_event(self.now, Some(conn), dialer, acceptor, ConnectionEvent::Failed);
     }
 
     fn apply_fault(&mut self, host: u32, kind: FaultKind, upload: Option<f64>, download: Option<f64>) {
@@ -791,7 +859,7 @@ impl MessageSim {
     /// Re-schedules, in their order, the inputs held for `host`. A
     /// connection whose handshake met the cut link (neither end has seen it
     /// open) opens only when the connecting kernel next retransmits its SYN
-    /// ([`syn_retry`]). One end may have seen it open while the other's news
+    /// ([`syn_retry`]), if the dialer still waits then. One end may have seen it open while the other's news
     /// waited for a hang: that handshake was done, and messages sent on it
     /// must not arrive before the news.
     fn release(&mut self, host: u32, link: bool) {
@@ -807,30 +875,17 @@ impl MessageSim {
                     ..
                 } if link && self.conns[conn as usize].open == [false; 2] => {
                     let rtt = 2 * self.path_latency(node, peer);
-                    let connected_at = Time::ZERO + event.origin.0.saturating_since(Time::ZERO + rtt);
-                    match syn_retry(connected_at, self.now) {
-                        Some(sent) => self.schedule_released(sent + rtt, event),
-                        None => self.give_up_connecting(conn, node, peer),
+                    let connected_at = self.connected_at(event.origin.0, node, peer);
+                    // No SYN left before the dialer's timeout: the
+                    // handshake never completes, the timeout fails it.
+                    if let Some(sent) = syn_retry(connected_at, self.now) {
+                        self.schedule_released(sent + rtt, event);
                     }
                 }
                 _ => self.schedule_released(self.now, event),
             }
         }
         self.touch_host(host);
-    }
-
-    /// The connecting kernel gave up on `conn`'s handshake: the connecting
-    /// end hears `Failed`, the other end never heard of it. (Heard when the
-    /// link comes back, not 127 s after the connect: later than a kernel
-    /// would say it, for cuts of over two minutes only.)
-    fn give_up_connecting(&mut self, conn: u32, node: u32, peer: u32) {
-        let c = &mut self.conns[conn as usize];
-        if c.ends[0] != node || c.closed {
-            return;
-        }
-        c.closed = true;
-        self.live.remove(node, peer);
-        self.connection_event(self.now, Some(conn), node, peer, ConnectionEvent::Failed);
     }
 
     fn crash(&mut self, host: u32) {
@@ -976,6 +1031,7 @@ impl MessageSim {
             open: [false; 2],
             closed: false,
             close_after_drain: [false; 2],
+            timeout_armed: false,
             chans: Default::default(),
         });
         for _ in 0..2 {
@@ -1315,13 +1371,15 @@ impl MessageSim {
 /// nanosecond so that nothing ever arrives sooner than the link allows;
 /// `None` at rate zero (a stalled flow never finishes by itself).
 /// When a connecting kernel sends the SYN that gets through once a cut link
-/// is back at `now`, for a `connect` made at `connected_at`; `None` when it
-/// has given up by then. Linux sends the first SYN at once and retransmits
-/// it 1, 3, 7, 15, 31 and 63 s later (initial timeout 1 s, doubled each
-/// time, `tcp_syn_retries` = 6), and gives up 127 s after the connect.
+/// is back at `now`, for a `connect` made at `connected_at`; `None` when the
+/// dialer stops waiting first ([`CONNECT_TIMEOUT`]). Linux sends the first
+/// SYN at once and retransmits it 1, 3, 7, 15… s later (initial timeout
+/// 1 s, doubled each time).
 fn syn_retry(connected_at: Time, now: Time) -> Option<Time> {
+    let deadline = connected_at + CONNECT_TIMEOUT;
     (0..=6u32)
         .map(|k| connected_at + Duration::from_secs((1u64 << k) - 1))
+        .take_while(|&sent| sent < deadline)
         .find(|&sent| sent >= now)
 }
 
