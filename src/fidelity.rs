@@ -217,7 +217,6 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(out.join("logs")).with_context(|| format!("cannot create {}", out.display()))?;
     let mut done = read_runs(&runs_path)?;
 
-    let started = Instant::now();
     let total = rows.len() * matrix.repeats as usize * 2;
     let bar = progress_bar(args.quiet, total as u64);
     let mut runs = std::fs::OpenOptions::new()
@@ -253,7 +252,6 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let wall = started.elapsed();
 
     let results: Vec<RowResult> = rows
         .iter()
@@ -267,7 +265,7 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     }
     std::fs::write(&rows_path, text).with_context(|| format!("cannot write {}", rows_path.display()))?;
     let records: Vec<&RunRecord> = done.values().collect();
-    let md = markdown(&matrix, &results, &records, args, wall);
+    let md = markdown(&matrix, &results, &records, args);
     std::fs::write(out.join("fidelity.md"), md).context("cannot write fidelity.md")?;
     crate::plotting::write(&figure::Figure::new(&matrix, &results), &out, "plot")?;
     if !args.quiet {
@@ -282,8 +280,13 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
         out.join("plot.svg").display()
     );
     let passed = results.iter().filter(|r| r.verdict == Verdict::Pass).count();
+    let own = if rows.iter().any(|r| r.tolerance.is_some()) {
+        " (or the row's own tolerance)"
+    } else {
+        ""
+    };
     println!(
-        "{passed}/{} rows within {:.0}% of {}",
+        "{passed}/{} rows within {:.0}%{own} of {}",
         results.len(),
         matrix.tolerance.relative * 100.0,
         args.real.name()
@@ -592,13 +595,7 @@ fn print_table(matrix: &Matrix, results: &[RowResult]) {
 
 /// The matrix's results as Markdown: what was run and how, the summary, and
 /// every metric of every row.
-fn markdown(
-    matrix: &Matrix,
-    results: &[RowResult],
-    records: &[&RunRecord],
-    args: &FidelityArgs,
-    wall: Duration,
-) -> String {
+fn markdown(matrix: &Matrix, results: &[RowResult], records: &[&RunRecord], args: &FidelityArgs) -> String {
     let real = args.real.name();
     let mut md = String::new();
     let _ = writeln!(md, "# Fidelity: the simulator against {real}\n");
@@ -619,16 +616,18 @@ fn markdown(
     );
     let real_runs: Vec<&&RunRecord> = records.iter().filter(|r| r.backend == real).collect();
     let real_wall: f64 = real_runs.iter().map(|r| r.wall_s).sum();
+    // From the runs, not this invocation: a resumed matrix ran fewer.
+    let all_wall: f64 = records.iter().map(|r| r.wall_s).sum();
     let pressures: Vec<f64> = real_runs.iter().filter_map(|r| r.cpu_pressure).collect();
     let left_out = real_runs.iter().filter(|r| !r.counts).count();
     let _ = writeln!(
         md,
-        "{} {real} runs took {} of wall time ({} for this invocation, simulator included); \
+        "{} {real} runs took {} of wall time ({} with the simulator's runs); \
          CPU pressure (share of a run's time some task waited for a CPU): {}; {left_out} runs \
          left out for more than {:.0}%.\n",
         real_runs.len(),
         human::secs(real_wall),
-        human::secs(wall.as_secs_f64()),
+        human::secs(all_wall),
         if pressures.is_empty() {
             "not measured".to_string()
         } else {
@@ -649,6 +648,14 @@ fn markdown(
         let mut verdict = verdict_text(r).to_string();
         if let Some(why) = &r.why {
             verdict.push_str(&format!(" ({why})"));
+        }
+        let own = matrix
+            .rows
+            .iter()
+            .find(|row| row.name == r.row)
+            .and_then(|row| row.tolerance);
+        if let Some(t) = own {
+            verdict.push_str(&format!(" at this row's tolerance {:.0}%", t.relative * 100.0));
         }
         if let Some(k) = &r.known_miss {
             verdict.push_str(&format!("; known: {k}"));
