@@ -768,6 +768,8 @@ impl MessageSim {
 
     /// A dialer's `Opened` (due at `due`) has to wait: its `connect` fails
     /// [`CONNECT_TIMEOUT`] after it was made unless the wait ends first.
+    /// That holds for the dialer's own hang too: its timer has expired when
+    /// it resumes, and it hears `Failed`.
     fn arm_handshake_timeout(&mut self, due: Time, event: &SimEvent) {
         let SimEvent::Connection {
             conn: Some(conn),
@@ -859,9 +861,10 @@ impl MessageSim {
     /// Re-schedules, in their order, the inputs held for `host`. A
     /// connection whose handshake met the cut link (neither end has seen it
     /// open) opens only when the connecting kernel next retransmits its SYN
-    /// ([`syn_retry`]), if the dialer still waits then. One end may have seen it open while the other's news
-    /// waited for a hang: that handshake was done, and messages sent on it
-    /// must not arrive before the news.
+    /// ([`syn_retry`]), if the dialer still waits then. One end may have
+    /// seen it open while the other's news waited for a hang: that
+    /// handshake was done, and messages sent on it must not arrive before
+    /// the news.
     fn release(&mut self, host: u32, link: bool) {
         let h = &mut self.hosts[host as usize];
         let held = std::mem::take(if link { &mut h.held_link } else { &mut h.held });
@@ -1367,9 +1370,6 @@ impl MessageSim {
     }
 }
 
-/// Time to send `bytes` at `rate` bytes per second, rounded up to the next
-/// nanosecond so that nothing ever arrives sooner than the link allows;
-/// `None` at rate zero (a stalled flow never finishes by itself).
 /// When a connecting kernel sends the SYN that gets through once a cut link
 /// is back at `now`, for a `connect` made at `connected_at`; `None` when the
 /// dialer stops waiting first ([`CONNECT_TIMEOUT`]). Linux sends the first
@@ -1383,6 +1383,9 @@ fn syn_retry(connected_at: Time, now: Time) -> Option<Time> {
         .find(|&sent| sent >= now)
 }
 
+/// Time to send `bytes` at `rate` bytes per second, rounded up to the next
+/// nanosecond so that nothing ever arrives sooner than the link allows;
+/// `None` at rate zero (a stalled flow never finishes by itself).
 fn transfer_time(bytes: f64, rate: f64) -> Option<Duration> {
     if bytes <= 0.0 || rate.is_infinite() {
         return Some(Duration::ZERO);
