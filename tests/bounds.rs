@@ -1,6 +1,6 @@
-//! No run beats its lower bound (DESIGN.md §1): for random scenarios — N,
-//! file size, capacities, latency, seed — client-server never finishes
-//! below max(N*F/u_s, F/d_min), and no peer-to-peer protocol below
+//! No run beats its lower bound (README, "The theory it checks"): for random
+//! scenarios — N, file size, capacities, latency, seed — client-server never
+//! finishes below max(N*F/u_s, F/d_min), and no peer-to-peer protocol below
 //! max(F/u_s, F/d_min, N*F/(u_s + sum u_i)).
 
 mod common;

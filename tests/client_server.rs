@@ -1,6 +1,6 @@
-//! Client-server in the simulator against the theory (DESIGN.md §1, §7):
-//! the distribution time lands within 0.5% of max(N*F/u_s, F/d_min) on
-//! payload rates, never below it.
+//! Client-server in the simulator against the theory (README, "The theory it
+//! checks"): the distribution time lands within 0.5% of max(N*F/u_s, F/d_min)
+//! on payload rates, never below it.
 
 mod common;
 

@@ -1,6 +1,6 @@
-//! Faults in the simulator (DESIGN.md §4): whatever fails and recovers, every
-//! downloader ends with every piece verified exactly once, nobody waits
-//! forever, and the run is reproducible from its scenario.
+//! Faults in the simulator (README, "When things break"): whatever fails and
+//! recovers, every downloader ends with every piece verified exactly once,
+//! nobody waits forever, and the run is reproducible from its scenario.
 
 mod common;
 

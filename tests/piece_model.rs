@@ -67,8 +67,9 @@ fn random_swarm(server_mbit: u32, uploads: &[u32], size_kib: u64, seed: u64) -> 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// DESIGN.md §1 for the pieces model: random N, file size, uplinks and
-    /// seed; with equal uplinks also the piece-level optimum.
+    /// The bounds of the README's "The theory it checks" for the pieces model:
+    /// random N, file size, uplinks and seed; with equal uplinks also the
+    /// piece-level optimum.
     #[test]
     fn the_pieces_model_never_beats_its_bounds(
         server in 1u32..100,

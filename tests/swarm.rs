@@ -338,7 +338,7 @@ fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
 }
 
 /// The heterogeneous swarm of docs/swarm.md (`swarm-churn`, peers staying)
-/// meets DESIGN.md §7's target of 1.10 x the P2P bound with BitTorrent's
+/// meets the heterogeneous target of 1.10 x the P2P bound with BitTorrent's
 /// defaults, and the tuned profile (`swarm-tuned`: super-seeding, serial
 /// uploads, a 500 ms rechoke, 6 unchoke slots, 160 neighbours) beats that
 /// with a margin. Its short rechoke still helps a homogeneous swarm of 64

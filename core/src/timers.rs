@@ -1,4 +1,4 @@
-//! A small timer table keyed by an enum (STYLE.md rule 4): each key holds at
+//! A small timer table keyed by an enum: each key holds at
 //! most one deadline; `next` is the earliest; expiring is idempotent, so
 //! handling a timeout early or twice is harmless.
 

@@ -1,5 +1,5 @@
-//! The distribution-time lower bounds of DESIGN.md §1, computed on payload
-//! rates (capacity x goodput factor). No run may beat them.
+//! The distribution-time lower bounds of the README's "The theory it checks",
+//! computed on payload rates (capacity x goodput factor). No run may beat them.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
-//! Faults a scenario injects (DESIGN.md §4): each happens at a time, to one
-//! host, and is reproduced exactly from the scenario.
+//! Faults a scenario injects (README, "When things break"): each happens at a
+//! time, to one host, and is reproduced exactly from the scenario.
 //!
 //! ```json
 //! "faults": [

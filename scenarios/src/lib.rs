@@ -1,6 +1,7 @@
-//! The contract between peerlab's parts (DESIGN.md §6): the scenario format
-//! that drives every backend, the report every backend writes, the theory
-//! bounds reports are measured against, and the library of named scenarios.
+//! The contract between peerlab's parts (README: "Scenarios" and "Reports"):
+//! the scenario format that drives every backend, the report every backend
+//! writes, the theory bounds reports are measured against, and the library of
+//! named scenarios.
 //!
 //! ```
 //! use peerlab_scenarios::{Scenario, library};

@@ -1,7 +1,7 @@
 //! The report: what a run produced, identical in shape for every backend
-//! (DESIGN.md §6). Backends feed node events into a [`ReportBuilder`]; the
-//! metrics come from the events alone, so simulator and real runs are
-//! comparable by construction.
+//! (README: "Scenarios" and "Reports"). Backends feed node events into a
+//! [`ReportBuilder`]; the metrics come from the events alone, so simulator and
+//! real runs are comparable by construction.
 
 use peerlab_core::{Event, NodeId, Time};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
-//! The scenario file: one JSON document that drives the simulator, loopback
-//! and Mininet alike (DESIGN.md §6). Unknown fields and impossible values are
-//! errors that name the field.
+//! The scenario file: one JSON document that drives the simulator, loopback and
+//! Mininet alike (README: "Scenarios" and "Reports"). Unknown fields and
+//! impossible values are errors that name the field.
 
 use std::fmt;
 use std::path::Path;

@@ -10,7 +10,7 @@
 //! Run: `cargo bench -p peerlab-sim --bench swarm`
 //! (`PEERLAB_BENCH_MAX_N=128` stops the table early.)
 //!
-//! `PEERLAB_BENCH_REFERENCE=1` adds the tuned profile with DESIGN.md §7's
+//! `PEERLAB_BENCH_REFERENCE=1` adds the tuned profile with the scale target's
 //! reference file, 256 MiB in 1,024 pieces (the scale target's), at N = 128
 //! .. 1,000: the piece-level optimum's start-up term, floor(log2 N)/M, is a
 //! quarter of the 64 MiB file's there. The same four runs took 54 minutes
@@ -74,7 +74,7 @@ fn optimum(r: &Report, n: u32, pieces: u32) -> f64 {
 /// The tuned profile with the 256 MiB reference file.
 fn reference(max_n: u32) {
     println!();
-    println!("tuned, DESIGN.md §7's reference file: 256 MiB in 1,024 pieces, otherwise as above");
+    println!("tuned, the scale target's reference file: 256 MiB in 1,024 pieces, otherwise as above");
     println!(
         "{:>5} {:>8} {:>9} {:>20} {:>10} {:>8}",
         "N", "tuned", "optimum", "excess, piece-times", "events", "wall s"

@@ -1,4 +1,4 @@
-//! Max-min fair sharing of access links (DESIGN.md §4).
+//! Max-min fair sharing of access links (docs/simulator.md, "Links and sharing").
 //!
 //! Every host has an uplink and a downlink; a flow from `a` to `b` uses
 //! `a`'s uplink and `b`'s downlink. Rates are found by progressive filling

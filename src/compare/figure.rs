@@ -2,7 +2,7 @@
 //! and B (dashed, hollow markers) against the first numeric point field, one
 //! colour per (protocol, file, other point fields), and below it a panel of
 //! the relative error |A − B| / B of each point with the 5% fidelity target
-//! (DESIGN.md §7). Two single reports show each downloader's completion
+//! (docs/fidelity.md). Two single reports show each downloader's completion
 //! time instead.
 
 use plotters::coord::Shift;
