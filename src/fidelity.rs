@@ -690,12 +690,12 @@ fn markdown(matrix: &Matrix, results: &[RowResult], records: &[&RunRecord], args
             match args.link_queue {
                 LinkQueue::Fair =>
                     "each shaped direction (htb) keeps one queue per other host and \
-                                    serves them in turn (`--link-queue fair`), as a fair-queueing \
-                                    link does and as the simulator models a link",
+                     serves them in turn (`--link-queue fair`), as a fair-queueing \
+                     link does and as the simulator models a link",
                 LinkQueue::Fifo =>
                     "each shaped direction (htb) is one first-in first-out queue \
-                                    (`--link-queue fifo`); the simulator models fair links, so \
-                                    rows where flows share a link are expected to miss",
+                     (`--link-queue fifo`); the simulator models fair links, so \
+                     rows where flows share a link are expected to miss",
             }
         );
     }
@@ -707,9 +707,12 @@ fn markdown(matrix: &Matrix, results: &[RowResult], records: &[&RunRecord], args
          paid) and the send window {} (how far ahead of the wire a sender's TCP takes \
          payload: a block counts as sent, and the sender may hand over the next, once at \
          most this much queued before it is still to leave). docs/simulator.md says how \
-         each was measured.\n",
+         each was measured. One more constant is shared rather than measured: a connection \
+         opens once the other process answers within {} s (`CONNECT_TIMEOUT`, the real \
+         backend's default), or fails.\n",
         peerlab_scenarios::CALIBRATED_GOODPUT,
         peerlab_scenarios::CALIBRATED_SEND_WINDOW,
+        peerlab_core::node::CONNECT_TIMEOUT.as_secs(),
     );
     let _ = writeln!(md, "## Every metric\n");
     let _ = writeln!(

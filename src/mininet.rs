@@ -10,8 +10,8 @@
 //!    their rates, the node commands, the start order, the faults and what
 //!    the run waits for. The driver builds one LinuxBridge switch with a
 //!    link per host shaped by htb (upload on the host side, download on the
-//!    switch side; one queue per other host with `--link-queue fair`), runs the nodes with a common epoch taken once the
-//!    network is up, applies the faults — link-down and bandwidth included —
+//!    switch side; one queue per other host with `--link-queue fair`), runs
+//!    the nodes with a common epoch taken once the network is up, applies the faults — link-down and bandwidth included —
 //!    and always tears the network down.
 //! 4. The events files are merged into the simulator's [`ReportBuilder`]:
 //!    `backend: "mininet"`, then every downloaded file is compared with the

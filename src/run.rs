@@ -113,7 +113,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if args.on == Backend::Mininet {
         return crate::mininet::run(args);
     }
-
     let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
     let mut sim = Simulation::new(&scenario, &origin)?;
     let trace = match &args.trace {

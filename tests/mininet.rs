@@ -99,6 +99,12 @@ fn mininet_and_sim(name: &str, scenario: &str, sets: &[&str]) -> (Value, Value) 
     (report, sim)
 }
 
+/// A report's downloaders.
+fn peers(report: &Value) -> Vec<&Value> {
+    let hosts = report["hosts"].as_array().expect("hosts");
+    hosts.iter().filter(|h| h["role"] == "peer").collect()
+}
+
 fn time(report: &Value) -> f64 {
     report["distribution_time_s"].as_f64().expect("distribution time")
 }
@@ -134,11 +140,8 @@ fn client_server_clients_share_the_server_fairly_on_mininet() {
         "lab-client-server",
         &["peers.count=8", "file.size=4 MiB"],
     );
-    let done: Vec<f64> = mn["hosts"]
-        .as_array()
-        .expect("hosts")
+    let done: Vec<f64> = peers(&mn)
         .iter()
-        .filter(|h| h["role"] == "peer")
         .map(|h| h["completed_s"].as_f64().expect("completed"))
         .collect();
     let first = done.iter().copied().fold(f64::INFINITY, f64::min);
@@ -170,13 +173,7 @@ fn swarm_four_peers_on_mininet() {
         "swarm-homogeneous",
         &["peers.count=4", "file.size=2 MiB", "file.piece_size=64 KiB"],
     );
-    let peers: Vec<&Value> = mn["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .filter(|h| h["role"] == "peer")
-        .collect();
-    assert_eq!(peers.len(), 4);
+    assert_eq!(peers(&mn).len(), 4);
 }
 
 #[test]
