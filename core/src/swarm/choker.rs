@@ -15,9 +15,10 @@
 //! lost interest or left) at once, so its uplink does not idle for 10 s.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use crate::NodeId;
 use crate::rng::{self, NodeRng};
+use crate::{NodeId, Time};
 
 /// A neighbour that wants to download from us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,71 @@ pub struct Candidate {
     pub rate: u64,
     /// Whether it is snubbing us.
     pub snubbed: bool,
+}
+
+impl Candidate {
+    /// `peer` ranked by tit-for-tat: the bytes it sent us over the last
+    /// window (`received`) or, once we are a seed and download nothing,
+    /// the bytes we sent it (`sent`).
+    pub fn tit_for_tat(peer: NodeId, seeding: bool, sent: u64, received: u64, snubbed: bool) -> Self {
+        Candidate {
+            peer,
+            rate: if seeding { sent } else { received },
+            snubbed,
+        }
+    }
+}
+
+/// Whether a neighbour snubs us: we are `interested` in it and it has sent
+/// us nothing for `silent_for`, at least `snub_timeout`. The silence counts
+/// from the later of our last received byte and the moment we became
+/// interested; a snubbed neighbour gets no regular slot until it sends
+/// again.
+pub fn is_snubbed(interested: bool, silent_for: Duration, snub_timeout: Duration) -> bool {
+    interested && silent_for >= snub_timeout
+}
+
+/// When a peer rechokes: every `rechoke_interval`, and every
+/// `optimistic_interval` with the optimistic slot rotated.
+#[derive(Clone, Copy, Debug)]
+pub struct ChokeClock {
+    rechoke: Time,
+    optimistic: Time,
+    rechoke_interval: Duration,
+    optimistic_interval: Duration,
+}
+
+impl ChokeClock {
+    /// A clock started at `now`: the first rechoke one `rechoke_interval`
+    /// later, the first rotation one `optimistic_interval` later.
+    pub fn new(now: Time, rechoke_interval: Duration, optimistic_interval: Duration) -> Self {
+        ChokeClock {
+            rechoke: now + rechoke_interval,
+            optimistic: now + optimistic_interval,
+            rechoke_interval,
+            optimistic_interval,
+        }
+    }
+
+    /// When the clock next fires.
+    pub fn next(&self) -> Time {
+        self.rechoke.min(self.optimistic)
+    }
+
+    /// At `now`: `None` if nothing is due, else a rechoke is due, with the
+    /// optimistic rotation (`Some(true)`) or without it; what was due is
+    /// scheduled again one interval from `now`.
+    pub fn fire(&mut self, now: Time) -> Option<bool> {
+        let rechoke = self.rechoke <= now;
+        let rotate = self.optimistic <= now;
+        if rechoke {
+            self.rechoke = now + self.rechoke_interval;
+        }
+        if rotate {
+            self.optimistic = now + self.optimistic_interval;
+        }
+        (rechoke || rotate).then_some(rotate)
+    }
 }
 
 /// The choking state that outlives one rechoke: the optimistic unchoke.
@@ -54,6 +120,20 @@ impl Choker {
     /// The neighbour holding the optimistic slot.
     pub fn optimistic(&self) -> Option<NodeId> {
         self.optimistic
+    }
+
+    /// Slots that fell free between rechokes: with `busy` slots taken,
+    /// which of `waiting` (choked neighbours that may have one) to unchoke.
+    /// Shuffles `waiting` and returns how many of its first entries get the
+    /// free slots (all of them when there are slots enough); draws nothing
+    /// at random when no slot is free or nobody waits.
+    pub fn fill<T>(&self, busy: u32, waiting: &mut [T], rng: &mut NodeRng) -> usize {
+        let max = self.max_unchoked();
+        if waiting.is_empty() || busy >= max {
+            return 0;
+        }
+        rng::shuffle(rng, waiting);
+        waiting.len().min((max - busy) as usize)
     }
 
     /// `peer` went away or lost interest.
@@ -136,6 +216,80 @@ mod tests {
         assert!(u.contains(&NodeId(2)) && u.contains(&NodeId(3)));
         // Peer 1 can only be the optimistic unchoke, and is the only other.
         assert_eq!(choker.optimistic(), Some(NodeId(1)));
+    }
+
+    #[test]
+    fn free_slots_go_to_waiting_neighbours_at_random_and_no_more() {
+        let mut rng = node_rng(3, NodeId(0));
+        let choker = Choker::new(2); // 3 slots with the optimistic one
+        let mut waiting: Vec<u32> = (0..10).collect();
+        assert_eq!(choker.fill(3, &mut waiting, &mut rng), 0, "no slot free");
+        assert_eq!(waiting, (0..10).collect::<Vec<_>>(), "nothing drawn");
+        assert_eq!(choker.fill(1, &mut waiting, &mut rng), 2);
+        let mut sorted = waiting.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>(), "a permutation");
+        let mut few = vec![7];
+        assert_eq!(
+            choker.fill(0, &mut few, &mut rng),
+            1,
+            "fewer waiting than free slots"
+        );
+        // Uniform: every neighbour gets a slot about equally often.
+        let mut won = [0u32; 10];
+        for _ in 0..2000 {
+            let mut w: Vec<usize> = (0..10).collect();
+            let k = choker.fill(1, &mut w, &mut rng);
+            for &p in &w[..k] {
+                won[p] += 1;
+            }
+        }
+        assert!(won.iter().all(|&n| (300..500).contains(&n)), "{won:?}");
+    }
+
+    #[test]
+    fn a_neighbour_is_snubbed_only_while_we_want_something_from_it() {
+        let t = Duration::from_secs(60);
+        assert!(is_snubbed(true, Duration::from_secs(60), t));
+        assert!(!is_snubbed(true, Duration::from_secs(59), t));
+        assert!(!is_snubbed(false, Duration::from_secs(600), t));
+    }
+
+    #[test]
+    fn a_seed_ranks_by_what_it_sent_a_downloader_by_what_it_received() {
+        assert_eq!(Candidate::tit_for_tat(NodeId(1), true, 10, 99, false).rate, 10);
+        assert_eq!(Candidate::tit_for_tat(NodeId(1), false, 10, 99, true).rate, 99);
+    }
+
+    #[test]
+    fn the_clock_rechokes_every_interval_and_rotates_every_third() {
+        let mut clock = ChokeClock::new(
+            Time::from_secs(5),
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+        );
+        assert_eq!(clock.next(), Time::from_secs(15));
+        assert_eq!(clock.fire(Time::from_secs(14)), None);
+        let mut fired = Vec::new();
+        while clock.next() <= Time::from_secs(65) {
+            let at = clock.next();
+            fired.push((at.as_nanos() / 1_000_000_000, clock.fire(at).unwrap()));
+        }
+        assert_eq!(
+            fired,
+            [
+                (15, false),
+                (25, false),
+                (35, true),
+                (45, false),
+                (55, false),
+                (65, true)
+            ]
+        );
+        // Late: both due fire once, and count again from then.
+        let mut late = ChokeClock::new(Time::ZERO, Duration::from_secs(10), Duration::from_secs(30));
+        assert_eq!(late.fire(Time::from_secs(100)), Some(true));
+        assert_eq!(late.next(), Time::from_secs(110));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`metainfo`]: the "kascade" / torrent file (name, length, piece length,
 //!   one hash per piece);
 //! - [`tracker`]: the tracker node (announce, random peer subsets);
+//! - [`neighbours`]: how many peers a peer dials and accepts, and when it
+//!   asks the tracker for more;
 //! - [`picker`]: which block to ask a neighbour for (random first pieces,
 //!   rarest first, end game);
 //! - [`choker`]: whom to upload to (4 tit-for-tat slots re-evaluated every
@@ -21,6 +23,7 @@
 
 pub mod choker;
 pub mod metainfo;
+pub mod neighbours;
 pub mod peer;
 pub mod picker;
 pub mod super_seed;

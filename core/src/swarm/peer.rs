@@ -30,7 +30,8 @@
 
 use std::collections::BTreeSet;
 
-use super::choker::{Candidate, Choker};
+use super::choker::{Candidate, ChokeClock, Choker, is_snubbed};
+use super::neighbours;
 use super::picker::Picker;
 use super::super_seed::SuperSeed;
 use super::upload::Uploads;
@@ -97,8 +98,6 @@ enum Timer {
     Silence,
     /// Whether an unchoked neighbour left its slot idle.
     IdleSlots,
-    Rechoke,
-    Optimistic,
     Leave,
 }
 
@@ -178,6 +177,8 @@ pub struct Peer {
     /// When a neighbour holding the upload window counts as stalled.
     upload_deadline: Option<Time>,
     choker: Choker,
+    /// When to rechoke (none before the start).
+    choke_clock: Option<ChokeClock>,
     super_seed: Option<SuperSeed>,
     config: SwarmConfig,
     stats: PeerStats,
@@ -222,6 +223,7 @@ impl Peer {
             download: Download::new(layout, have),
             picker: Picker::new(layout.pieces(), config.random_first_pieces, config.endgame_copies),
             choker: Choker::new(config.unchoke_slots),
+            choke_clock: None,
             super_seed,
             uploads: Uploads::new(layout),
             upload_deadline: None,
@@ -339,7 +341,7 @@ impl Peer {
 
     /// Asks the tracker for more peers soon if we are short of neighbours.
     fn maybe_reannounce(&mut self, now: Time) {
-        if self.gone || self.completed || self.remotes.len() as u32 >= self.config.max_peers / 2 {
+        if self.gone || self.completed || !neighbours::is_short(self.remotes.len(), self.config.max_peers) {
             return;
         }
         let at = self.last_announce.map_or(now, |t| (t + MIN_REANNOUNCE).max(now));
@@ -362,7 +364,7 @@ impl Peer {
             && !self.gone
             && !self.stopped
             && self.candidates.is_empty()
-            && self.remotes.len() + self.connecting.len() < self.initiate()
+            && neighbours::is_short(self.remotes.len() + self.connecting.len(), self.config.max_peers)
             && !self.has_source()
     }
 
@@ -393,21 +395,10 @@ impl Peer {
         self.timers.set(Timer::Starving, now + self.starving_delay);
     }
 
-    /// How many peers we dial ourselves: half of `max_peers`.
-    fn initiate(&self) -> usize {
-        (self.config.max_peers as usize / 2).max(1)
-    }
-
-    /// Opens connections to tracker-supplied peers while we hold fewer than
-    /// half of `max_peers`, counting attempts still in flight. The other
-    /// half is kept for peers that connect to us (mainline BitTorrent's
-    /// `max_initiate` 40 of `max_allow_in` 80). Were every peer to fill all
-    /// its slots with its own attempts, all would refuse each other's, and
-    /// a swarm whose tracker hands out `numwant` >= `max_peers` peers would
-    /// be left with only the pairs that happened to dial each other.
+    /// Opens connections to tracker-supplied peers while we are short of
+    /// our dialling quota ([`neighbours`]), counting attempts in flight.
     fn connect_more(&mut self) {
-        let initiate = self.initiate();
-        while (self.remotes.len() + self.connecting.len()) < initiate {
+        while neighbours::is_short(self.remotes.len() + self.connecting.len(), self.config.max_peers) {
             let Some(p) = self.candidates.pop() else {
                 return;
             };
@@ -481,7 +472,7 @@ impl Peer {
         let mut candidates = Vec::new();
         let mut protected = Vec::new();
         for r in self.remotes.values_mut() {
-            r.snubbed = r.am_interested && now.saturating_since(r.last_progress) >= self.config.snub_timeout;
+            r.snubbed = is_snubbed(r.am_interested, now - r.last_progress, self.config.snub_timeout);
         }
         for (&peer, r) in &self.remotes {
             if !self.eligible(r) {
@@ -494,11 +485,13 @@ impl Peer {
             {
                 protected.push(peer);
             }
-            candidates.push(Candidate {
+            candidates.push(Candidate::tit_for_tat(
                 peer,
-                rate: if seeding { r.up_window } else { r.down_window },
-                snubbed: r.snubbed,
-            });
+                seeding,
+                r.up_window,
+                r.down_window,
+                r.snubbed,
+            ));
         }
         let mut unchoke = self.choker.rechoke(&candidates, rotate, &mut self.rng);
         unchoke.extend(protected);
@@ -535,7 +528,6 @@ impl Peer {
             .iter()
             .filter(|(p, r)| !r.am_choking && !self.is_idle(**p, r))
             .count() as u32;
-        let max = self.choker.max_unchoked();
         let mut waiting: Vec<NodeId> = self
             .remotes
             .iter()
@@ -545,16 +537,12 @@ impl Peer {
         if waiting.is_empty() {
             return;
         }
-        if busy < max {
-            rng::shuffle(&mut self.rng, &mut waiting);
-            let free = (max - busy) as usize;
-            let more = waiting.len() > free;
-            for peer in waiting.into_iter().take(free) {
-                self.unchoke(peer);
-            }
-            if !more {
-                return;
-            }
+        let chosen = self.choker.fill(busy, &mut waiting, &mut self.rng);
+        for &peer in &waiting[..chosen] {
+            self.unchoke(peer);
+        }
+        if chosen == waiting.len() {
+            return;
         }
         // Someone still waits: look again when a slot may have gone idle.
         if self.timers.get(Timer::IdleSlots).is_none() {
@@ -1078,10 +1066,11 @@ impl Node for Peer {
         self.timers = Timers::default();
         self.tracker_link = TrackerLink::Down;
         self.gone = false;
-        self.timers
-            .set(Timer::Rechoke, now + self.config.rechoke_interval);
-        self.timers
-            .set(Timer::Optimistic, now + self.config.optimistic_interval);
+        self.choke_clock = Some(ChokeClock::new(
+            now,
+            self.config.rechoke_interval,
+            self.config.optimistic_interval,
+        ));
         self.starving_delay = STARVING_REANNOUNCE;
         self.announce(AnnounceEvent::Started, now);
         self.check_starving(now);
@@ -1121,7 +1110,9 @@ impl Node for Peer {
                 if self.remotes.contains_key(&peer) {
                     return; // both sides connected: one connection
                 }
-                if !outgoing && self.remotes.len() + self.connecting.len() >= self.config.max_peers as usize {
+                if !outgoing
+                    && !neighbours::accepts(self.remotes.len() + self.connecting.len(), self.config.max_peers)
+                {
                     self.outbox.command(Command::Disconnect { peer });
                     return;
                 }
@@ -1295,7 +1286,6 @@ impl Node for Peer {
         // A neighbour holding the upload window may have stalled.
         self.send_blocks(now);
         let due = self.timers.expire(now);
-        let rotate = due.contains(&Timer::Optimistic);
         for timer in &due {
             match timer {
                 Timer::Announce => self.announce(AnnounceEvent::Periodic, now),
@@ -1306,19 +1296,10 @@ impl Node for Peer {
                     self.leave(now);
                     return;
                 }
-                Timer::Rechoke | Timer::Optimistic => {}
             }
         }
-        if due.contains(&Timer::Rechoke) || rotate {
+        if let Some(rotate) = self.choke_clock.as_mut().and_then(|c| c.fire(now)) {
             self.rechoke(now, rotate);
-        }
-        if due.contains(&Timer::Rechoke) {
-            self.timers
-                .set(Timer::Rechoke, now + self.config.rechoke_interval);
-        }
-        if rotate {
-            self.timers
-                .set(Timer::Optimistic, now + self.config.optimistic_interval);
         }
     }
 
@@ -1330,7 +1311,13 @@ impl Node for Peer {
         if self.gone {
             return None; // nothing left to do: no upload waits either
         }
-        self.timers.next().into_iter().chain(self.upload_deadline).min()
+        let clock = self.choke_clock.map(|c| c.next());
+        self.timers
+            .next()
+            .into_iter()
+            .chain(self.upload_deadline)
+            .chain(clock)
+            .min()
     }
 }
 

@@ -183,7 +183,7 @@ impl Picker {
     }
 
     fn pick_new(&self, download: &Download, remote: &Bitfield, rng: &mut NodeRng) -> Option<u32> {
-        let random = download.have().count() < self.random_first;
+        let random = picks_at_random(download.have().count(), self.random_first);
         let fresh = remote
             .iter_minus(download.have())
             .filter(|p| !self.active.contains(p) && download.is_untouched(*p));
@@ -215,14 +215,11 @@ impl Picker {
     }
 
     fn endgame_block(&self, download: &Download, peer: NodeId, remote: &Bitfield) -> Option<BlockRef> {
-        let mut best: Option<(u32, BlockRef)> = None;
-        for b in self.duplicable(download, peer, remote) {
-            let copies = download.in_flight_copies(b);
-            if copies < self.endgame_copies && best.is_none_or(|(c, _)| copies < c) {
-                best = Some((copies, b));
-            }
-        }
-        best.map(|(_, b)| b)
+        let blocks = self.duplicable(download, peer, remote);
+        least_copied(
+            blocks.map(|b| (b, download.in_flight_copies(b))),
+            self.endgame_copies,
+        )
     }
 
     /// The blocks of pieces in progress that `peer` (holding `remote`) could
@@ -241,6 +238,28 @@ impl Picker {
             .flat_map(move |piece| (0..l.blocks_in(piece)).map(move |i| l.block(piece, i)))
             .filter(move |&b| !download.is_stored(b) && !download.is_requested_from(b, peer))
     }
+}
+
+/// Whether a peer holding `held` verified pieces picks its next new piece
+/// at random rather than rarest first: it holds fewer than
+/// `random_first_pieces`.
+pub fn picks_at_random(held: u32, random_first_pieces: u32) -> bool {
+    held < random_first_pieces
+}
+
+/// The end game's choice among `candidates` (blocks, or whole pieces, with
+/// the requests for each already in flight): the least-requested one with
+/// fewer than `endgame_copies` requests (at least one), the first among
+/// ties; `None` if every candidate has its copies.
+pub fn least_copied<T>(candidates: impl IntoIterator<Item = (T, u32)>, endgame_copies: u32) -> Option<T> {
+    let limit = endgame_copies.max(1);
+    let mut best: Option<(u32, T)> = None;
+    for (item, copies) in candidates {
+        if copies < limit && best.as_ref().is_none_or(|(c, _)| copies < *c) {
+            best = Some((copies, item));
+        }
+    }
+    best.map(|(_, item)| item)
 }
 
 /// The rarest of `candidates` by `availability` (or any of them, when
@@ -285,6 +304,16 @@ mod tests {
     fn layout(pieces: u32) -> PieceLayout {
         // Two blocks per piece.
         PieceLayout::new(u64::from(pieces) * 32_768, 32_768, 16_384).unwrap()
+    }
+
+    #[test]
+    fn the_end_game_asks_for_the_least_requested_below_the_limit() {
+        let c = [(10, 1), (11, 0), (12, 0), (13, 2)];
+        assert_eq!(least_copied(c, 2), Some(11), "least copies, first among ties");
+        assert_eq!(least_copied([(10, 2), (13, 3)], 2), None, "all have their copies");
+        assert_eq!(least_copied([(10, 0)], 0), Some(10), "a limit of 0 counts as 1");
+        assert_eq!(least_copied([(10, 1)], 0), None);
+        assert!(picks_at_random(3, 4) && !picks_at_random(4, 4));
     }
 
     /// Demand counts, per piece a neighbour holds, the share of our
