@@ -140,7 +140,9 @@ fn a_heterogeneous_swarm_completes_in_the_pieces_model() {
 #[test]
 fn what_the_pieces_model_does_not_simulate_is_refused_by_name() {
     let lib = library::get("swarm-homogeneous").unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 10] = [
+        (&["swarm.pipeline=8"], "swarm.pipeline"),
+        (&["network.send_window=0 B"], "network.send_window"),
         (&["swarm.super_seed=true"], "swarm.super_seed"),
         (&["swarm.serial_uploads=true"], "swarm.serial_uploads"),
         (&["swarm.leave=at-completion"], "swarm.leave"),
@@ -166,4 +168,46 @@ fn what_the_pieces_model_does_not_simulate_is_refused_by_name() {
     let typo = peerlab_scenarios::Scenario::from_json(lib, "lib", &["simulator.model=blocks".into()])
         .expect_err("an unknown model");
     assert_eq!(typo.field, "simulator.model", "{typo}");
+}
+
+/// The scenario check holds for scenarios built or changed in code too:
+/// the simulator refuses what the pieces model does not simulate by name
+/// instead of running it with the knob ignored.
+#[test]
+fn a_scenario_changed_in_code_is_checked_before_it_runs() {
+    let mut s = swarm(&["peers.count=4", "file.size=1 MiB"]);
+    s.swarm.pipeline = 16;
+    let err = peerlab_sim::run(&s, "changed in code").expect_err("pipeline 16 in the pieces model");
+    assert_eq!(err.field, "swarm.pipeline", "{err}");
+    s.swarm.pipeline = 0;
+    s.simulator.model = peerlab_scenarios::SimModel::Messages;
+    let err = peerlab_sim::run(&s, "changed in code").expect_err("pipeline 0");
+    assert_eq!(err.field, "swarm.pipeline", "{err}");
+}
+
+/// Periodic announces are simulated: peers that the tracker handed too few
+/// neighbours (numwant 3) dial more at every `announce_interval`, so a
+/// sweep over it is not a flat line, and both models move the same way.
+#[test]
+fn the_announce_interval_matters_in_both_models() {
+    let time = |model: &str, interval: &str| {
+        let sets = [
+            "peers.count=64",
+            "file.size=16 MiB",
+            "swarm.numwant=3",
+            interval,
+            model,
+        ];
+        simulate(&swarm(&sets)).distribution_time_s.unwrap()
+    };
+    for model in ["simulator.model=pieces", "simulator.model=messages"] {
+        let (often, rarely) = (
+            time(model, "swarm.announce_interval=1 s"),
+            time(model, "swarm.announce_interval=600 s"),
+        );
+        assert!(
+            often < rarely * 0.99,
+            "{model}: announcing every second took {often} s, every 10 minutes {rarely} s"
+        );
+    }
 }

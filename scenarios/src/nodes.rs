@@ -10,13 +10,13 @@ use crate::scenario::{Protocol, Role, Scenario, ScenarioError};
 /// Id of the server in every run.
 pub const SERVER: NodeId = NodeId(0);
 
-/// Checks that `scenario`'s protocol can be run today. Every protocol is;
-/// the check stays so that a protocol added later can be refused with an
-/// error naming the field (`origin`: where the scenario came from).
-pub fn check_runnable(scenario: &Scenario, _origin: &str) -> Result<(), ScenarioError> {
-    match scenario.protocol {
-        Protocol::ClientServer | Protocol::StaticTracker | Protocol::Swarm | Protocol::Relay => Ok(()),
-    }
+/// Checks that `scenario` can be run as it stands: every rule a parsed
+/// scenario obeys (a scenario built or changed in code has not been
+/// checked), including what its simulator model refuses, with an error
+/// naming the field (`origin`: where the scenario came from). Every
+/// protocol has nodes for every role [`build_node`] is asked for.
+pub fn check_runnable(scenario: &Scenario, origin: &str) -> Result<(), ScenarioError> {
+    scenario.check(origin)
 }
 
 /// The node for host `id`, holding the verified pieces `have` (`None`: what

@@ -9,6 +9,7 @@ use std::time::Duration;
 use peerlab_core::PieceLayout;
 use peerlab_core::client_server::ClientServerConfig;
 use peerlab_core::static_tracker::StaticTrackerConfig;
+use peerlab_core::swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Fault;
@@ -455,6 +456,17 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Checks a scenario however it was made (parsed scenarios are checked
+    /// already; one built or changed in code is not): every rule of
+    /// [`Scenario::from_json`], the simulator model's refusals included.
+    pub fn check(&self, origin: &str) -> Result<(), ScenarioError> {
+        self.validate().map_err(|(field, message)| ScenarioError {
+            origin: origin.to_string(),
+            field,
+            message,
+        })
+    }
+
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), (String, String)> {
         let field = |f: &str, m: String| Err((f.to_string(), m));
@@ -618,6 +630,25 @@ impl Scenario {
         }
         if self.swarm.leave.0 != peerlab_core::swarm::Leave::Stay {
             return refuse("swarm.leave", "churn is not modelled: peers stay");
+        }
+        if self.swarm.pipeline != SwarmConfig::default().pipeline {
+            return refuse(
+                "swarm.pipeline",
+                &format!(
+                    "pieces move as whole flows, with no requests queued; the model is measured \
+                     against the message model's default pipeline of {} requests",
+                    SwarmConfig::default().pipeline
+                ),
+            );
+        }
+        if self.network.send_window != CALIBRATED_SEND_WINDOW {
+            return refuse(
+                "network.send_window",
+                &format!(
+                    "pieces move as fluid flows, with no socket buffer; the model is measured \
+                     against the message model's calibrated send window of {CALIBRATED_SEND_WINDOW}"
+                ),
+            );
         }
         if self.swarm.max_peers > 255 {
             return refuse("swarm.max_peers", "at most 255 neighbours per peer are modelled");

@@ -45,10 +45,10 @@ use std::collections::{BTreeSet, BinaryHeap};
 
 use peerlab_core::pieces::BlockRef;
 use peerlab_core::rng::{self, NodeRng};
-use peerlab_core::swarm::SwarmConfig;
-use peerlab_core::swarm::choker::{Candidate, Choker};
-use peerlab_core::swarm::picker::rarest;
+use peerlab_core::swarm::choker::{Candidate, ChokeClock, Choker, is_snubbed};
+use peerlab_core::swarm::picker::{least_copied, picks_at_random, rarest};
 use peerlab_core::swarm::tracker::{MAX_NUMWANT, sample};
+use peerlab_core::swarm::{SwarmConfig, neighbours};
 use peerlab_core::{Event, NodeId, PieceLayout, Time};
 use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError, SimModel};
@@ -63,6 +63,8 @@ const EPSILON: f64 = 1e-3;
 /// Trace record tag of a flow (after the message model's tags; events
 /// share the message model's tag).
 const TAG_FLOW: u8 = 10;
+/// Trace record tag of a connection opened after time zero.
+const TAG_LINK: u8 = 11;
 
 /// One end of a connection, as the host holding it sees it. The links of
 /// all hosts sit in one vector, each host's together, so the pass over a
@@ -133,8 +135,9 @@ struct Host {
     partial: Vec<(u32, u32)>,
     /// Flows towards this host: (piece, uploader).
     inflight: Vec<(u32, u32)>,
-    next_rechoke: u64,
-    next_optimistic: u64,
+    /// Neighbours (links in use of the host's `max_peers` slots).
+    degree: u32,
+    clock: ChokeClock,
 }
 
 /// Hosts' wake-ups (each host's earliest flow end), at most one per host,
@@ -252,8 +255,10 @@ pub(crate) struct PieceSim {
     /// Wire bytes per payload byte.
     wire: f64,
     hosts: Vec<Host>,
-    /// Host `h`'s links are `links[first[h]..first[h + 1]]`.
-    first: Vec<u32>,
+    /// Host `h`'s links are `links[h * slots..][..degree]`: room for
+    /// `max_peers` each, so connections opened later (periodic announces)
+    /// join their host's row and no link moves.
+    slots: usize,
     links: Vec<Link>,
     windows: Vec<Window>,
     /// Held pieces, one bitfield of `words` words per host.
@@ -269,6 +274,12 @@ pub(crate) struct PieceSim {
     timers: BinaryHeap<Reverse<(u64, u64, u32)>>,
     seq: u64,
     now: u64,
+    /// The tracker's random stream (its id follows the peers').
+    tracker_rng: NodeRng,
+    /// Every host, in the order they announced.
+    announced: Vec<u32>,
+    /// The next periodic announce of every host.
+    next_announce: u64,
     events: u64,
     downloaders: u32,
     completed: u32,
@@ -323,8 +334,8 @@ impl PieceSim {
                 unchoked_by: Vec::new(),
                 partial: Vec::new(),
                 inflight: Vec::new(),
-                next_rechoke: nanos(config.rechoke_interval),
-                next_optimistic: nanos(config.optimistic_interval),
+                degree: 0,
+                clock: ChokeClock::new(Time::ZERO, config.rechoke_interval, config.optimistic_interval),
             })
             .collect();
         let mut sim = PieceSim {
@@ -336,7 +347,7 @@ impl PieceSim {
             row: (pieces as usize).next_multiple_of(64) + 64,
             wire: 1.0 + BLOCK_FRAMING / f64::from(layout.block_len()),
             hosts,
-            first: Vec::new(),
+            slots: config.max_peers as usize,
             links: Vec::new(),
             windows: Vec::new(),
             have: vec![0; n * (words + 1)],
@@ -346,6 +357,9 @@ impl PieceSim {
             timers: BinaryHeap::new(),
             seq: 0,
             now: 0,
+            tracker_rng: rng::node_rng(scenario.seed, NodeId(n as u32)),
+            announced: Vec::with_capacity(n),
+            next_announce: nanos(config.announce_interval),
             events: 0,
             downloaders: scenario.downloaders(),
             completed: 0,
@@ -394,6 +408,9 @@ impl PieceSim {
                 (None, Some(t)) => t,
                 (Some(w), Some(t)) => w.min(t),
             };
+            // Announces come after what else happens at the same instant.
+            let announce = self.next_announce < at;
+            let at = if announce { self.next_announce } else { at };
             if at > max_time {
                 break Outcome::TimeLimit;
             }
@@ -401,7 +418,9 @@ impl PieceSim {
                 break Outcome::EventLimit;
             }
             self.now = at;
-            if wake.is_some_and(|w| Some(w) < timer || timer.is_none()) {
+            if announce {
+                self.announce_all();
+            } else if wake.is_some_and(|w| Some(w) < timer || timer.is_none()) {
                 self.wakes.remove(host);
                 self.wake(host);
             } else {
@@ -443,75 +462,121 @@ impl PieceSim {
 
     /// Every host announces in id order (the server first) and dials the
     /// peers the tracker hands it, as `core::swarm::Peer` does; hosts still
-    /// short of half of `max_peers` once everyone has announced announce
-    /// again (the message model's early re-announce). Then the links are
-    /// laid out host by host.
+    /// short of their dialling quota once everyone has announced announce
+    /// again (the message model's early re-announce).
     fn connect_swarm(&mut self) {
-        let n = self.hosts.len() as u32;
-        // The tracker's id follows the peers'.
-        let mut rng = rng::node_rng(self.scenario.seed, NodeId(n));
-        let want = self.config.numwant.min(MAX_NUMWANT) as usize;
-        let mut adj: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n as usize];
-        let mut announced: Vec<u32> = Vec::with_capacity(n as usize);
-        for h in 0..n {
-            announced.push(h);
-            let offer = sample(&mut rng, &announced, h, true, want);
-            self.dial(&mut adj, h, &offer);
+        let n = self.hosts.len();
+        let closed = Link {
+            peer: 0,
+            mirror: 0,
+            unchoked: false,
+            sending: false,
+            snubbed: false,
+        };
+        self.links = vec![closed; n * self.slots];
+        self.windows = vec![Window::default(); n * self.slots];
+        for h in 0..n as u32 {
+            self.announced.push(h);
+            self.announce(h, false);
         }
-        let initiate = self.initiate();
-        for h in 0..n {
-            if adj[h as usize].len() < initiate {
-                let offer = sample(&mut rng, &announced, h, true, want);
-                self.dial(&mut adj, h, &offer);
+        for h in 0..n as u32 {
+            if self.is_short(h) {
+                self.announce(h, false);
             }
         }
-        let mut first = Vec::with_capacity(n as usize + 1);
-        let mut total = 0u32;
-        for a in &adj {
-            first.push(total);
-            total += a.len() as u32;
-        }
-        first.push(total);
-        self.links = adj
-            .iter()
-            .flatten()
-            .map(|&(peer, rev)| Link {
-                peer,
-                mirror: first[peer as usize] + rev,
-                unchoked: false,
-                sending: false,
-                snubbed: false,
-            })
-            .collect();
-        self.windows = vec![Window::default(); total as usize];
-        self.first = first;
     }
 
-    fn initiate(&self) -> usize {
-        (self.config.max_peers as usize / 2).max(1)
+    fn is_short(&self, h: u32) -> bool {
+        neighbours::is_short(self.hosts[h as usize].degree as usize, self.config.max_peers)
     }
 
-    /// `h` dials `offer` in order while it holds fewer than half of
-    /// `max_peers`; a peer already holding `max_peers` refuses. `adj[h]`
-    /// lists (neighbour, index of `h` in the neighbour's list).
-    fn dial(&self, adj: &mut [Vec<(u32, u32)>], h: u32, offer: &[u32]) {
-        let initiate = self.initiate();
-        let max = self.config.max_peers as usize;
-        for &p in offer {
-            if adj[h as usize].len() >= initiate {
+    /// `h` announces and dials the peers the tracker names, in its order,
+    /// while it is short of its quota; a peer already holding `max_peers`
+    /// refuses. With `running`, the connections open in a running swarm
+    /// (both ends count and want each other's pieces at once); otherwise
+    /// the swarm is being wired at time zero.
+    fn announce(&mut self, h: u32, running: bool) {
+        let want = self.config.numwant.min(MAX_NUMWANT) as usize;
+        let offer = sample(&mut self.tracker_rng, &self.announced, h, true, want);
+        for p in offer {
+            if !self.is_short(h) {
                 return;
             }
-            if p == h || adj[p as usize].len() >= max || adj[h as usize].iter().any(|&(q, _)| q == p) {
+            let full = !neighbours::accepts(self.hosts[p as usize].degree as usize, self.config.max_peers);
+            if p == h || full || self.links_of(h).any(|g| self.links[g].peer == p) {
                 continue;
             }
-            let (hi, pi) = (adj[h as usize].len() as u32, adj[p as usize].len() as u32);
-            adj[h as usize].push((p, pi));
-            adj[p as usize].push((h, hi));
+            let (gh, gp) = self.connect(h, p);
+            if running {
+                self.opened(h, p, gh, gp);
+            }
         }
+    }
+
+    /// Adds the connection between `h` and `p`: their links' indices.
+    fn connect(&mut self, h: u32, p: u32) -> (u32, u32) {
+        let gh = self.links_of(h).end;
+        let gp = self.links_of(p).end;
+        self.links[gh] = Link {
+            peer: p,
+            mirror: gp as u32,
+            unchoked: false,
+            sending: false,
+            snubbed: false,
+        };
+        self.links[gp] = Link {
+            peer: h,
+            mirror: gh as u32,
+            unchoked: false,
+            sending: false,
+            snubbed: false,
+        };
+        for (x, g) in [(h, gh), (p, gp)] {
+            self.hosts[x as usize].degree += 1;
+            self.windows[g] = Window {
+                last_progress: self.now,
+                ..Window::default()
+            };
+        }
+        (gh as u32, gp as u32)
+    }
+
+    /// A connection opened in a running swarm: each end counts the pieces
+    /// the other holds that it lacks (the core peer's `Bitfield`), and an
+    /// end the other wants something from fills a free slot with it (the
+    /// core peer's `Interested`).
+    fn opened(&mut self, h: u32, p: u32, gh: u32, gp: u32) {
+        self.trace_record(TAG_LINK, h, &p);
+        for (a, b) in [(h, p), (p, h)] {
+            let (ra, rb) = (a as usize * self.hrow, b as usize * self.hrow);
+            for w in 0..self.words {
+                for bit in BitIter(self.have[rb + w] & !self.have[ra + w]) {
+                    self.avail[a as usize * self.row + w * 64 + bit as usize] += 1;
+                }
+            }
+        }
+        if self.wants(p, h) {
+            self.fill_from(p, &mut [gp]);
+        }
+        if self.wants(h, p) {
+            self.fill_from(h, &mut [gh]);
+        }
+    }
+
+    /// The periodic announce of every host (all announced at time zero):
+    /// those short of their quota dial whom the tracker names.
+    fn announce_all(&mut self) {
+        for h in 0..self.hosts.len() as u32 {
+            if self.is_short(h) {
+                self.announce(h, true);
+            }
+        }
+        self.next_announce = self.now.saturating_add(nanos(self.config.announce_interval));
     }
 
     fn links_of(&self, h: u32) -> std::ops::Range<usize> {
-        self.first[h as usize] as usize..self.first[h as usize + 1] as usize
+        let first = h as usize * self.slots;
+        first..first + self.hosts[h as usize].degree as usize
     }
 
     /// The server holds every piece; its neighbours count it and want it.
@@ -534,8 +599,7 @@ impl PieceSim {
     // ----- time ---------------------------------------------------------------
 
     fn schedule_timer(&mut self, h: u32) {
-        let host = &self.hosts[h as usize];
-        let at = host.next_rechoke.min(host.next_optimistic);
+        let at = self.hosts[h as usize].clock.next().as_nanos();
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, h)));
     }
@@ -568,16 +632,10 @@ impl PieceSim {
     /// The choking timer of `h`: the rechoke, with the optimistic rotation
     /// when that is due too.
     fn timer(&mut self, h: u32) {
-        let now = self.now;
-        let host = &mut self.hosts[h as usize];
-        let rotate = host.next_optimistic <= now;
-        if host.next_rechoke <= now {
-            host.next_rechoke = now + nanos(self.config.rechoke_interval);
+        let now = Time::from_nanos(self.now);
+        if let Some(rotate) = self.hosts[h as usize].clock.fire(now) {
+            self.rechoke(h, rotate);
         }
-        if rotate {
-            host.next_optimistic = now + nanos(self.config.optimistic_interval);
-        }
-        self.rechoke(h, rotate);
         self.schedule_timer(h);
     }
 
@@ -616,6 +674,9 @@ impl PieceSim {
         let back = &mut self.windows[link.mirror as usize];
         back.down += u64::from(bytes);
         back.last_progress = now;
+        // Bytes from a snubbing neighbour end the snub, as every block does
+        // at the core peer.
+        self.links[link.mirror as usize].snubbed = false;
         remove_inflight(&mut self.hosts[d as usize].inflight, f.piece, u);
         self.emit(
             d,
@@ -667,7 +728,7 @@ impl PieceSim {
         let mut newly = std::mem::take(&mut self.newly);
         take.clear();
         newly.clear();
-        let free = self.hosts[d as usize].unchoked <= self.config.unchoke_slots;
+        let free = self.hosts[d as usize].unchoked < self.hosts[d as usize].choker.max_unchoked();
         let range = self.links_of(d);
         let (first, links) = (range.start, &self.links[range]);
         // The fields are borrowed apart (and `has` written out) so that the
@@ -759,7 +820,7 @@ impl PieceSim {
         if let Some(k) = self.hosts[du].partial.iter().position(|&(p, _)| self.has(u, p)) {
             return Some(self.hosts[du].partial.swap_remove(k));
         }
-        let random = self.hosts[du].held < self.config.random_first_pieces;
+        let random = picks_at_random(self.hosts[du].held, self.config.random_first_pieces);
         let (mine, theirs) = (du * self.hrow, uu * self.hrow);
         let (have, busy, row) = (&self.have, &self.busy, du * self.row);
         let fresh = (0..self.words).flat_map(|w| {
@@ -783,17 +844,12 @@ impl PieceSim {
             return None;
         }
         let copies = |p: u32| host.inflight.iter().filter(|&&(q, _)| q == p).count() as u32;
-        let mut best: Option<(u32, u32)> = None;
-        for &(p, v) in &host.inflight {
-            if v == u || !self.has(u, p) || host.inflight.contains(&(p, u)) {
-                continue;
-            }
-            let c = copies(p);
-            if c < self.config.endgame_copies && best.is_none_or(|(bc, _)| c < bc) {
-                best = Some((c, p));
-            }
-        }
-        let (_, piece) = best?;
+        let candidates = host
+            .inflight
+            .iter()
+            .filter(|&&(p, v)| v != u && self.has(u, p) && !host.inflight.contains(&(p, u)))
+            .map(|&(p, _)| (p, copies(p)));
+        let piece = least_copied(candidates, self.config.endgame_copies)?;
         let senders: Vec<u32> = host
             .inflight
             .iter()
@@ -849,6 +905,7 @@ impl PieceSim {
         back.down += u64::from(sent);
         if sent > 0 {
             back.last_progress = self.now;
+            self.links[mirror as usize].snubbed = false;
         }
         let block = BlockRef {
             piece,
@@ -915,52 +972,29 @@ impl PieceSim {
     }
 
     /// Unchokes interested, unsnubbed neighbours at random while slots are
-    /// free. The links are drawn in a random order (Fisher-Yates, one step
-    /// at a time) until enough qualify: the same uniform choice as shuffling
-    /// everyone who qualifies, without asking every neighbour whether it is
-    /// interested (a read of its bitfield, a cache miss each).
+    /// free, as the core's choker fills them.
     fn fill_slots(&mut self, h: u32) {
-        let max = self.config.unchoke_slots + 1;
-        let unchoked = self.hosts[h as usize].unchoked;
-        if unchoked >= max {
+        if self.hosts[h as usize].unchoked >= self.hosts[h as usize].choker.max_unchoked() {
             return;
         }
-        let free = (max - unchoked) as usize;
-        let mut order = std::mem::take(&mut self.order);
-        order.clear();
-        order.extend(self.links_of(h).map(|g| g as u32));
-        let mut chosen = 0;
-        for i in 0..order.len() {
-            if chosen == free {
-                break;
-            }
-            let left = (order.len() - i) as u64;
-            let j = i + rng::below(&mut self.hosts[h as usize].rng, left) as usize;
-            order.swap(i, j);
-            let l = self.links[order[i] as usize];
+        let mut waiting = std::mem::take(&mut self.order);
+        waiting.clear();
+        for g in self.links_of(h) {
+            let l = self.links[g];
             if !l.unchoked && !l.snubbed && self.wants(h, l.peer) {
-                order.swap(chosen, i);
-                chosen += 1;
+                waiting.push(g as u32);
             }
         }
-        self.order = order;
-        // Unchoking draws nothing at random and leaves `order` alone.
-        for k in 0..chosen {
-            self.unchoke(h, self.order[k]);
-        }
+        self.fill_from(h, &mut waiting);
+        self.order = waiting;
     }
 
     /// Unchokes links of `h` from `waiting` (choked, unsnubbed, interested)
-    /// at random while slots are free.
+    /// at random while slots are free, as the core's choker fills them.
     fn fill_from(&mut self, h: u32, waiting: &mut [u32]) {
-        let max = self.config.unchoke_slots + 1;
         let host = &mut self.hosts[h as usize];
-        if host.unchoked >= max {
-            return;
-        }
-        rng::shuffle(&mut host.rng, waiting);
-        let free = (max - host.unchoked) as usize;
-        for &g in waiting.iter().take(free) {
+        let chosen = host.choker.fill(host.unchoked, waiting, &mut host.rng);
+        for &g in &waiting[..chosen] {
             self.unchoke(h, g);
         }
     }
@@ -968,7 +1002,6 @@ impl PieceSim {
     /// The regular rechoke of `h` by the core's choker.
     fn rechoke(&mut self, h: u32, rotate: bool) {
         let now = self.now;
-        let snub = nanos(self.config.snub_timeout);
         let seeding = self.hosts[h as usize].complete;
         let mut candidates = Vec::new();
         for g in self.links_of(h) {
@@ -979,15 +1012,18 @@ impl PieceSim {
             if !interested {
                 self.windows[g].last_progress = now;
             }
-            let snubbed = interested && now.saturating_sub(self.windows[g].last_progress) >= snub;
+            let silent = std::time::Duration::from_nanos(now - self.windows[g].last_progress);
+            let snubbed = is_snubbed(interested, silent, self.config.snub_timeout);
             self.links[g].snubbed = snubbed;
             if self.wants(h, l.peer) {
                 let w = self.windows[g];
-                candidates.push(Candidate {
-                    peer: NodeId(l.peer),
-                    rate: if seeding { w.up } else { w.down },
+                candidates.push(Candidate::tit_for_tat(
+                    NodeId(l.peer),
+                    seeding,
+                    w.up,
+                    w.down,
                     snubbed,
-                });
+                ));
             }
         }
         let host = &mut self.hosts[h as usize];
@@ -1049,7 +1085,11 @@ impl PieceSim {
     ) {
         self.trace.record(tag, self.now, node, fields);
         if let Some(sink) = &mut self.trace_sink {
-            let kind = if tag == TAG_FLOW { "flow" } else { "event" };
+            let kind = match tag {
+                TAG_FLOW => "flow",
+                TAG_LINK => "link",
+                _ => "event",
+            };
             sink(&crate::trace::json_line(self.now, node, kind, fields));
         }
     }
