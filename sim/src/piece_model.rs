@@ -9,39 +9,46 @@
 //! blocks with their requests. This model keeps the swarm's *decisions* and
 //! drops the messages that carry them:
 //!
-//! - **Kept.** The tracker's random neighbour sets (`numwant`, capped as the
-//!   tracker caps it) and the dialling rule (a peer dials up to half of
-//!   `max_peers` and accepts the rest); choking by the core's own
-//!   [`Choker`] every `rechoke_interval` with tit-for-tat windows (a seed
-//!   ranks by what it sent), the optimistic slot rotated every
-//!   `optimistic_interval`, snubbing, slots that fall free filled at once;
-//!   piece selection in the core picker's order — a started piece first,
-//!   then a new one by the core's own [`rarest`] (the first
-//!   `random_first_pieces` at random, then rarest among the neighbours,
-//!   ties at random); the tracker's own [`sample`] for neighbour sets; an end game of at most
-//!   `endgame_copies` copies of a piece, the first copy in cancelling the
-//!   others; BEP 3 framing (13 bytes per block) and the goodput factor.
+//! - **Kept, by calling the core.** The tracker's random neighbour sets
+//!   ([`sample`], `numwant` capped as the tracker caps it) and the dialling
+//!   rule ([`neighbours`]: dial up to half of `max_peers`, accept up to all
+//!   of it, announce again early when short), periodic announces every
+//!   `announce_interval` at which hosts short of neighbours dial more, and
+//!   a starving host's announces (no source, short of neighbours: after
+//!   half a second, doubling, [`neighbours::is_starving`]);
+//!   choking by the core's [`Choker`] on its [`ChokeClock`] (tit-for-tat
+//!   windows ranked by [`Candidate::tit_for_tat`], the optimistic slot,
+//!   [`is_snubbed`], a snub ended by any byte received), slots that fall
+//!   free filled at once by [`Choker::fill`], and a neighbour that wants
+//!   nothing more choked and forgotten; piece selection in the core
+//!   picker's order — a started piece nobody sends first, then a new one by
+//!   [`rarest`] (at random while [`picks_at_random`]), then the end game's
+//!   [`least_copied`] piece, the first copy in cancelling the others; BEP 3
+//!   framing (13 bytes per block) and the goodput factor.
 //! - **Dropped.** Messages: a peer knows the instant a neighbour verifies a
 //!   piece, and interest follows holdings at once. A piece moves from one
 //!   uploader to one downloader as one fluid flow (no blocks, no request
-//!   pipeline, no two uploaders sharing one piece outside the end game); a
-//!   flow choked half-way leaves its bytes with the downloader, which
-//!   finishes the piece from another neighbour. An uploader's uplink is
-//!   shared equally among the pieces it is sending (with unlimited downloads
-//!   that is exactly the max-min share). No latency, no faults, no churn, no
-//!   super-seeding, no limited downloads: the scenario check refuses them
-//!   by name.
+//!   pipeline, no socket buffer, no two uploaders sharing one piece outside
+//!   the end game); a flow choked half-way leaves its bytes with the
+//!   downloader, which finishes the piece from another neighbour. An
+//!   uploader's uplink is shared equally among the pieces it is sending
+//!   (with unlimited downloads that is exactly the max-min share). No
+//!   latency, faults, churn, late starts, super-seeding, serial uploads,
+//!   limited downloads, other pipeline depths or send windows: the scenario
+//!   check refuses them by name.
 //!
 //! Per piece delivered the work is one flow completion and one pass over the
 //! downloader's neighbours (their availability counts and interest), so the
 //! cost grows with pieces x neighbours, not with blocks x messages. Its
-//! error against the message model is measured in docs/swarm.md.
+//! error against the message model is measured in docs/simulator.md ("Two
+//! models of a swarm").
 //!
 //! Determinism: integer nanosecond time, a heap ordered by (time, sequence),
 //! every host's randomness from its own seeded stream, vectors only.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
+use std::time::Duration;
 
 use peerlab_core::pieces::BlockRef;
 use peerlab_core::rng::{self, NodeRng};
@@ -138,6 +145,24 @@ struct Host {
     /// Neighbours (links in use of the host's `max_peers` slots).
     degree: u32,
     clock: ChokeClock,
+    /// When the host last announced, and when it announces next: the
+    /// periodic announce, and the look whether it is starving ([`NEVER`]:
+    /// none due).
+    last_announce: u64,
+    periodic_at: u64,
+    starving_at: u64,
+    /// How long after an announce a starving host looks again.
+    starving_delay: Duration,
+}
+
+/// No such time.
+const NEVER: u64 = u64::MAX;
+
+/// What a host's announce timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Announce {
+    Periodic,
+    Starving,
 }
 
 /// Hosts' wake-ups (each host's earliest flow end), at most one per host,
@@ -278,8 +303,9 @@ pub(crate) struct PieceSim {
     tracker_rng: NodeRng,
     /// Every host, in the order they announced.
     announced: Vec<u32>,
-    /// The next periodic announce of every host.
-    next_announce: u64,
+    /// The hosts' announce timers: (time, sequence, host, what for); an
+    /// entry the host has since moved is skipped.
+    announces: BinaryHeap<Reverse<(u64, u64, u32, Announce)>>,
     events: u64,
     downloaders: u32,
     completed: u32,
@@ -336,6 +362,10 @@ impl PieceSim {
                 inflight: Vec::new(),
                 degree: 0,
                 clock: ChokeClock::new(Time::ZERO, config.rechoke_interval, config.optimistic_interval),
+                last_announce: 0,
+                periodic_at: NEVER,
+                starving_at: NEVER,
+                starving_delay: neighbours::STARVING_REANNOUNCE,
             })
             .collect();
         let mut sim = PieceSim {
@@ -359,7 +389,7 @@ impl PieceSim {
             now: 0,
             tracker_rng: rng::node_rng(scenario.seed, NodeId(n as u32)),
             announced: Vec::with_capacity(n),
-            next_announce: nanos(config.announce_interval),
+            announces: BinaryHeap::new(),
             events: 0,
             downloaders: scenario.downloaders(),
             completed: 0,
@@ -377,6 +407,8 @@ impl PieceSim {
         sim.seed_server();
         for h in 0..n as u32 {
             sim.schedule_timer(h);
+            // As the core peer on its tracker's answer.
+            sim.check_starving(h);
         }
         Ok(sim)
     }
@@ -409,8 +441,9 @@ impl PieceSim {
                 (Some(w), Some(t)) => w.min(t),
             };
             // Announces come after what else happens at the same instant.
-            let announce = self.next_announce < at;
-            let at = if announce { self.next_announce } else { at };
+            let next_announce = self.announces.peek().map(|a| a.0);
+            let announce = next_announce.filter(|a| a.0 < at);
+            let at = announce.map_or(at, |a| a.0);
             if at > max_time {
                 break Outcome::TimeLimit;
             }
@@ -418,8 +451,9 @@ impl PieceSim {
                 break Outcome::EventLimit;
             }
             self.now = at;
-            if announce {
-                self.announce_all();
+            if let Some((_, _, host, what)) = announce {
+                self.announces.pop();
+                self.announce_timer(host, what);
             } else if wake.is_some_and(|w| Some(w) < timer || timer.is_none()) {
                 self.wakes.remove(host);
                 self.wake(host);
@@ -495,12 +529,25 @@ impl PieceSim {
     /// refuses. With `running`, the connections open in a running swarm
     /// (both ends count and want each other's pieces at once); otherwise
     /// the swarm is being wired at time zero.
-    fn announce(&mut self, h: u32, running: bool) {
+    /// Whether the tracker named anyone `h` is not connected to.
+    fn announce(&mut self, h: u32, running: bool) -> bool {
         let want = self.config.numwant.min(MAX_NUMWANT) as usize;
         let offer = sample(&mut self.tracker_rng, &self.announced, h, true, want);
+        let periodic_at = self.now.saturating_add(nanos(self.config.announce_interval));
+        let host = &mut self.hosts[h as usize];
+        host.last_announce = self.now;
+        if host.periodic_at != periodic_at {
+            host.periodic_at = periodic_at;
+            self.seq += 1;
+            self.announces
+                .push(Reverse((periodic_at, self.seq, h, Announce::Periodic)));
+        }
+        let fresh = offer
+            .iter()
+            .any(|&p| p != h && !self.links_of(h).any(|g| self.links[g].peer == p));
         for p in offer {
             if !self.is_short(h) {
-                return;
+                break;
             }
             let full = !neighbours::accepts(self.hosts[p as usize].degree as usize, self.config.max_peers);
             if p == h || full || self.links_of(h).any(|g| self.links[g].peer == p) {
@@ -511,6 +558,7 @@ impl PieceSim {
                 self.opened(h, p, gh, gp);
             }
         }
+        fresh
     }
 
     /// Adds the connection between `h` and `p`: their links' indices.
@@ -563,15 +611,70 @@ impl PieceSim {
         }
     }
 
-    /// The periodic announce of every host (all announced at time zero):
-    /// those short of their quota dial whom the tracker names.
-    fn announce_all(&mut self) {
-        for h in 0..self.hosts.len() as u32 {
-            if self.is_short(h) {
-                self.announce(h, true);
+    /// A host's announce timer is due (unless the host moved it since).
+    fn announce_timer(&mut self, h: u32, what: Announce) {
+        let host = &self.hosts[h as usize];
+        let now = self.now;
+        match what {
+            Announce::Periodic if host.periodic_at == now => {
+                if self.announce(h, true) {
+                    self.hosts[h as usize].starving_delay = neighbours::STARVING_REANNOUNCE;
+                }
+                self.check_starving(h);
             }
+            Announce::Starving if host.starving_at == now => {
+                self.hosts[h as usize].starving_at = NEVER;
+                if !self.starving(h) {
+                    self.hosts[h as usize].starving_delay = neighbours::STARVING_REANNOUNCE;
+                    return;
+                }
+                // As the core peer: the next look comes after twice the
+                // delay; a tracker that named someone new resets the delay
+                // for the look after it.
+                let doubled = neighbours::next_starving_delay(
+                    self.hosts[h as usize].starving_delay,
+                    self.config.announce_interval,
+                );
+                let fresh = self.announce(h, true);
+                let host = &mut self.hosts[h as usize];
+                host.starving_delay = if fresh {
+                    neighbours::STARVING_REANNOUNCE
+                } else {
+                    doubled
+                };
+                host.starving_at = now.saturating_add(nanos(doubled));
+                self.seq += 1;
+                self.announces
+                    .push(Reverse((host.starving_at, self.seq, h, Announce::Starving)));
+            }
+            _ => {} // moved since
         }
-        self.next_announce = self.now.saturating_add(nanos(self.config.announce_interval));
+    }
+
+    /// Whether `h` lacks pieces and, short of neighbours, has no neighbour
+    /// unchoking it that holds one it lacks.
+    fn starving(&self, h: u32) -> bool {
+        let host = &self.hosts[h as usize];
+        let has_source = host.unchoked_by.iter().any(|&(u, _)| self.wants(u, h));
+        neighbours::is_starving(host.complete, self.is_short(h), false, has_source)
+    }
+
+    /// A source of `h` may have gone: it looks again after its starving
+    /// delay, unless a look is due already. A host with its quota of
+    /// neighbours never starves (nobody leaves in this model), so it is not
+    /// asked.
+    fn check_starving(&mut self, h: u32) {
+        let host = &self.hosts[h as usize];
+        if host.complete || host.starving_at != NEVER || !self.is_short(h) {
+            return;
+        }
+        let now = Time::from_nanos(self.now);
+        let last = Time::from_nanos(host.last_announce);
+        let at = neighbours::starving_look_at(now, Some(last), host.starving_delay).as_nanos();
+        self.hosts[h as usize].starving_at = at;
+        self.seq += 1;
+        self.announces
+            .push(Reverse((at, self.seq, h, Announce::Starving)));
     }
 
     fn links_of(&self, h: u32) -> std::ops::Range<usize> {
@@ -718,6 +821,9 @@ impl PieceSim {
             self.hosts[d as usize].complete = true;
             self.completed += 1;
             self.emit(d, Event::DownloadComplete);
+        } else {
+            // The neighbour it came from may have nothing more for it.
+            self.check_starving(d);
         }
         // Neighbours that lack the piece count it (a count is read only for
         // pieces its host lacks, and a host never loses a piece, so the
@@ -969,6 +1075,7 @@ impl PieceSim {
                 self.request(d, v, lv);
             }
         }
+        self.check_starving(d);
     }
 
     /// Unchokes interested, unsnubbed neighbours at random while slots are

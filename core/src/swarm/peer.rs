@@ -77,12 +77,6 @@ const SUPER_SEED_OFFERS: u32 = 2;
 /// more, but no more often than this.
 const MIN_REANNOUNCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A peer without a source (no neighbour that unchokes it holds a piece it
-/// lacks) and short of neighbours asks the tracker for peers this long after
-/// its last announce, then after twice as long each time it is still
-/// without one, up to the announce interval.
-const STARVING_REANNOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// The first retry of an announce that did not reach the tracker comes
 /// after this long; each further failure doubles it, up to
 /// [`TRACKER_RETRY_MAX`].
@@ -195,7 +189,7 @@ pub struct Peer {
     /// Retries of an announce that did not reach the tracker.
     tracker_retry: Backoff,
     /// How long after the last announce a peer without a source asks
-    /// again ([`STARVING_REANNOUNCE`], doubling).
+    /// again ([`neighbours::STARVING_REANNOUNCE`], doubling).
     starving_delay: std::time::Duration,
     rng: NodeRng,
 }
@@ -235,7 +229,7 @@ impl Peer {
             unanswered: None,
             last_announce: None,
             tracker_retry: Backoff::new(TRACKER_RETRY, TRACKER_RETRY_MAX),
-            starving_delay: STARVING_REANNOUNCE,
+            starving_delay: neighbours::STARVING_REANNOUNCE,
             timers: Timers::default(),
             outbox: Outbox::default(),
             stats: PeerStats::default(),
@@ -360,12 +354,14 @@ impl Peer {
     /// hold fewer neighbours than we dial ourselves with nobody left to try:
     /// only the tracker can name a source.
     fn starving(&self) -> bool {
-        !self.completed
-            && !self.gone
+        !self.gone
             && !self.stopped
-            && self.candidates.is_empty()
-            && neighbours::is_short(self.remotes.len() + self.connecting.len(), self.config.max_peers)
-            && !self.has_source()
+            && neighbours::is_starving(
+                self.completed,
+                neighbours::is_short(self.remotes.len() + self.connecting.len(), self.config.max_peers),
+                !self.candidates.is_empty(),
+                self.has_source(),
+            )
     }
 
     /// A source may have gone (a neighbour left, choked us, or has nothing
@@ -377,9 +373,7 @@ impl Peer {
             // An announce on its way checks again when answered.
             return;
         }
-        let at = self
-            .last_announce
-            .map_or(now, |t| (t + self.starving_delay).max(now));
+        let at = neighbours::starving_look_at(now, self.last_announce, self.starving_delay);
         self.timers.set(Timer::Starving, at);
     }
 
@@ -387,11 +381,12 @@ impl Peer {
     /// look again after twice as long); with one, back to the short delay.
     fn on_starving_timer(&mut self, now: Time) {
         if !self.starving() {
-            self.starving_delay = STARVING_REANNOUNCE;
+            self.starving_delay = neighbours::STARVING_REANNOUNCE;
             return;
         }
         self.announce(AnnounceEvent::Periodic, now);
-        self.starving_delay = (self.starving_delay * 2).min(self.config.announce_interval);
+        self.starving_delay =
+            neighbours::next_starving_delay(self.starving_delay, self.config.announce_interval);
         self.timers.set(Timer::Starving, now + self.starving_delay);
     }
 
@@ -1071,7 +1066,7 @@ impl Node for Peer {
             self.config.rechoke_interval,
             self.config.optimistic_interval,
         ));
-        self.starving_delay = STARVING_REANNOUNCE;
+        self.starving_delay = neighbours::STARVING_REANNOUNCE;
         self.announce(AnnounceEvent::Started, now);
         self.check_starving(now);
     }
@@ -1183,7 +1178,7 @@ impl Node for Peer {
                     if !fresh.is_empty() {
                         // Someone new to try: if it is no source either, ask
                         // again soon rather than later.
-                        self.starving_delay = STARVING_REANNOUNCE;
+                        self.starving_delay = neighbours::STARVING_REANNOUNCE;
                     }
                     self.candidates = fresh;
                     self.tracker_retry.reset();
