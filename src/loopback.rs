@@ -147,7 +147,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     // Every node opens its storage and listens, then waits at the start
     // barrier; released together a moment later, no start-up is timed.
-    let order = orchestrate::start_order(&scenario);
+    let order = peerlab_scenarios::nodes::start_order(&scenario);
     for &i in &order {
         fleet.start(i)?;
     }

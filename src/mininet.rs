@@ -30,7 +30,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use peerlab_scenarios::faults::FaultKind;
 use peerlab_scenarios::units::Rate;
-use peerlab_scenarios::{Outcome, Scenario};
+use peerlab_scenarios::{Outcome, Scenario, nodes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -145,7 +145,7 @@ fn plan(
             })
         })
         .collect();
-    let order = orchestrate::start_order(scenario);
+    let order = nodes::start_order(scenario);
     let faults: Vec<Value> = orchestrate::schedule(scenario)
         .into_iter()
         .map(|(at, kind, host, k)| {
@@ -162,15 +162,10 @@ fn plan(
             f
         })
         .collect();
-    let mut wait_for: Vec<Value> = hosts
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| h.role == peerlab_scenarios::Role::Peer)
-        .map(|(k, _)| json!([k, "DownloadComplete"]))
+    let wait_for: Vec<Value> = nodes::run_ends_when(scenario)
+        .into_iter()
+        .map(|(k, m)| json!([k, m.event_name()]))
         .collect();
-    if scenario.protocol == peerlab_scenarios::Protocol::Relay {
-        wait_for.push(json!([0, "SenderFinished"]));
-    }
     Ok(json!({
         "binary": exe,
         "port": PORT,

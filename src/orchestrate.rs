@@ -16,7 +16,7 @@ use peerlab_core::time::Time;
 use peerlab_net::metainfo_file::{self, HashKind};
 use peerlab_scenarios::faults::FaultKind;
 use peerlab_scenarios::scenario::Host;
-use peerlab_scenarios::{Outcome, Protocol, Report, ReportBuilder, Role, Scenario};
+use peerlab_scenarios::{Outcome, Report, ReportBuilder, Role, Scenario};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -80,20 +80,6 @@ pub fn write_addresses(path: &Path, hosts: &[Host], addrs: &[SocketAddr]) -> Res
         text.push_str(&format!("{} = {a}\n", h.name));
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The order the hosts start in. Nodes wait at a start barrier (`peerlab
-/// node --start-file`) until every one is listening, so the order only
-/// decides who gets ready first: the server (swarm: the tracker) first,
-/// a relay run's sender last.
-pub fn start_order(scenario: &Scenario) -> Vec<usize> {
-    let n = scenario.hosts().len();
-    let order: Vec<usize> = match scenario.protocol {
-        Protocol::Swarm => [n - 1].into_iter().chain(0..n - 1).collect(),
-        Protocol::Relay => (1..n).chain([0]).collect(),
-        _ => (0..n).collect(),
-    };
-    order
 }
 
 /// Every fault (and its undoing) as (time, kind, host index, the fault),

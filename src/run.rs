@@ -271,12 +271,11 @@ pub(crate) fn print_table(r: &Report, all: bool, wall: Duration) {
     println!("client-server bound    {}", human::secs(r.bounds.client_server_s));
     println!("peer-to-peer bound     {}", human::secs(r.bounds.p2p_s));
     if let Some(ratio) = r.ratio_to_bound {
-        let which = if r.protocol == peerlab_scenarios::Protocol::ClientServer {
-            "client-server"
-        } else {
-            "peer-to-peer"
-        };
-        println!("time / {which} bound  {ratio:.4} (bound {})", human::secs(bound));
+        println!(
+            "time / {} bound  {ratio:.4} (bound {})",
+            r.bound_name(),
+            human::secs(bound)
+        );
     }
     if let Some(t) = r.sender_finished_s {
         println!(

@@ -19,6 +19,58 @@ pub fn check_runnable(scenario: &Scenario, origin: &str) -> Result<(), ScenarioE
     scenario.check(origin)
 }
 
+/// The order the hosts start in on a real network: the server first (in a
+/// swarm the tracker, then the server), in a relay run the sender last, so
+/// that whoever others dial first is listening first. Nodes also wait at a
+/// start barrier until every one listens, so the order decides only who is
+/// ready first.
+pub fn start_order(scenario: &Scenario) -> Vec<usize> {
+    let n = scenario.hosts().len();
+    match scenario.protocol {
+        Protocol::Swarm => [n - 1].into_iter().chain(0..n - 1).collect(),
+        Protocol::Relay => (1..n).chain([0]).collect(),
+        Protocol::ClientServer | Protocol::StaticTracker => (0..n).collect(),
+    }
+}
+
+/// An event a run waits for before it is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Milestone {
+    /// The host holds the whole file (`Event::DownloadComplete`).
+    DownloadComplete,
+    /// The relay sender heard that the destination is done
+    /// (`Event::SenderFinished`).
+    SenderFinished,
+}
+
+impl Milestone {
+    /// The name of the event, as nodes log it.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Milestone::DownloadComplete => "DownloadComplete",
+            Milestone::SenderFinished => "SenderFinished",
+        }
+    }
+}
+
+/// What ends a run, for every backend: (host index, event) pairs that must
+/// all have happened. Every downloader completes; a relay run also waits
+/// for its sender to hear that the destination is done (normally just
+/// after it completes).
+pub fn run_ends_when(scenario: &Scenario) -> Vec<(usize, Milestone)> {
+    let mut all: Vec<(usize, Milestone)> = scenario
+        .hosts()
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.role == Role::Peer)
+        .map(|(k, _)| (k, Milestone::DownloadComplete))
+        .collect();
+    if scenario.protocol == Protocol::Relay {
+        all.push((SERVER.0 as usize, Milestone::SenderFinished));
+    }
+    all
+}
+
 /// The node for host `id`, holding the verified pieces `have` (`None`: what
 /// its role starts with — everything for the server, nothing for a peer).
 ///
@@ -117,4 +169,45 @@ pub fn build_nodes(scenario: &Scenario) -> Vec<Box<dyn Node>> {
     (0..scenario.hosts().len() as u32)
         .map(|i| -> Box<dyn Node> { build_node(scenario, NodeId(i), None) })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib(name: &str) -> Scenario {
+        Scenario::from_json(crate::library::get(name).expect("a library scenario"), name, &[]).expect("valid")
+    }
+
+    #[test]
+    fn whoever_others_dial_first_starts_first() {
+        let swarm = lib("swarm-homogeneous");
+        let order = start_order(&swarm);
+        let hosts = swarm.hosts();
+        assert_eq!(hosts[order[0]].role, Role::Tracker, "{order:?}");
+        assert_eq!(hosts[order[1]].role, Role::Server, "{order:?}");
+        let relay = lib("relay-seed000");
+        assert_eq!(
+            start_order(&relay).last(),
+            Some(&(SERVER.0 as usize)),
+            "the sender last"
+        );
+        let cs = lib("lab-client-server");
+        assert_eq!(start_order(&cs), (0..cs.hosts().len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_run_ends_when_every_downloader_completes_and_a_relay_sender_knows() {
+        let cs = lib("lab-client-server");
+        let ends = run_ends_when(&cs);
+        assert_eq!(ends.len() as u32, cs.downloaders());
+        assert!(
+            ends.iter()
+                .all(|&(k, m)| k > 0 && m == Milestone::DownloadComplete)
+        );
+        let relay = lib("relay-seed000");
+        let ends = run_ends_when(&relay);
+        assert_eq!(ends.last(), Some(&(0, Milestone::SenderFinished)));
+        assert_eq!(ends.len() as u32, relay.downloaders() + 1);
+    }
 }

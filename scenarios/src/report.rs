@@ -7,6 +7,7 @@ use peerlab_core::{Event, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::Bounds;
+use crate::nodes::Milestone;
 use crate::scenario::{Host, Protocol, Role, Scenario};
 
 /// How a run ended.
@@ -156,6 +157,14 @@ impl Report {
             _ => self.bounds.p2p_s,
         }
     }
+
+    /// The name of the bound this run is measured against.
+    pub fn bound_name(&self) -> &'static str {
+        match self.protocol {
+            Protocol::ClientServer => "client-server",
+            _ => "peer-to-peer",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -191,6 +200,8 @@ pub struct ReportBuilder {
     sender_finished: Option<Time>,
     detection: Option<std::time::Duration>,
     bytes_relayed: u64,
+    /// What ends the run.
+    ends_when: Vec<(usize, Milestone)>,
 }
 
 impl ReportBuilder {
@@ -212,6 +223,7 @@ impl ReportBuilder {
             sender_finished: None,
             detection: None,
             bytes_relayed: 0,
+            ends_when: crate::nodes::run_ends_when(scenario),
         }
     }
 
@@ -252,15 +264,12 @@ impl ReportBuilder {
         }
     }
 
-    /// Whether every downloader has completed.
+    /// Whether the run is over ([`crate::nodes::run_ends_when`]).
     pub fn all_complete(&self) -> bool {
-        self.hosts
-            .iter()
-            .zip(&self.stats)
-            .all(|(h, s)| h.role != Role::Peer || s.completed.is_some())
-            // A relay run is over when the sender has also heard that it is
-            // done (normally after the destination completes).
-            && (self.scenario.protocol != Protocol::Relay || self.sender_finished.is_some())
+        self.ends_when.iter().all(|&(k, m)| match m {
+            Milestone::DownloadComplete => self.stats[k].completed.is_some(),
+            Milestone::SenderFinished => self.sender_finished.is_some(),
+        })
     }
 
     /// Counts one fault applied to the run.
