@@ -2,7 +2,7 @@
 //! piece at a time, for swarms too large for the message model.
 //!
 //! The message model ([`crate::engine`]) runs the core's sans-IO peers and
-//! delivers every message: at 10,000 peers x 1,024 pieces that is 1.24
+//! delivers every message: at 10,000 peers x 1,024 pieces that is over a
 //! billion events, about an hour on one core (docs/swarm.md, "Simulator
 //! scale"). Most of them are the protocol telling neighbours what it holds
 //! (`Have`, `Interested`, `NotInterested`: 5.4 per 16 KiB block) and the
@@ -1081,26 +1081,32 @@ impl PieceSim {
     /// Unchokes interested, unsnubbed neighbours at random while slots are
     /// free, as the core's choker fills them.
     fn fill_slots(&mut self, h: u32) {
-        if self.hosts[h as usize].unchoked >= self.hosts[h as usize].choker.max_unchoked() {
-            return;
+        let mut links = std::mem::take(&mut self.order);
+        links.clear();
+        links.extend(self.links_of(h).map(|g| g as u32));
+        let (all, have, hrow, words) = (&self.links, &self.have, self.hrow, self.words);
+        let mine = h as usize * hrow;
+        // `self.wants(h, peer)`, written out to borrow the fields apart.
+        let qualify = |&g: &u32| {
+            let l = all[g as usize];
+            let theirs = l.peer as usize * hrow;
+            !l.unchoked && !l.snubbed && (0..words).any(|w| have[mine + w] & !have[theirs + w] != 0)
+        };
+        let host = &mut self.hosts[h as usize];
+        let chosen = host
+            .choker
+            .fill(host.unchoked, &mut links, qualify, &mut host.rng);
+        for &g in &links[..chosen] {
+            self.unchoke(h, g);
         }
-        let mut waiting = std::mem::take(&mut self.order);
-        waiting.clear();
-        for g in self.links_of(h) {
-            let l = self.links[g];
-            if !l.unchoked && !l.snubbed && self.wants(h, l.peer) {
-                waiting.push(g as u32);
-            }
-        }
-        self.fill_from(h, &mut waiting);
-        self.order = waiting;
+        self.order = links;
     }
 
     /// Unchokes links of `h` from `waiting` (choked, unsnubbed, interested)
     /// at random while slots are free, as the core's choker fills them.
     fn fill_from(&mut self, h: u32, waiting: &mut [u32]) {
         let host = &mut self.hosts[h as usize];
-        let chosen = host.choker.fill(host.unchoked, waiting, &mut host.rng);
+        let chosen = host.choker.fill(host.unchoked, waiting, |_| true, &mut host.rng);
         for &g in &waiting[..chosen] {
             self.unchoke(h, g);
         }

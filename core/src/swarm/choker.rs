@@ -122,18 +122,38 @@ impl Choker {
         self.optimistic
     }
 
-    /// Slots that fell free between rechokes: with `busy` slots taken,
-    /// which of `waiting` (choked neighbours that may have one) to unchoke.
-    /// Shuffles `waiting` and returns how many of its first entries get the
-    /// free slots (all of them when there are slots enough); draws nothing
-    /// at random when no slot is free or nobody waits.
-    pub fn fill<T>(&self, busy: u32, waiting: &mut [T], rng: &mut NodeRng) -> usize {
+    /// Slots that fell free between rechokes: with `busy` slots taken, which
+    /// neighbours to unchoke, chosen uniformly at random among the
+    /// `candidates` that `qualify` (choked neighbours that may have a slot).
+    /// Candidates are drawn in a random order (Fisher-Yates, one step at a
+    /// time) until the free slots are filled, so `qualify` is asked only of
+    /// those drawn. The chosen are moved to the front of `candidates`;
+    /// returns how many. Draws nothing at random when no slot is free.
+    pub fn fill<T>(
+        &self,
+        busy: u32,
+        candidates: &mut [T],
+        mut qualify: impl FnMut(&T) -> bool,
+        rng: &mut NodeRng,
+    ) -> usize {
         let max = self.max_unchoked();
-        if waiting.is_empty() || busy >= max {
+        if busy >= max {
             return 0;
         }
-        rng::shuffle(rng, waiting);
-        waiting.len().min((max - busy) as usize)
+        let free = (max - busy) as usize;
+        let mut chosen = 0;
+        for i in 0..candidates.len() {
+            if chosen == free {
+                break;
+            }
+            let j = i + rng::below(rng, (candidates.len() - i) as u64) as usize;
+            candidates.swap(i, j);
+            if qualify(&candidates[i]) {
+                candidates.swap(chosen, i);
+                chosen += 1;
+            }
+        }
+        chosen
     }
 
     /// `peer` went away or lost interest.
@@ -219,32 +239,41 @@ mod tests {
     }
 
     #[test]
-    fn free_slots_go_to_waiting_neighbours_at_random_and_no_more() {
+    fn free_slots_go_to_qualifying_neighbours_at_random_and_no_more() {
         let mut rng = node_rng(3, NodeId(0));
         let choker = Choker::new(2); // 3 slots with the optimistic one
-        let mut waiting: Vec<u32> = (0..10).collect();
-        assert_eq!(choker.fill(3, &mut waiting, &mut rng), 0, "no slot free");
-        assert_eq!(waiting, (0..10).collect::<Vec<_>>(), "nothing drawn");
-        assert_eq!(choker.fill(1, &mut waiting, &mut rng), 2);
-        let mut sorted = waiting.clone();
+        let even = |p: &u32| p % 2 == 0;
+        let mut all: Vec<u32> = (0..10).collect();
+        assert_eq!(choker.fill(3, &mut all, even, &mut rng), 0, "no slot free");
+        assert_eq!(all, (0..10).collect::<Vec<_>>(), "nothing drawn");
+        assert_eq!(choker.fill(1, &mut all, even, &mut rng), 2);
+        assert!(all[..2].iter().all(even), "{all:?}");
+        let mut sorted = all.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>(), "a permutation");
-        let mut few = vec![7];
+        let mut few = vec![1, 7, 4];
         assert_eq!(
-            choker.fill(0, &mut few, &mut rng),
+            choker.fill(0, &mut few, even, &mut rng),
             1,
-            "fewer waiting than free slots"
+            "fewer qualify than slots are free"
         );
-        // Uniform: every neighbour gets a slot about equally often.
+        assert_eq!(few[0], 4);
+        // Uniform: every qualifying neighbour gets a slot about equally often.
         let mut won = [0u32; 10];
-        for _ in 0..2000 {
-            let mut w: Vec<usize> = (0..10).collect();
-            let k = choker.fill(1, &mut w, &mut rng);
+        for _ in 0..3000 {
+            let mut w: Vec<u32> = (0..10).collect();
+            let k = choker.fill(1, &mut w, even, &mut rng);
             for &p in &w[..k] {
-                won[p] += 1;
+                won[p as usize] += 1;
             }
         }
-        assert!(won.iter().all(|&n| (300..500).contains(&n)), "{won:?}");
+        for (p, &n) in won.iter().enumerate() {
+            if p % 2 == 0 {
+                assert!((1000..1400).contains(&n), "{won:?}");
+            } else {
+                assert_eq!(n, 0, "{won:?}");
+            }
+        }
     }
 
     #[test]

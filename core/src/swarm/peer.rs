@@ -130,6 +130,18 @@ struct Remote {
     in_transport: u32,
 }
 
+impl Remote {
+    /// Whether the neighbour may get an unchoke slot: it is interested, or,
+    /// while we super-seed, it lacks pieces.
+    fn eligible(&self, super_seeding: bool) -> bool {
+        if super_seeding {
+            !self.have.is_full()
+        } else {
+            self.peer_interested
+        }
+    }
+}
+
 /// Counters a test or a report may want.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
@@ -413,11 +425,7 @@ impl Peer {
 
     /// Whether `r` may get an unchoke slot.
     fn eligible(&self, r: &Remote) -> bool {
-        if self.is_super_seeding() {
-            !r.have.is_full()
-        } else {
-            r.peer_interested
-        }
+        r.eligible(self.is_super_seeding())
     }
 
     fn unchoke(&mut self, peer: NodeId) {
@@ -523,20 +531,20 @@ impl Peer {
             .iter()
             .filter(|(p, r)| !r.am_choking && !self.is_idle(**p, r))
             .count() as u32;
-        let mut waiting: Vec<NodeId> = self
-            .remotes
-            .iter()
-            .filter(|(_, r)| r.am_choking && !r.snubbed && self.eligible(r))
-            .map(|(&p, _)| p)
-            .collect();
-        if waiting.is_empty() {
+        let super_seeding = self.is_super_seeding();
+        let waits = |r: &Remote| r.am_choking && !r.snubbed && r.eligible(super_seeding);
+        let waiting = self.remotes.values().filter(|r| waits(r)).count();
+        if waiting == 0 {
             return;
         }
-        let chosen = self.choker.fill(busy, &mut waiting, &mut self.rng);
-        for &peer in &waiting[..chosen] {
+        let remotes = &self.remotes;
+        let qualify = |p: &NodeId| remotes.get(p).is_some_and(waits);
+        let mut peers: Vec<NodeId> = remotes.keys().copied().collect();
+        let chosen = self.choker.fill(busy, &mut peers, qualify, &mut self.rng);
+        for &peer in &peers[..chosen] {
             self.unchoke(peer);
         }
-        if chosen == waiting.len() {
+        if chosen == waiting {
             return;
         }
         // Someone still waits: look again when a slot may have gone idle.
