@@ -343,7 +343,7 @@ fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
 /// uploads, a 500 ms rechoke, 6 unchoke slots, 160 neighbours) beats that
 /// with a margin. Its short rechoke still helps a homogeneous swarm of 64
 /// (with BitTorrent's 10 s one, tit-for-tat takes longer to settle), if
-/// little: by 0.0016 and 0.0023 with seeds 1 and 2, since an uploader
+/// little (by thousandths of the bound with seeds 1 and 2), since an uploader
 /// unchokes another neighbour on top of one that leaves its slot idle; in
 /// the heterogeneous swarm it no longer
 /// does since stalled requests move to idle neighbours (docs/swarm.md).
@@ -353,9 +353,9 @@ fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
 /// All of that holds with `network.send_window=0`, a transport that holds
 /// nothing back, which is what the tuned profile was tuned for. With the
 /// default send window (what a real TCP does, docs/simulator.md) its serial
-/// uploads interleave on the wire and the profile loses its edge: 1.155 x
+/// uploads interleave on the wire and the profile loses its edge: 1.135 x
 /// the bound on the heterogeneous swarm against the defaults' 1.072, and at
-/// N = 64 the 500 ms rechoke costs 0.040 and 0.045 instead of gaining.
+/// N = 64 the 500 ms rechoke costs time instead of gaining.
 /// This test pins both, the second loosely (at most 1.20), until the
 /// profile is tuned again for a buffering transport.
 #[test]
