@@ -330,8 +330,8 @@ pub enum SimModel {
     /// uplink equally, neighbours' holdings known at once (no `Have`,
     /// `Interested` or request messages), the same choking, piece selection
     /// and end game decided per piece. Orders of magnitude fewer events, for
-    /// swarms of thousands of peers; docs/swarm.md gives its error against
-    /// `messages`.
+    /// swarms of thousands of peers; docs/simulator.md ("Two models of a
+    /// swarm") gives its error against `messages`.
     Pieces,
 }
 

@@ -3,8 +3,8 @@
 //! queue timed in the same run, and peak memory, in the message model and
 //! in the pieces model (`simulator.model`), with the pieces model's time
 //! and distribution time as ratios to the message model's; then the
-//! 10,000-peer run of the scale target (docs/swarm.md: under 60 s on one
-//! core) in the pieces model, about half a minute. The message model's
+//! 10,000-peer run of the scale target (under 60 s on one core;
+//! docs/simulator.md, "Speed") in the pieces model, under a minute. The message model's
 //! 10,000-peer run, about an hour, is opt-in (`PEERLAB_BENCH_10K=1`).
 //!
 //! Run: `cargo bench -p peerlab-sim --bench swarm_scale`
