@@ -528,8 +528,8 @@ impl PieceSim {
     /// while it is short of its quota; a peer already holding `max_peers`
     /// refuses. With `running`, the connections open in a running swarm
     /// (both ends count and want each other's pieces at once); otherwise
-    /// the swarm is being wired at time zero.
-    /// Whether the tracker named anyone `h` is not connected to.
+    /// the swarm is being wired at time zero. Returns whether the tracker
+    /// named anyone `h` was not connected to.
     fn announce(&mut self, h: u32, running: bool) -> bool {
         let want = self.config.numwant.min(MAX_NUMWANT) as usize;
         let offer = sample(&mut self.tracker_rng, &self.announced, h, true, want);
@@ -1125,7 +1125,7 @@ impl PieceSim {
             if !interested {
                 self.windows[g].last_progress = now;
             }
-            let silent = std::time::Duration::from_nanos(now - self.windows[g].last_progress);
+            let silent = Duration::from_nanos(now.saturating_sub(self.windows[g].last_progress));
             let snubbed = is_snubbed(interested, silent, self.config.snub_timeout);
             self.links[g].snubbed = snubbed;
             if self.wants(h, l.peer) {
