@@ -158,6 +158,19 @@ impl Report {
         }
     }
 
+    /// The `q` quantile (nearest rank) of the downloaders' completion
+    /// times, if any completed.
+    pub fn completion_quantile(&self, q: f64) -> Option<f64> {
+        let mut times: Vec<f64> = self
+            .hosts
+            .iter()
+            .filter(|h| h.role == Role::Peer)
+            .filter_map(|h| h.completed_s)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        nearest_rank(&times, q)
+    }
+
     /// The name of the bound this run is measured against.
     pub fn bound_name(&self) -> &'static str {
         match self.protocol {
@@ -165,6 +178,15 @@ impl Report {
             _ => "peer-to-peer",
         }
     }
+}
+
+/// The `q` quantile of sorted `values` (nearest rank), if any.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
 }
 
 #[derive(Clone, Debug, Default)]

@@ -5,7 +5,7 @@
 //! (docs/simulator.md, "How closely the two models agree"), and
 //! `tests/piece_model.rs` holds the models to it.
 
-use peerlab_scenarios::{Report, Role, Scenario, library};
+use peerlab_scenarios::{Scenario, library};
 
 /// The knob sets compared: a name and the `--set` overrides of
 /// `swarm-homogeneous`. Super-seeding and churn are listed too: the pieces
@@ -79,23 +79,8 @@ fn times(s: &Scenario) -> Times {
     let d = r
         .distribution_time_s
         .unwrap_or_else(|| panic!("{:?}: the run ended {:?}", s.name, r.outcome));
-    [d, percentile(&r, 0.5), percentile(&r, 0.9)]
-}
-
-/// The `p`-th quantile (nearest rank) of the peers' completion times.
-///
-/// # Panics
-/// If no peer completed.
-pub fn percentile(r: &Report, p: f64) -> f64 {
-    let mut t: Vec<f64> = r
-        .hosts
-        .iter()
-        .filter(|h| h.role == Role::Peer)
-        .filter_map(|h| h.completed_s)
-        .collect();
-    t.sort_by(f64::total_cmp);
-    let k = ((p * t.len() as f64).ceil() as usize).clamp(1, t.len());
-    t[k - 1]
+    let q = |q: f64| r.completion_quantile(q).expect("the run completed");
+    [d, q(0.5), q(0.9)]
 }
 
 /// The pieces model's relative difference from the message model, per

@@ -1,7 +1,7 @@
 //! What a fidelity row compares: numbers taken from each run's report, their
 //! mean and spread over a row's runs on each backend, and the verdict.
 
-use peerlab_scenarios::{Protocol, Report, Role};
+use peerlab_scenarios::{Protocol, Report};
 use serde::{Deserialize, Serialize};
 
 use super::matrix::Tolerance;
@@ -89,22 +89,12 @@ impl Metric {
 
     /// Its value in `r`, if the run has one.
     pub fn of(self, r: &Report) -> Option<f64> {
-        let completions = || {
-            let mut c: Vec<f64> = r
-                .hosts
-                .iter()
-                .filter(|h| h.role == Role::Peer)
-                .filter_map(|h| h.completed_s)
-                .collect();
-            c.sort_by(f64::total_cmp);
-            c
-        };
         let relay = r.protocol == Protocol::Relay;
         match self {
             Metric::DistributionTime => r.distribution_time_s,
-            Metric::PeerP10 => percentile(&completions(), 0.1),
-            Metric::PeerP50 => percentile(&completions(), 0.5),
-            Metric::PeerP90 => percentile(&completions(), 0.9),
+            Metric::PeerP10 => r.completion_quantile(0.1),
+            Metric::PeerP50 => r.completion_quantile(0.5),
+            Metric::PeerP90 => r.completion_quantile(0.9),
             Metric::ServerBytesUp => Some(r.server_bytes_up as f64),
             Metric::SenderFinished => r.sender_finished_s.filter(|_| relay),
             Metric::Detection => r.detection_s.filter(|_| relay),
@@ -123,15 +113,6 @@ impl Metric {
             || (relay_time && (sim - real).abs() <= tol.relay_s)
             || (sim == real)
     }
-}
-
-/// The `q` quantile of sorted `values` (nearest rank), if any.
-pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 /// |a − b| / b, when b is positive.
@@ -174,15 +155,16 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use peerlab_scenarios::report::nearest_rank;
 
     #[test]
     fn percentiles_are_nearest_rank_and_stats_are_sample_stats() {
         let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
-        assert_eq!(percentile(&v, 0.1), Some(1.0));
-        assert_eq!(percentile(&v, 0.5), Some(5.0));
-        assert_eq!(percentile(&v, 0.9), Some(9.0));
-        assert_eq!(percentile(&[3.0], 0.9), Some(3.0));
-        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(nearest_rank(&v, 0.1), Some(1.0));
+        assert_eq!(nearest_rank(&v, 0.5), Some(5.0));
+        assert_eq!(nearest_rank(&v, 0.9), Some(9.0));
+        assert_eq!(nearest_rank(&[3.0], 0.9), Some(3.0));
+        assert_eq!(nearest_rank(&[], 0.5), None);
         let s = Stats::of(&[2.0, 4.0, 6.0]).unwrap();
         assert_eq!((s.n, s.mean, s.sd), (3, 4.0, 2.0));
         assert_eq!(Stats::of(&[5.0]).unwrap().sd, 0.0);
