@@ -6,11 +6,8 @@
 mod compare;
 mod fidelity;
 mod human;
-mod loopback;
 mod metainfo_cmd;
-mod mininet;
 mod node_cmd;
-mod orchestrate;
 mod plotting;
 mod run;
 mod scenario_arg;

@@ -3,7 +3,7 @@
 
 Usage (as root, with the system Python): /usr/bin/python3 peerlab_mininet.py PLAN.json
 
-The plan (written by src/mininet.rs) names the `peerlab` binary, the hosts
+The plan (written by src/run/mininet.rs) names the `peerlab` binary, the hosts
 (Mininet name, IP, upload/download in Mbit/s or null for unlimited, the
 `peerlab node` arguments), the start order, the faults and what "done"
 means. The driver:

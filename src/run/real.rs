@@ -1,15 +1,20 @@
-//! What the real backends (`--on loopback`, `--on mininet`) share: the work
-//! directory with the source file, its metainfo, the resolved scenario and
-//! the address file; the start order; the fault schedule; reading the
-//! nodes' `events.jsonl`; merging them into the simulator's
-//! [`ReportBuilder`]; comparing the downloaded files with the source; and
-//! the end of the run (report, summary, exit status).
+//! What the real backends (`--on loopback`, `--on mininet`) share: one
+//! run's path — prepare, launch, wait, conclude — with the backend filling in
+//! only where its hosts live and how their processes start and stop
+//! ([`RealBackend`]). Around it: the work directory with the source file,
+//! its metainfo, the resolved scenario and the address file; every node's
+//! command line; the fault schedule; reading the nodes' `events.jsonl`;
+//! merging them into the simulator's [`ReportBuilder`]; comparing the
+//! downloaded files with the source; and the end of the run (report,
+//! summary, exit status).
 
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use peerlab_core::time::Time;
@@ -19,9 +24,196 @@ use peerlab_scenarios::scenario::Host;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Role, Scenario};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
+use serde_json::{Map, Value};
 
+use super::RunArgs;
+use super::output;
 use crate::node_cmd::{EVENTS_FILE, Record};
-use crate::run::RunArgs;
+use crate::{human, scenario_arg};
+
+/// What a real backend does in a run; [`run`] does the rest.
+pub trait RealBackend {
+    /// The backend's name: the report's `backend`, the work directory's
+    /// prefix, the stats file's (`<name>-stats.json`).
+    const NAME: &'static str;
+
+    /// Refuses what this backend cannot run (naming the field), or cannot
+    /// run on this machine.
+    fn check(&self, scenario: &Scenario, origin: &str) -> Result<()>;
+
+    /// Each host's listening address, in the scenario's host order.
+    fn addresses(&self, hosts: &[Host]) -> Result<Vec<SocketAddr>>;
+
+    /// Where the hosts run, for the line printed before the run.
+    fn describe(&self, hosts: usize) -> String;
+
+    /// Starts every node, applies the faults at their times, waits for the
+    /// run's end and stops every node.
+    fn launch_and_wait(&mut self, launch: &Launch) -> Result<Ran>;
+}
+
+/// A prepared run, handed to [`RealBackend::launch_and_wait`].
+pub struct Launch<'a> {
+    pub args: &'a RunArgs,
+    pub scenario: &'a Scenario,
+    pub prep: &'a Prepared,
+    pub hosts: Vec<Host>,
+    pub addrs: Vec<SocketAddr>,
+    /// The address file every node reads.
+    pub addresses: PathBuf,
+    /// Each host's data directory.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Launch<'_> {
+    /// The `peerlab node` arguments of host `k`: the run's files, its host
+    /// name and data directory, the source file and pacing for the server,
+    /// the verbosity.
+    pub fn node_args(&self, k: usize) -> Vec<String> {
+        let prep = self.prep;
+        let mut args: Vec<String> = vec![
+            "--scenario".into(),
+            prep.scenario.display().to_string(),
+            "--addresses".into(),
+            self.addresses.display().to_string(),
+            "--metainfo".into(),
+            prep.metainfo.display().to_string(),
+            "--host".into(),
+            self.hosts[k].name.clone(),
+            "--data".into(),
+            self.dirs[k].display().to_string(),
+            "--exit-with-parent".into(),
+            "--quiet".into(),
+        ];
+        if k == 0 {
+            args.extend(["--file".into(), prep.source.display().to_string()]);
+            if let Some(gap) = self.args.pace_server {
+                args.extend(["--pace".into(), format!("{} ns", gap.0.as_nanos())]);
+            }
+        }
+        args.extend((0..self.args.verbose.max(1)).map(|_| "-v".to_string()));
+        args
+    }
+
+    /// Every node's events so far, read from each data directory.
+    pub fn read_all_events(&self) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        for dir in &self.dirs {
+            records.extend(EventsFile::in_dir(dir).read_new()?);
+        }
+        Ok(records)
+    }
+}
+
+/// How a real run ended, as [`RealBackend::launch_and_wait`] saw it.
+pub struct Ran {
+    pub outcome: Outcome,
+    /// Every node's events.
+    pub records: Vec<Record>,
+    /// How many faults were applied (the disruptive halves).
+    pub applied: u64,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// Where the report's run ends, after the common epoch.
+    pub end: Duration,
+    /// The backend's own measurements, for the stats file.
+    pub stats: Map<String, Value>,
+    /// Lines printed after the table.
+    pub summary: Vec<String>,
+}
+
+/// Runs `peerlab run SCENARIO --on <backend>`: prepares the work directory,
+/// lets the backend launch the nodes and wait, then writes the report,
+/// compares the files, writes the stats and concludes.
+pub fn run<B: RealBackend>(args: &RunArgs, mut backend: B) -> Result<ExitCode> {
+    let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
+    if args.trace.is_some() {
+        bail!("--trace records the simulator's events; it is for --on sim only");
+    }
+    backend.check(&scenario, &origin)?;
+    let started = Instant::now();
+    let prep = prepare(args, &scenario, B::NAME)?;
+    let hosts = scenario.hosts();
+    let addrs = backend.addresses(&hosts)?;
+    let addresses = prep.work.join("addresses.txt");
+    write_addresses(&addresses, &hosts, &addrs)?;
+    if !args.quiet {
+        println!(
+            "{}: {}, work directory {} (prepared in {})",
+            B::NAME,
+            backend.describe(hosts.len()),
+            prep.work.display(),
+            human::secs(started.elapsed().as_secs_f64())
+        );
+    }
+    let dirs = hosts
+        .iter()
+        .map(|h| prep.work.join("hosts").join(&h.name))
+        .collect();
+    let launch = Launch {
+        args,
+        scenario: &scenario,
+        prep: &prep,
+        hosts,
+        addrs,
+        addresses,
+        dirs,
+    };
+    let ran = backend.launch_and_wait(&launch)?;
+    let report = build_report(
+        &scenario,
+        ran.records,
+        ran.applied,
+        ran.outcome.clone(),
+        B::NAME,
+        ran.end,
+    );
+    let report_path = output::report_path(args, &prep.name);
+    output::write_report(&report_path, &report)?;
+    let identical = if ran.outcome == Outcome::Complete {
+        compare_files(&launch.hosts, &prep.source, &launch.dirs)?
+    } else {
+        Vec::new()
+    };
+    let mut stats = ran.stats;
+    stats.insert("wall_s".into(), ran.wall.as_secs_f64().into());
+    stats.insert("identical".into(), serde_json::to_value(&identical)?);
+    let stats_path = prep.work.join(format!("{}-stats.json", B::NAME));
+    std::fs::write(&stats_path, serde_json::to_string_pretty(&stats)?)
+        .with_context(|| format!("cannot write the stats to {}", stats_path.display()))?;
+    if !args.quiet {
+        output::print_table(&report, args.all, ran.wall);
+        for line in &ran.summary {
+            println!("{line}");
+        }
+    }
+    Ok(conclude(args, &report_path, &ran.outcome, &identical, &prep.work))
+}
+
+/// Set on Ctrl-C or SIGTERM.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    let _ = std::thread::Builder::new()
+        .name("peerlab-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut term) = signal(SignalKind::terminate()) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            set.store(true, Ordering::Relaxed);
+        });
+    flag
+}
 
 /// The source file's name (and so every downloader's).
 pub const FILE_NAME: &str = "file.bin";
@@ -185,13 +377,6 @@ pub fn compare_files(hosts: &[Host], source: &Path, dirs: &[PathBuf]) -> Result<
         }
     }
     Ok(identical)
-}
-
-/// The report's path: --report, or `<name>.report.json`.
-pub fn report_path(args: &RunArgs, name: &str) -> PathBuf {
-    args.report
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.report.json")))
 }
 
 /// Prints the files' verdict and the report's path, keeps or removes the

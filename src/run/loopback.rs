@@ -28,8 +28,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,13 +38,14 @@ use nix::unistd::Pid;
 use peerlab_core::NodeId;
 use peerlab_core::time::Time;
 use peerlab_scenarios::faults::FaultKind;
+use peerlab_scenarios::scenario::Host;
 use peerlab_scenarios::{Outcome, ReportBuilder, Scenario};
-use serde::Serialize;
+use serde_json::Map;
 
+use super::output;
+use super::real::{self, EventsFile, Launch, Ran, RealBackend};
+use crate::human;
 use crate::node_cmd::{self, Record};
-use crate::orchestrate::{self, EventsFile};
-use crate::run::RunArgs;
-use crate::{human, run, scenario_arg};
 
 /// How long a node gets to stop after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(3);
@@ -61,262 +61,92 @@ const TICK: Duration = Duration::from_millis(10);
 /// to read the start file.
 const START_MARGIN: Duration = Duration::from_millis(50);
 
-/// What `peerlab run --on loopback` leaves in the work directory besides
-/// the report: measurements that are not part of the report's contract.
-#[derive(Debug, Serialize)]
-struct Stats {
-    /// Wall time from the common epoch to the end of the run.
-    wall_s: f64,
-    /// Each host's largest peak RSS (VmHWM) over its processes.
-    peak_rss_bytes: Vec<(String, u64)>,
-    /// Each downloader's file compared with the source.
-    identical: Vec<(String, bool)>,
-}
+/// Every host a process on 127.0.0.1.
+pub struct Loopback;
 
-/// Refuses what loopback cannot run, naming the field.
-pub fn check_supported(scenario: &Scenario, origin: &str) -> Result<()> {
-    for (i, f) in scenario.faults.iter().enumerate() {
-        if matches!(
-            f.kind,
-            FaultKind::LinkDown | FaultKind::LinkUp | FaultKind::Bandwidth
-        ) {
-            bail!(
-                "{origin}: field `faults[{i}]` ({} on {}) needs --on mininet: loopback cannot cut \
-                 or shape one host's link",
-                f.kind.name(),
-                f.host
-            );
+impl RealBackend for Loopback {
+    const NAME: &'static str = "loopback";
+
+    /// Refuses link faults: loopback cannot cut or shape one host's link.
+    fn check(&self, scenario: &Scenario, origin: &str) -> Result<()> {
+        for (i, f) in scenario.faults.iter().enumerate() {
+            if matches!(
+                f.kind,
+                FaultKind::LinkDown | FaultKind::LinkUp | FaultKind::Bandwidth
+            ) {
+                bail!(
+                    "{origin}: field `faults[{i}]` ({} on {}) needs --on mininet: loopback cannot cut \
+                     or shape one host's link",
+                    f.kind.name(),
+                    f.host
+                );
+            }
         }
-    }
-    Ok(())
-}
-
-/// Runs `peerlab run SCENARIO --on loopback`.
-pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    let (scenario, origin) = scenario_arg::load(&args.scenario, &args.set)?;
-    check_supported(&scenario, &origin)?;
-    if args.trace.is_some() {
-        bail!("--trace records the simulator's events; it is for --on sim only");
-    }
-    let started = Instant::now();
-    let prep = orchestrate::prepare(args, &scenario, "loopback")?;
-    let (name, work, source) = (prep.name.clone(), prep.work.clone(), prep.source.clone());
-    let hosts = scenario.hosts();
-    let addrs = free_ports(hosts.len())?;
-    let addresses = work.join("addresses.txt");
-    orchestrate::write_addresses(&addresses, &hosts, &addrs)?;
-    if !args.quiet {
-        println!(
-            "loopback: {} hosts as processes on 127.0.0.1, work directory {} (prepared in {})",
-            hosts.len(),
-            work.display(),
-            human::secs(started.elapsed().as_secs_f64())
-        );
+        Ok(())
     }
 
-    let interrupted = interrupt_flag();
-    let start_file = work.join("start");
-    let mut fleet = Fleet {
-        slots: hosts
+    /// One free port on 127.0.0.1 per host (bound together, then released
+    /// for the nodes to bind).
+    fn addresses(&self, hosts: &[Host]) -> Result<Vec<SocketAddr>> {
+        let listeners = (0..hosts.len())
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("cannot bind a port on 127.0.0.1")?;
+        listeners
             .iter()
-            .zip(&addrs)
-            .map(|(h, &addr)| Slot {
-                name: h.name.clone(),
-                addr,
-                dir: work.join("hosts").join(&h.name),
-                child: None,
-                peak_rss: 0,
-                events: EventsFile::in_dir(&work.join("hosts").join(&h.name)),
-            })
-            .collect(),
-        common: vec![
-            "--scenario".into(),
-            prep.scenario.display().to_string(),
-            "--addresses".into(),
-            addresses.display().to_string(),
-            "--metainfo".into(),
-            prep.metainfo.display().to_string(),
-            "--start-file".into(),
-            start_file.display().to_string(),
-            "--exit-with-parent".into(),
-            "--quiet".into(),
-        ],
-        source: source.clone(),
-        pace_server: args.pace_server.map(|d| format!("{} ns", d.0.as_nanos())),
-        verbose: args.verbose,
-    };
-    // Every node opens its storage and listens, then waits at the start
-    // barrier; released together a moment later, no start-up is timed.
-    let order = peerlab_scenarios::nodes::start_order(&scenario);
-    for &i in &order {
-        fleet.start(i)?;
-    }
-    for &i in &order {
-        fleet.wait_listening(i, &interrupted)?;
-    }
-    let epoch = Instant::now() + START_MARGIN;
-    node_cmd::release_start(
-        &start_file,
-        node_cmd::unix_now_ns() + START_MARGIN.as_nanos() as u64,
-    )?;
-    std::thread::sleep(START_MARGIN);
-
-    let mut faults = orchestrate::schedule(&scenario).into_iter().peekable();
-    let mut applied = 0;
-    let mut records: Vec<Record> = Vec::new();
-    let mut progress = ReportBuilder::new(&scenario);
-    let bar = run::progress_bar(args.quiet);
-    let wanted = u64::from(scenario.downloaders()) * scenario.file.size.0;
-    let max_time = scenario.limits.max_time.0;
-    let outcome = loop {
-        if interrupted.load(Ordering::Relaxed) {
-            bail!(
-                "interrupted; every node was stopped; work directory {}",
-                work.display()
-            );
-        }
-        let now = epoch.elapsed();
-        while let Some(&(at, kind, host, _)) = faults.peek() {
-            if at > now {
-                break;
-            }
-            faults.next();
-            applied += u64::from(fleet.apply(host, kind)?);
-        }
-        for (i, slot) in fleet.slots.iter_mut().enumerate() {
-            for r in slot.read_events()? {
-                if r.node != NodeId(i as u32) {
-                    bail!("{} holds events of node {}", slot.events.path.display(), r.node);
-                }
-                progress.record(Time::from_nanos(r.t_ns), r.node, &r.event);
-                records.push(r);
-            }
-        }
-        fleet.check_alive()?;
-        if let Some(bar) = &bar {
-            bar.set_length(wanted.max(1));
-            bar.set_position(progress.bytes_down());
-            bar.set_message(format!(
-                "t={} · {}/{} done",
-                human::secs(now.as_secs_f64()),
-                progress.completed(),
-                scenario.downloaders()
-            ));
-        }
-        if progress.all_complete() {
-            break Outcome::Complete;
-        }
-        if now >= max_time {
-            break Outcome::TimeLimit;
-        }
-        std::thread::sleep(TICK);
-    };
-    let wall = epoch.elapsed();
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    fleet.stop_all();
-    for slot in &mut fleet.slots {
-        records.extend(slot.read_events()?);
+            .map(|l| l.local_addr().context("local address"))
+            .collect()
     }
 
-    let report = orchestrate::build_report(&scenario, records, applied, outcome.clone(), "loopback", wall);
-    let report_path = orchestrate::report_path(args, &name);
-    run::write_report(&report_path, &report)?;
+    fn describe(&self, hosts: usize) -> String {
+        format!("{hosts} hosts as processes on 127.0.0.1")
+    }
 
-    let identical = if outcome == Outcome::Complete {
-        let dirs: Vec<PathBuf> = fleet.slots.iter().map(|s| s.dir.clone()).collect();
-        orchestrate::compare_files(&hosts, &source, &dirs)?
-    } else {
-        Vec::new()
-    };
-    let stats = Stats {
-        wall_s: wall.as_secs_f64(),
-        peak_rss_bytes: fleet.slots.iter().map(|s| (s.name.clone(), s.peak_rss)).collect(),
-        identical: identical.clone(),
-    };
-    std::fs::write(
-        work.join("loopback-stats.json"),
-        serde_json::to_string_pretty(&stats)?,
-    )
-    .with_context(|| format!("cannot write the stats in {}", work.display()))?;
-
-    if !args.quiet {
-        run::print_table(&report, args.all, wall);
-        let (peak_host, peak) = stats
-            .peak_rss_bytes
+    fn launch_and_wait(&mut self, launch: &Launch) -> Result<Ran> {
+        let interrupted = real::interrupt_flag();
+        let start_file = launch.prep.work.join("start");
+        let mut fleet = Fleet::new(launch, &start_file);
+        let epoch = fleet.start_together(launch.scenario, &start_file, &interrupted)?;
+        let watched = fleet.watch(launch, epoch, &interrupted);
+        let wall = epoch.elapsed();
+        fleet.stop_all();
+        let (outcome, mut records, applied) = watched?;
+        for slot in &mut fleet.slots {
+            records.extend(slot.read_events()?);
+        }
+        let peak_rss: Vec<(String, u64)> = fleet.slots.iter().map(|s| (s.name.clone(), s.peak_rss)).collect();
+        let (peak_host, peak) = peak_rss
             .iter()
             .max_by_key(|(_, b)| *b)
             .cloned()
             .unwrap_or_default();
-        println!(
-            "loopback: {} processes, {} faults applied, peak RSS {} ({peak_host}), wall {}",
-            fleet.slots.len(),
+        let mut stats = Map::new();
+        stats.insert("peak_rss_bytes".into(), serde_json::to_value(&peak_rss)?);
+        Ok(Ran {
+            outcome,
+            records,
             applied,
-            human::bytes(peak),
-            human::secs(wall.as_secs_f64())
-        );
-        println!(
-            "note: link rates are not enforced on loopback; nodes send as fast as 127.0.0.1 \
-             carries, so times are not comparable with the bounds (use --on mininet for that)"
-        );
+            wall,
+            end: wall,
+            stats,
+            summary: vec![
+                format!(
+                    "loopback: {} processes, {applied} faults applied, peak RSS {} ({peak_host}), wall {}",
+                    fleet.slots.len(),
+                    human::bytes(peak),
+                    human::secs(wall.as_secs_f64())
+                ),
+                "note: link rates are not enforced on loopback; nodes send as fast as 127.0.0.1 \
+                 carries, so times are not comparable with the bounds (use --on mininet for that)"
+                    .into(),
+            ],
+        })
     }
-    drop(fleet);
-    Ok(orchestrate::conclude(
-        args,
-        &report_path,
-        &outcome,
-        &identical,
-        &work,
-    ))
-}
-
-/// `n` free ports on 127.0.0.1 (bound together, then released for the
-/// nodes to bind).
-fn free_ports(n: usize) -> Result<Vec<SocketAddr>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot bind a port on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().context("local address"))
-        .collect()
-}
-
-/// Set on Ctrl-C or SIGTERM.
-pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = Arc::clone(&flag);
-    let _ = std::thread::Builder::new()
-        .name("peerlab-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut term) = signal(SignalKind::terminate()) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            });
-            set.store(true, Ordering::Relaxed);
-        });
-    flag
 }
 
 /// Every host's process, stopped when dropped.
 struct Fleet {
     slots: Vec<Slot>,
-    /// Arguments every `peerlab node` gets.
-    common: Vec<String>,
-    source: PathBuf,
-    pace_server: Option<String>,
-    verbose: u8,
 }
 
 struct Slot {
@@ -328,6 +158,8 @@ struct Slot {
     peak_rss: u64,
     /// Its events file, read as it grows.
     events: EventsFile,
+    /// Its `peerlab node` arguments.
+    args: Vec<String>,
 }
 
 impl Slot {
@@ -358,6 +190,117 @@ impl Slot {
 }
 
 impl Fleet {
+    /// One slot per host, not started yet; every node waits at `start_file`.
+    fn new(launch: &Launch, start_file: &std::path::Path) -> Fleet {
+        let slots = (0..launch.hosts.len())
+            .map(|k| {
+                let mut args = launch.node_args(k);
+                args.extend(["--start-file".into(), start_file.display().to_string()]);
+                Slot {
+                    name: launch.hosts[k].name.clone(),
+                    addr: launch.addrs[k],
+                    dir: launch.dirs[k].clone(),
+                    child: None,
+                    peak_rss: 0,
+                    events: EventsFile::in_dir(&launch.dirs[k]),
+                    args,
+                }
+            })
+            .collect();
+        Fleet { slots }
+    }
+
+    /// Starts every node in the scenario's order; each opens its storage
+    /// and listens, then waits at the start barrier. Released together a
+    /// moment later, no start-up is timed. Returns the common epoch.
+    fn start_together(
+        &mut self,
+        scenario: &Scenario,
+        start_file: &std::path::Path,
+        interrupted: &AtomicBool,
+    ) -> Result<Instant> {
+        let order = peerlab_scenarios::nodes::start_order(scenario);
+        for &i in &order {
+            self.start(i)?;
+        }
+        for &i in &order {
+            self.wait_listening(i, interrupted)?;
+        }
+        let epoch = Instant::now() + START_MARGIN;
+        node_cmd::release_start(
+            start_file,
+            node_cmd::unix_now_ns() + START_MARGIN.as_nanos() as u64,
+        )?;
+        std::thread::sleep(START_MARGIN);
+        Ok(epoch)
+    }
+
+    /// Applies the faults at their times and reads every node's events
+    /// until every downloader completed or the time limit; returns the
+    /// outcome, the events read and how many faults were applied.
+    fn watch(
+        &mut self,
+        launch: &Launch,
+        epoch: Instant,
+        interrupted: &AtomicBool,
+    ) -> Result<(Outcome, Vec<Record>, u64)> {
+        let scenario = launch.scenario;
+        let mut faults = real::schedule(scenario).into_iter().peekable();
+        let mut applied = 0;
+        let mut records: Vec<Record> = Vec::new();
+        let mut progress = ReportBuilder::new(scenario);
+        let bar = output::progress_bar(launch.args.quiet);
+        let wanted = u64::from(scenario.downloaders()) * scenario.file.size.0;
+        let max_time = scenario.limits.max_time.0;
+        let outcome = loop {
+            if interrupted.load(Ordering::Relaxed) {
+                bail!(
+                    "interrupted; every node was stopped; work directory {}",
+                    launch.prep.work.display()
+                );
+            }
+            let now = epoch.elapsed();
+            while let Some(&(at, kind, host, _)) = faults.peek() {
+                if at > now {
+                    break;
+                }
+                faults.next();
+                applied += u64::from(self.apply(host, kind)?);
+            }
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                for r in slot.read_events()? {
+                    if r.node != NodeId(i as u32) {
+                        bail!("{} holds events of node {}", slot.events.path.display(), r.node);
+                    }
+                    progress.record(Time::from_nanos(r.t_ns), r.node, &r.event);
+                    records.push(r);
+                }
+            }
+            self.check_alive()?;
+            if let Some(bar) = &bar {
+                bar.set_length(wanted.max(1));
+                bar.set_position(progress.bytes_down());
+                bar.set_message(format!(
+                    "t={} · {}/{} done",
+                    human::secs(now.as_secs_f64()),
+                    progress.completed(),
+                    scenario.downloaders()
+                ));
+            }
+            if progress.all_complete() {
+                break Outcome::Complete;
+            }
+            if now >= max_time {
+                break Outcome::TimeLimit;
+            }
+            std::thread::sleep(TICK);
+        };
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok((outcome, records, applied))
+    }
+
     /// Starts host `i`'s process (again, after a crash: same data dir).
     fn start(&mut self, i: usize) -> Result<()> {
         let exe = std::env::current_exe().context("cannot find the peerlab executable")?;
@@ -369,23 +312,9 @@ impl Fleet {
             .append(true)
             .open(slot.log_path())
             .with_context(|| format!("cannot write {}", slot.log_path().display()))?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("node")
-            .args(&self.common)
-            .arg("--host")
-            .arg(&slot.name)
-            .arg("--data")
-            .arg(&slot.dir);
-        if i == 0 {
-            cmd.arg("--file").arg(&self.source);
-            if let Some(gap) = &self.pace_server {
-                cmd.arg("--pace").arg(gap);
-            }
-        }
-        for _ in 0..self.verbose.max(1) {
-            cmd.arg("-v");
-        }
-        let child = cmd
+        let child = Command::new(exe)
+            .arg("node")
+            .args(&slot.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
