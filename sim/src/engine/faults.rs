@@ -1,0 +1,289 @@
+//! Faults: what each has done to its host (process up, hung or restarted;
+//! link cut or reshaped), the inputs that wait for a hung process or a cut
+//! link and the order they come back in, and crash and restart, which keep
+//! only the pieces verified on disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use peerlab_core::{Bitfield, ConnectionEvent, NodeId, Time};
+use peerlab_scenarios::faults::FaultKind;
+use peerlab_scenarios::nodes::build_node;
+use peerlab_scenarios::scenario::Host;
+use peerlab_scenarios::{Role, Scenario};
+
+use super::MessageSim;
+use super::conns::syn_retry;
+use super::events::{Held, SimEvent};
+
+/// What faults have done to one host.
+#[derive(Debug)]
+pub(super) struct HostState {
+    /// The process is alive.
+    pub(super) up: bool,
+    /// The process is stopped (SIGSTOP); its inputs wait in `held`.
+    pub(super) hung: bool,
+    /// Its access link is cut; traffic through it waits in `held_link`.
+    pub(super) link_down: bool,
+    /// Bumped at every crash and restart.
+    pub(super) incarnation: u32,
+    pub(super) held: Vec<Held>,
+    pub(super) held_link: Vec<Held>,
+    /// Pieces verified on disk: what a restart starts from.
+    pub(super) disk: BTreeSet<u32>,
+    /// Current access-link capacities (bytes/s, goodput applied).
+    pub(super) capacity: (f64, f64),
+}
+
+impl HostState {
+    /// `host` before anything happened to it, with access-link capacities
+    /// `capacity`, in a file of `pieces` pieces.
+    pub(super) fn new(capacity: (f64, f64), host: &Host, pieces: u32) -> Self {
+        HostState {
+            // A host with a later start is not running until then.
+            up: host.start.is_zero(),
+            hung: false,
+            link_down: false,
+            incarnation: 0,
+            held: Vec::new(),
+            held_link: Vec::new(),
+            // The server starts with the whole file on its disk and
+            // comes back from a crash with it.
+            disk: if host.role == Role::Server {
+                (0..pieces).collect()
+            } else {
+                BTreeSet::new()
+            },
+            capacity,
+        }
+    }
+}
+
+/// A fault of the scenario, resolved: host index, rates in bytes/s with
+/// goodput applied.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ScheduledFault {
+    pub(super) at: Time,
+    pub(super) host: u32,
+    pub(super) kind: FaultKind,
+    pub(super) upload: Option<f64>,
+    pub(super) download: Option<f64>,
+}
+
+/// The faults of `scenario` (whose hosts are `hosts`), each recovery
+/// its own fault, in the scenario's order.
+pub(super) fn scheduled_faults(scenario: &Scenario, hosts: &[Host]) -> Vec<ScheduledFault> {
+    let g = scenario.network.goodput;
+    let index: BTreeMap<&str, u32> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i as u32))
+        .collect();
+    let mut faults = Vec::new();
+    for f in &scenario.faults {
+        let host = index[f.host.as_str()];
+        let rate = |r: Option<peerlab_scenarios::Rate>| r.map(|r| r.bytes_per_sec() * g);
+        for (at, kind) in f.expand() {
+            let (upload, download) = (rate(f.upload), rate(f.download));
+            faults.push(ScheduledFault {
+                at: Time::ZERO + at.0,
+                host,
+                kind,
+                upload,
+                download,
+            });
+        }
+    }
+    faults
+}
+
+impl MessageSim {
+    /// The current incarnation of `node`'s process.
+    pub(super) fn inc(&self, node: u32) -> u32 {
+        self.hosts[node as usize].incarnation
+    }
+
+    /// Whether `event` must wait: its process is hung, or it has to cross a
+    /// cut access link. Returns the host to hold it for.
+    pub(super) fn held_by(&self, event: &SimEvent) -> Option<(u32, bool)> {
+        let down = |h: u32| self.hosts[h as usize].link_down;
+        match *event {
+            SimEvent::Deliver { from, to, .. } => {
+                if down(from) {
+                    return Some((from, true));
+                }
+                if down(to) {
+                    return Some((to, true));
+                }
+                self.hosts[to as usize].hung.then_some((to, false))
+            }
+            SimEvent::Connection {
+                conn: Some(_),
+                node,
+                peer,
+                ..
+            } if down(node) || down(peer) => Some((if down(node) { node } else { peer }, true)),
+            // The dialer's connection opens when the acceptor's process
+            // answers its handshake: not while that process is hung.
+            SimEvent::Connection {
+                conn: Some(conn),
+                node,
+                peer,
+                event: ConnectionEvent::Opened,
+                ..
+            } if self.conns[conn as usize].ends[0] == node && self.hosts[peer as usize].hung => {
+                Some((peer, false))
+            }
+            _ => {
+                let (node, _) = event.target()?;
+                self.hosts[node as usize].hung.then_some((node, false))
+            }
+        }
+    }
+
+    /// Makes `event` (first scheduled with the key `origin`) wait for
+    /// `host`: its process to resume, or its link to come back if `link`.
+    pub(super) fn hold(&mut self, origin: (Time, u64), host: u32, link: bool, event: SimEvent) {
+        self.arm_handshake_timeout(origin.0, &event);
+        let h = &mut self.hosts[host as usize];
+        let held = if link { &mut h.held_link } else { &mut h.held };
+        // In the order the events were first scheduled, not the order
+        // they came to wait here: an event released from one wait (a
+        // hang) may be held again behind a cut link, where events
+        // scheduled after it already wait. Appended, a connection's
+        // news could pass the messages sent on it, or an old
+        // connection's close the opening of its successor.
+        let at = held.partition_point(|h| h.origin < origin);
+        held.insert(at, Held { origin, event });
+    }
+
+    /// Applies a fault to `host` now; crash, hang, link-down, bandwidth and
+    /// leave count in the report as faults, recoveries do not.
+    pub(super) fn apply_fault(
+        &mut self,
+        host: u32,
+        kind: FaultKind,
+        upload: Option<f64>,
+        download: Option<f64>,
+    ) {
+        let h = host as usize;
+        let disruptive = matches!(
+            kind,
+            FaultKind::Crash
+                | FaultKind::Hang
+                | FaultKind::LinkDown
+                | FaultKind::Bandwidth
+                | FaultKind::Leave
+        );
+        if disruptive {
+            self.report.count_fault();
+        }
+        match kind {
+            FaultKind::Crash | FaultKind::Leave => self.crash(host),
+            FaultKind::Restart | FaultKind::Join => self.restart(host),
+            FaultKind::Hang if self.hosts[h].up => {
+                self.hosts[h].hung = true;
+                self.touch_host(host);
+            }
+            FaultKind::Hang => {}
+            FaultKind::Resume => {
+                self.hosts[h].hung = false;
+                self.release(host, false);
+            }
+            FaultKind::LinkDown => {
+                self.hosts[h].link_down = true;
+                self.touch_host(host);
+            }
+            FaultKind::LinkUp => {
+                self.hosts[h].link_down = false;
+                self.release(host, true);
+            }
+            FaultKind::Bandwidth => {
+                let (u, d) = self.hosts[h].capacity;
+                let cap = (upload.unwrap_or(u), download.unwrap_or(d));
+                self.hosts[h].capacity = cap;
+                self.allocator.set_capacity(host, cap.0, cap.1);
+                self.touch_host(host);
+            }
+        }
+    }
+
+    /// Re-schedules, in their order, the inputs held for `host`. A
+    /// connection whose handshake met the cut link (neither end has seen it
+    /// open) opens only when the connecting kernel next retransmits its SYN
+    /// ([`syn_retry`]), if the dialer still waits then. One end may have
+    /// seen it open while the other's news waited for a hang: that
+    /// handshake was done, and messages sent on it must not arrive before
+    /// the news.
+    fn release(&mut self, host: u32, link: bool) {
+        let h = &mut self.hosts[host as usize];
+        let held = std::mem::take(if link { &mut h.held_link } else { &mut h.held });
+        for event in held {
+            match event.event {
+                SimEvent::Connection {
+                    conn: Some(conn),
+                    node,
+                    peer,
+                    event: ConnectionEvent::Opened,
+                    ..
+                } if link && self.conns[conn as usize].open == [false; 2] => {
+                    let rtt = 2 * self.path_latency(node, peer);
+                    let connected_at = self.connected_at(event.origin.0, node, peer);
+                    // No SYN left before the dialer's timeout: the
+                    // handshake never completes, the timeout fails it.
+                    if let Some(sent) = syn_retry(connected_at, self.now) {
+                        self.schedule_released(sent + rtt, event);
+                    }
+                }
+                _ => self.schedule_released(self.now, event),
+            }
+        }
+        self.touch_host(host);
+    }
+
+    /// Kills `host`'s process: its inputs, timer and connections are lost,
+    /// its disk stays.
+    fn crash(&mut self, host: u32) {
+        let h = &mut self.hosts[host as usize];
+        if !h.up {
+            return;
+        }
+        h.up = false;
+        h.hung = false;
+        h.held.clear();
+        h.incarnation += 1;
+        self.node_timer[host as usize] = None;
+        let conns = self.live.of(host);
+        for conn in conns {
+            self.close(conn, host, false);
+        }
+        // A connection the other end already tore down is no longer live,
+        // but this end had not heard yet; it never will now. Marking its
+        // side closed keeps messages still on the way to it (held at a cut
+        // link, say) from reaching the restarted process as if it were the
+        // old one.
+        for c in self.conns.iter_mut().filter(|c| c.ends.contains(&host)) {
+            let side = c.side(host);
+            c.open[side] = false;
+        }
+        self.touch_host(host);
+    }
+
+    /// Starts `host`'s process again (or for the first time, for a late
+    /// start) from the pieces on its disk.
+    pub(super) fn restart(&mut self, host: u32) {
+        let h = &mut self.hosts[host as usize];
+        if h.up {
+            return;
+        }
+        h.up = true;
+        h.incarnation += 1;
+        let inc = h.incarnation;
+        let pieces = self.scenario.layout().pieces();
+        let mut have = Bitfield::new(pieces);
+        for &p in &self.hosts[host as usize].disk {
+            have.insert(p);
+        }
+        self.nodes[host as usize] = build_node(&self.scenario, NodeId(host), Some(have));
+        self.schedule(self.now, SimEvent::Start { node: host, inc });
+    }
+}

@@ -1,0 +1,219 @@
+//! How a direction of a connection drains: messages queue in FIFO order,
+//! control messages leave as soon as they reach the head, a payload message
+//! at the head flows at the direction's current rate (set by the sharing in
+//! `rates`), and its sender hears it was sent once the send window lets it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use peerlab_core::{Message, Time};
+
+use super::MessageSim;
+use super::conns::Conn;
+use super::events::SimEvent;
+
+/// One direction of a connection: its FIFO of messages and the progress
+/// of the payload message at its head.
+#[derive(Debug, Default)]
+pub(super) struct Channel {
+    pub(super) queue: VecDeque<Message>,
+    /// Bytes of the head message still to send, as of `last_update`.
+    pub(super) remaining: f64,
+    /// Current rate in bytes per second.
+    pub(super) rate: f64,
+    pub(super) last_update: Time,
+    pub(super) version: u64,
+    pub(super) active: bool,
+    /// Wire lengths of the payload messages at the tail of the queue whose
+    /// sender has not been told they were sent, oldest first (see
+    /// `MessageSim::send_window`).
+    pub(super) unreported: VecDeque<u64>,
+    /// Wire bytes of the payload messages in the queue that were reported
+    /// sent: the rest of the queue.
+    pub(super) reported_bytes: u64,
+}
+
+/// Channel `chan`: direction `chan % 2` of connection `chan / 2`.
+pub(super) fn channel(conns: &[Conn], chan: u32) -> &Channel {
+    &conns[(chan / 2) as usize].chans[(chan % 2) as usize]
+}
+
+pub(super) fn channel_mut(conns: &mut [Conn], chan: u32) -> &mut Channel {
+    &mut conns[(chan / 2) as usize].chans[(chan % 2) as usize]
+}
+
+/// Wire bytes of the payload messages reported sent on `ch` that have not
+/// left the uplink by `now`: what the sender's TCP holds for it. The head,
+/// when it is moving, is one of them: the first payload message queued
+/// behind no reported bytes is always reported at once.
+fn unsent_reported(ch: &Channel, now: Time) -> f64 {
+    let head_done = match ch.queue.front() {
+        Some(head) if ch.active => {
+            let left = ch.remaining - ch.rate * (now - ch.last_update).as_secs_f64();
+            head.wire_len() as f64 - left.max(0.0)
+        }
+        _ => 0.0,
+    };
+    (ch.reported_bytes as f64 - head_done).max(0.0)
+}
+
+impl MessageSim {
+    /// Queues `msg` from `from` to `to` on their connection; dropped if
+    /// there is none, `from` has not seen it open, or `from` is closing it.
+    pub(super) fn transmit(&mut self, from: u32, to: u32, msg: Message) {
+        let Some(conn) = self.live.get(from, to) else {
+            tracing::debug!(from, to, ?msg, "message to a peer without a connection dropped");
+            return;
+        };
+        let c = &self.conns[conn as usize];
+        let dir = c.side(from);
+        if !c.open[dir] || c.close_after_drain[dir] {
+            tracing::debug!(from, to, ?msg, "message on a connection not open dropped");
+            return;
+        }
+        let chan = conn * 2 + dir as u32;
+        let ch = channel_mut(&mut self.conns, chan);
+        if !ch.active && ch.queue.is_empty() && msg.payload_len() == 0 {
+            // What `pump` would do with it, without the trip through the
+            // queue: a control message on an idle direction leaves at once.
+            let arrival = self.now + self.path_latency(from, to);
+            self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
+            return;
+        }
+        let payload = (msg.payload_len() > 0).then(|| msg.wire_len());
+        ch.queue.push_back(msg);
+        if let (Some(len), Some(_)) = (payload, self.send_window) {
+            ch.unreported.push_back(len);
+        }
+        if !ch.active {
+            self.pump(chan);
+        }
+        if payload.is_some() {
+            self.release_sent(chan);
+        }
+    }
+
+    /// Reports sent (`Node::handle_sent`) every payload message of `chan`
+    /// that now fits in the send window: the messages reported before it
+    /// have at most `send_window` wire bytes left to leave the uplink. The
+    /// reports are events at the current instant, as a real driver's come
+    /// from its connection tasks, not calls into the node now sending.
+    fn release_sent(&mut self, chan: u32) {
+        let Some(window) = self.send_window else {
+            return;
+        };
+        let (_, from, to) = self.endpoints(chan);
+        let now = self.now;
+        loop {
+            let ch = channel_mut(&mut self.conns, chan);
+            let Some(&len) = ch.unreported.front() else {
+                return;
+            };
+            if unsent_reported(ch, now) > window as f64 {
+                return;
+            }
+            ch.unreported.pop_front();
+            ch.reported_bytes += len;
+            let inc = self.inc(from);
+            self.schedule(
+                now,
+                SimEvent::Sent {
+                    node: from,
+                    inc,
+                    peer: to,
+                },
+            );
+        }
+    }
+
+    /// The connection of direction `chan`, its sender and its receiver.
+    pub(super) fn endpoints(&self, chan: u32) -> (u32, u32, u32) {
+        let conn = chan / 2;
+        let dir = (chan % 2) as usize;
+        let c = &self.conns[conn as usize];
+        (conn, c.ends[dir], c.ends[1 - dir])
+    }
+
+    /// Sends the control messages at the head of an idle direction and starts
+    /// the first payload message, if any.
+    fn pump(&mut self, chan: u32) {
+        let (conn, from, to) = self.endpoints(chan);
+        let dir = (chan % 2) as usize;
+        let arrival = self.now + self.path_latency(from, to);
+        loop {
+            let ch = channel_mut(&mut self.conns, chan);
+            let Some(head) = ch.queue.front() else {
+                if ch.active {
+                    self.set_busy(chan, false);
+                }
+                if self.conns[conn as usize].close_after_drain[dir] {
+                    self.close(conn, from, true);
+                }
+                return;
+            };
+            if head.payload_len() > 0 {
+                ch.remaining = head.wire_len() as f64;
+                ch.last_update = self.now;
+                ch.version += 1;
+                if ch.active {
+                    // Same rate as the message before it: schedule directly.
+                    let (rate, remaining, version) = (ch.rate, ch.remaining, ch.version);
+                    if let Some(t) = transfer_time(remaining, rate) {
+                        self.schedule(self.now + t, SimEvent::FlowDone { chan, version });
+                    }
+                } else {
+                    ch.rate = 0.0;
+                    self.set_busy(chan, true);
+                }
+                return;
+            }
+            let Some(msg) = ch.queue.pop_front() else {
+                return;
+            };
+            self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
+        }
+    }
+
+    /// The head message of `chan` has been fully sent.
+    pub(super) fn finish_head(&mut self, chan: u32) {
+        let (conn, from, to) = self.endpoints(chan);
+        let ch = channel_mut(&mut self.conns, chan);
+        if let Some(msg) = ch.queue.pop_front() {
+            let windowed = self.send_window.is_some();
+            if windowed && msg.payload_len() > 0 {
+                ch.reported_bytes -= msg.wire_len();
+            }
+            let arrival = self.now + self.path_latency(from, to);
+            self.schedule(arrival, SimEvent::Deliver { conn, from, to, msg });
+            if !windowed {
+                // Handled now, not queued: it is part of the send that
+                // finished (a hung sender holds it like any input).
+                let inc = self.inc(from);
+                self.seq += 1;
+                self.process(
+                    (self.now, self.seq),
+                    SimEvent::Sent {
+                        node: from,
+                        inc,
+                        peer: to,
+                    },
+                );
+            }
+        }
+        self.pump(chan);
+        self.release_sent(chan);
+    }
+}
+
+/// Time to send `bytes` at `rate` bytes per second, rounded up to the next
+/// nanosecond so that nothing ever arrives sooner than the link allows;
+/// `None` at rate zero (a stalled flow never finishes by itself).
+pub(super) fn transfer_time(bytes: f64, rate: f64) -> Option<Duration> {
+    if bytes <= 0.0 || rate.is_infinite() {
+        return Some(Duration::ZERO);
+    }
+    if rate <= 0.0 {
+        return None;
+    }
+    Some(Duration::from_nanos((bytes / rate * 1e9).ceil() as u64))
+}

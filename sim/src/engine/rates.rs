@@ -1,0 +1,164 @@
+//! Sharing the links: which directions are busy on each access link, and
+//! their max-min fair rates ([`crate::bandwidth`]), recomputed for the part
+//! of the network a change can reach. A direction through a stalled host
+//! (hung, cut off or dead) gets rate zero and loads nobody.
+
+use crate::liveness::HostNow;
+
+use super::MessageSim;
+use super::events::SimEvent;
+use super::flows::{channel, channel_mut, transfer_time};
+
+impl MessageSim {
+    /// Every host as the liveness check sees it, from now until the next
+    /// instant (rates are settled).
+    pub(super) fn hosts_now(&self) -> Vec<HostNow> {
+        (0..self.hosts.len() as u32)
+            .map(|h| {
+                let rate_sum = |link: u32| -> f64 {
+                    self.link_flows[link as usize]
+                        .iter()
+                        .map(|&c| channel(&self.conns, c).rate)
+                        .sum()
+                };
+                let cap = self.allocator.capacity(2 * h);
+                HostNow {
+                    running: !self.stalled(h),
+                    receiving: self.link_flows[2 * h as usize + 1]
+                        .iter()
+                        .any(|&c| channel(&self.conns, c).rate > 0.0),
+                    spare_upload: !cap.is_finite() || rate_sum(2 * h) < 0.5 * cap,
+                }
+            })
+            .collect()
+    }
+
+    /// Adds busy direction `chan` to the component being collected, and its
+    /// finite links to the walk.
+    fn visit(&mut self, chan: u32, epoch: u32, component: &mut Vec<u32>, stack: &mut Vec<u32>) {
+        if !channel(&self.conns, chan).active || self.chan_mark[chan as usize] == epoch {
+            return;
+        }
+        self.chan_mark[chan as usize] = epoch;
+        component.push(chan);
+        let (_, from, to) = self.endpoints(chan);
+        if self.stalled(from) || self.stalled(to) {
+            return;
+        }
+        for link in [2 * from, 2 * to + 1] {
+            if self.link_mark[link as usize] != epoch && self.allocator.capacity(link).is_finite() {
+                stack.push(link);
+            }
+        }
+    }
+
+    /// Whether `host` moves no bytes at the moment (hung, cut off or dead).
+    pub(super) fn stalled(&self, host: u32) -> bool {
+        let h = &self.hosts[host as usize];
+        h.hung || h.link_down || !h.up
+    }
+
+    /// A direction starts or stops carrying payload: index it by its two
+    /// links and remember what changed.
+    pub(super) fn set_busy(&mut self, chan: u32, busy: bool) {
+        let (_, from, to) = self.endpoints(chan);
+        let links = [2 * from, 2 * to + 1];
+        channel_mut(&mut self.conns, chan).active = busy;
+        self.dirty = true;
+        if busy {
+            for (side, link) in links.into_iter().enumerate() {
+                self.chan_slot[chan as usize][side] = self.link_flows[link as usize].len() as u32;
+                self.link_flows[link as usize].push(chan);
+            }
+            self.dirty_chans.push(chan);
+            return;
+        }
+        for (side, link) in links.into_iter().enumerate() {
+            let list = &mut self.link_flows[link as usize];
+            let slot = self.chan_slot[chan as usize][side] as usize;
+            list.swap_remove(slot);
+            if let Some(&moved) = list.get(slot) {
+                let (_, mfrom, _) = self.endpoints(moved);
+                let moved_side = usize::from(2 * mfrom != link);
+                self.chan_slot[moved as usize][moved_side] = slot as u32;
+            }
+            self.dirty_links.push(link);
+        }
+    }
+
+    /// A host's links changed state or capacity.
+    pub(super) fn touch_host(&mut self, host: u32) {
+        self.dirty_links.extend([2 * host, 2 * host + 1]);
+        self.dirty = true;
+    }
+
+    /// Recomputes the max-min fair rates of the busy directions whose rates
+    /// the changes since last time can affect, and reschedules the ones whose
+    /// rate changed. Directions through a stalled host get rate zero.
+    ///
+    /// Only the changed links' component is recomputed: the busy directions
+    /// reachable from them through links of finite capacity (an unlimited
+    /// link couples nobody; a stalled direction loads nothing). Every busy
+    /// direction on a finite link of the component is in it, so the fair
+    /// shares found are exactly those of a recomputation from scratch.
+    pub(super) fn reallocate(&mut self) {
+        self.dirty = false;
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let mut stack = std::mem::take(&mut self.dirty_links);
+        let mut component = Vec::new();
+        let seeds = std::mem::take(&mut self.dirty_chans);
+        for &chan in &seeds {
+            self.visit(chan, epoch, &mut component, &mut stack);
+        }
+        while let Some(link) = stack.pop() {
+            if self.link_mark[link as usize] == epoch {
+                continue;
+            }
+            self.link_mark[link as usize] = epoch;
+            for i in 0..self.link_flows[link as usize].len() {
+                let chan = self.link_flows[link as usize][i];
+                self.visit(chan, epoch, &mut component, &mut stack);
+            }
+        }
+        component.sort_unstable();
+        self.flows.clear();
+        self.flow_chans.clear();
+        let mut stalled = Vec::new();
+        for chan in component {
+            let (_, from, to) = self.endpoints(chan);
+            if self.stalled(from) || self.stalled(to) {
+                stalled.push(chan);
+            } else {
+                self.flows.push((from, to));
+                self.flow_chans.push(chan);
+            }
+        }
+        self.allocator.allocate(&self.flows, &mut self.rates);
+        let updates: Vec<(u32, f64)> = self
+            .flow_chans
+            .iter()
+            .copied()
+            .zip(self.rates.iter().copied())
+            .chain(stalled.into_iter().map(|c| (c, 0.0)))
+            .collect();
+        let now = self.now;
+        for (chan, rate) in updates {
+            let ch = channel_mut(&mut self.conns, chan);
+            if ch.rate == rate {
+                continue;
+            }
+            let elapsed = (now - ch.last_update).as_secs_f64();
+            if ch.rate > 0.0 {
+                ch.remaining = (ch.remaining - ch.rate * elapsed).max(0.0);
+            }
+            ch.last_update = now;
+            ch.rate = rate;
+            ch.version += 1;
+            let (remaining, version) = (ch.remaining, ch.version);
+            if let Some(t) = transfer_time(remaining, rate) {
+                self.schedule(now + t, SimEvent::FlowDone { chan, version });
+            }
+        }
+    }
+}
