@@ -283,3 +283,97 @@ pub(super) fn syn_retry(connected_at: Time, now: Time) -> Option<Time> {
         .take_while(|&sent| sent < deadline)
         .find(|&sent| sent >= now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::*;
+
+    fn secs(s: f64) -> Time {
+        Time::ZERO + Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn the_syn_that_gets_through_is_the_first_sent_once_the_link_is_back() {
+        // A connect at 10 s sends SYNs at 10, 11 and 13 s (timeouts of 1,
+        // 2, 4 s); the next, at 17 s, is past the 5 s connect timeout.
+        let at = secs(10.0);
+        assert_eq!(syn_retry(at, secs(10.0)), Some(secs(10.0)));
+        assert_eq!(syn_retry(at, secs(10.2)), Some(secs(11.0)));
+        assert_eq!(syn_retry(at, secs(11.0)), Some(secs(11.0)));
+        assert_eq!(syn_retry(at, secs(11.5)), Some(secs(13.0)));
+        assert_eq!(syn_retry(at, secs(13.0)), Some(secs(13.0)));
+        assert_eq!(syn_retry(at, secs(13.001)), None);
+        assert_eq!(syn_retry(at, secs(15.0)), None);
+        assert_eq!(syn_retry(at, secs(100.0)), None);
+    }
+
+    #[test]
+    fn live_connections_are_found_from_either_end_and_listed_by_peer() {
+        let mut live = LiveConns::new(4);
+        live.insert(2, 0, 7);
+        live.insert(2, 1, 3);
+        assert_eq!(live.get(0, 2), Some(7));
+        assert_eq!(live.get(2, 0), Some(7));
+        assert_eq!(live.get(1, 0), None);
+        assert_eq!(live.get(9, 0), None, "no such host");
+        assert_eq!(live.of(2), vec![7, 3], "by peer: host 0, then host 1");
+        live.remove(0, 2);
+        assert_eq!(live.get(2, 0), None);
+        assert_eq!(live.of(2), vec![3]);
+        assert_eq!(live.of(0), Vec::<u32>::new());
+    }
+
+    /// `CS` with p1's link cut from the start for `down`.
+    fn cut_from_the_start(down: &str) -> peerlab_scenarios::Scenario {
+        let fault = format!(r#"{{ "kind": "link-down", "host": "p1", "at": "0 s", "for": "{down}" }}"#);
+        scenario(&with_faults(CS, &fault), &[])
+    }
+
+    #[test]
+    fn a_connect_behind_a_cut_link_opens_with_the_next_syn_after_it_is_back() {
+        // Back at 500 ms: the retransmission at 1 s gets through. Back at
+        // 2.5 s: the one at 3 s. The handshake then takes its round trip.
+        for (down, syn) in [("500 ms", 1.0), ("2500 ms", 3.0)] {
+            let r = run(&cut_from_the_start(down));
+            let d = r.distribution_time_s.expect("complete");
+            assert_near(d, syn + alone(FILE), 1e-6, down);
+            assert_eq!(r.counters.sources_lost, 0, "{down}: the connect did not fail");
+        }
+    }
+
+    #[test]
+    fn a_connect_still_cut_off_at_its_timeout_fails_when_the_link_is_back() {
+        // The last SYN before the 5 s timeout leaves at 3 s, still cut off:
+        // the handshake timeout fails the connect at 5 s, and the client
+        // hears it when its link is back at 7.5 s. It reconnects after its
+        // first backoff.
+        let s = cut_from_the_start("7500 ms");
+        let backoff = s.client_server_config().reconnect_min.as_secs_f64();
+        let (r, events) = run_observed(&s);
+        let lost = source_lost(&events, 1);
+        assert_eq!(lost, vec![7.5]);
+        let d = r.distribution_time_s.expect("complete");
+        assert_near(d, 7.5 + backoff + alone(FILE), 1e-6, "after the failed connect");
+    }
+
+    #[test]
+    fn a_connect_to_a_host_not_running_is_refused_after_a_round_trip() {
+        // The server starts at 1 s. The client's connect at 0 is refused at
+        // 20 ms (one round trip); it retries after 500 ms, is refused again
+        // at 540 ms, retries after 1 s and gets through at 1.54 s.
+        let s = scenario(CS, &["server.start=1 s"]);
+        let c = s.client_server_config();
+        let (first, second) = (c.reconnect_min.as_secs_f64(), 2.0 * c.reconnect_min.as_secs_f64());
+        let (r, events) = run_observed(&s);
+        let lost = source_lost(&events, 1);
+        let rtt = 2.0 * PATH;
+        let refused = [rtt, rtt + first + rtt];
+        assert_eq!(lost.len(), 2, "{lost:?}");
+        for (t, expected) in lost.iter().zip(refused) {
+            assert_near(*t, expected, 1e-9, "refused");
+        }
+        let d = r.distribution_time_s.expect("complete");
+        assert_near(d, refused[1] + second + alone(FILE), 1e-6, "third connect");
+    }
+}

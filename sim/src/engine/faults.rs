@@ -287,3 +287,133 @@ impl MessageSim {
         self.schedule(self.now, SimEvent::Start { node: host, inc });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::*;
+    use peerlab_core::{Event, Message};
+
+    /// `CS` with `fault` (a JSON object).
+    fn cs_with(fault: &str) -> Scenario {
+        scenario(&with_faults(CS, fault), &[])
+    }
+
+    #[test]
+    fn a_cut_link_or_a_hung_download_pauses_it_for_as_long_as_it_lasts() {
+        // From 500 to 800 ms p1's link is down, or its process stopped:
+        // what is on the way to it waits, its connection stalls (the
+        // server sees no progress), and the download resumes where it was.
+        for kind in ["link-down", "hang"] {
+            let fault = format!(r#"{{ "kind": "{kind}", "host": "p1", "at": "500 ms", "for": "300 ms" }}"#);
+            let (r, events) = run_observed(&cs_with(&fault));
+            let d = r.distribution_time_s.expect("complete");
+            assert_near(d, alone(FILE) + 0.3, 1e-6, kind);
+            let blocks = times(&events, 1, |e| matches!(e, Event::BlockReceived { .. }));
+            assert!(
+                blocks.iter().all(|&t| t <= 0.5 || t >= 0.8),
+                "{kind}: a block arrived meanwhile: {blocks:?}"
+            );
+            assert_eq!(r.counters.faults, 1, "{kind} counts, its end does not");
+            assert_eq!(r.counters.sources_lost, 0, "{kind} is no disconnection");
+        }
+    }
+
+    #[test]
+    fn a_hung_acceptor_answers_the_handshake_when_it_resumes_or_the_connect_times_out() {
+        // The server hangs from the start. Hung 4 s: the client's connect
+        // waits for it and opens at 4 s. Hung 6 s: the connect made at 0
+        // fails at exactly 5 s (the connect timeout); the retry after the
+        // backoff (5.5 s) waits again and opens when the server resumes.
+        // Requests and the file follow the opening.
+        let timeout = peerlab_core::node::CONNECT_TIMEOUT.as_secs_f64();
+        for (hang, lost) in [(4.0, vec![]), (6.0, vec![timeout])] {
+            let fault = format!(r#"{{ "kind": "hang", "host": "server", "at": "0 s", "for": "{hang} s" }}"#);
+            let (r, events) = run_observed(&cs_with(&fault));
+            assert_eq!(source_lost(&events, 1), lost, "hung {hang} s");
+            let d = r.distribution_time_s.expect("complete");
+            let expected = hang + PATH + wire(FILE) / SERVER_RATE + PATH;
+            assert_near(d, expected, 1e-6, &format!("hung {hang} s"));
+        }
+    }
+
+    #[test]
+    fn a_crashed_download_restarts_from_the_pieces_on_its_disk() {
+        // p1 crashes at 500 ms and restarts at 700 ms. Pieces complete
+        // every wire(PIECE) / rate (262 ms) from 40 ms on: one is on its
+        // disk at the crash; the blocks of the second are lost with the
+        // process. The restarted client connects afresh for the rest.
+        let s = cs_with(r#"{ "kind": "crash", "host": "p1", "at": "500 ms", "for": "200 ms" }"#);
+        let (r, events) = run_observed(&s);
+        let per_piece = wire(PIECE) / SERVER_RATE;
+        let kept = ((0.5 - 4.0 * PATH) / per_piece).floor() as u64;
+        assert_eq!(kept, 1);
+        let d = r.distribution_time_s.expect("complete");
+        assert_near(d, 0.7 + alone(FILE - kept * PIECE), 1e-6, "restart");
+        let mut verified: Vec<u32> = events
+            .iter()
+            .filter_map(|(_, n, e)| match e {
+                Event::PieceVerified { piece } if *n == 1 => Some(*piece),
+                _ => None,
+            })
+            .collect();
+        verified.sort_unstable();
+        assert_eq!(verified, vec![0, 1, 2, 3], "each piece verified once");
+        assert_eq!(r.counters.faults, 1, "the crash counts, the restart does not");
+        assert_eq!(r.hosts[1].pieces_verified, 4);
+    }
+
+    #[test]
+    fn a_late_host_starts_at_its_start_time() {
+        let r = run(&scenario(CS, &["peers.start=1500 ms"]));
+        let d = r.distribution_time_s.expect("complete");
+        assert_near(d, 1.5 + alone(FILE), 1e-6, "started at 1.5 s");
+        assert_eq!(r.counters.faults, 0, "a late start is no fault");
+    }
+
+    #[test]
+    fn what_waits_for_whom() {
+        let s = scenario(CS, &["peers.count=2"]);
+        let mut sim = MessageSim::new(&s, "unit test").expect("runnable");
+        sim.connect(1, 0);
+        let deliver = |from, to| SimEvent::Deliver {
+            conn: 0,
+            from,
+            to,
+            msg: Message::Interested,
+        };
+        let opened = |node, peer| SimEvent::Connection {
+            conn: Some(0),
+            node,
+            inc: 0,
+            peer,
+            event: ConnectionEvent::Opened,
+        };
+        let timer = |node| SimEvent::Timer {
+            node,
+            inc: 0,
+            deadline: Time::ZERO,
+        };
+        assert_eq!(sim.held_by(&deliver(0, 1)), None, "nothing wrong yet");
+
+        sim.hosts[0].hung = true;
+        // Messages to a hung process wait for it; what it sent before it
+        // stopped still arrives. Its timers wait.
+        assert_eq!(sim.held_by(&deliver(1, 0)), Some((0, false)));
+        assert_eq!(sim.held_by(&deliver(0, 1)), None);
+        assert_eq!(sim.held_by(&timer(0)), Some((0, false)));
+        // The dialer's connection opens when the hung acceptor answers; the
+        // acceptor's own news waits for it too.
+        assert_eq!(sim.held_by(&opened(1, 0)), Some((0, false)));
+        assert_eq!(sim.held_by(&opened(0, 1)), Some((0, false)));
+        // A flow's progress waits for nobody: its rate is what stops.
+        assert_eq!(sim.held_by(&SimEvent::FlowDone { chan: 0, version: 0 }), None);
+
+        // A cut link holds what crosses it, at either end, before a hang.
+        sim.hosts[1].link_down = true;
+        assert_eq!(sim.held_by(&deliver(1, 0)), Some((1, true)));
+        assert_eq!(sim.held_by(&deliver(0, 1)), Some((1, true)));
+        assert_eq!(sim.held_by(&opened(0, 1)), Some((1, true)));
+        assert_eq!(sim.held_by(&timer(1)), None, "its process runs on");
+    }
+}

@@ -217,3 +217,115 @@ pub(super) fn transfer_time(bytes: f64, rate: f64) -> Option<Duration> {
     }
     Some(Duration::from_nanos((bytes / rate * 1e9).ceil() as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::*;
+    use peerlab_core::BlockRef;
+
+    #[test]
+    fn transfer_time_of_nothing_or_at_an_unlimited_rate_is_zero() {
+        assert_eq!(transfer_time(0.0, 1e6), Some(Duration::ZERO));
+        assert_eq!(transfer_time(-5.0, 1e6), Some(Duration::ZERO));
+        assert_eq!(transfer_time(0.0, 0.0), Some(Duration::ZERO));
+        assert_eq!(transfer_time(16_397.0, f64::INFINITY), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn transfer_time_at_rate_zero_never_ends() {
+        assert_eq!(transfer_time(1.0, 0.0), None);
+        assert_eq!(transfer_time(1.0, -1.0), None);
+    }
+
+    #[test]
+    fn transfer_time_is_exact_or_rounded_up_to_the_nanosecond() {
+        // 1,000 bytes at 1 MB/s: 1 ms exactly.
+        assert_eq!(transfer_time(1_000.0, 1e6), Some(Duration::from_millis(1)));
+        // 1 byte at 3 bytes/s: 333,333,333.3 ns, so 333,333,334.
+        assert_eq!(transfer_time(1.0, 3.0), Some(Duration::from_nanos(333_333_334)));
+        // Never sooner than the link allows, even by a fraction of a ns.
+        let t = transfer_time(16_397.0, 2_500_000.0).expect("finite");
+        assert!(t.as_secs_f64() * 2_500_000.0 >= 16_397.0);
+        assert!(t.as_nanos() - 6_558_800 <= 1, "{t:?}");
+    }
+
+    fn block(len: u32) -> Message {
+        Message::Block(BlockRef {
+            piece: 0,
+            offset: 0,
+            len,
+        })
+    }
+
+    #[test]
+    fn unsent_reported_counts_what_the_moving_head_has_not_sent() {
+        let head = block(16_384);
+        let wire = head.wire_len();
+        let mut ch = Channel {
+            queue: [head, block(16_384)].into(),
+            remaining: wire as f64,
+            rate: 1e6,
+            last_update: Time::ZERO,
+            active: true,
+            reported_bytes: 2 * wire,
+            ..Channel::default()
+        };
+        let at = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+        // 10 ms at 1 MB/s: 10,000 bytes of the head have left.
+        assert_eq!(unsent_reported(&ch, at(10)), (2 * wire - 10_000) as f64);
+        // Past the head's end, no more than its own bytes count as gone.
+        assert_eq!(unsent_reported(&ch, at(100)), wire as f64);
+        // An idle direction has sent none of what it holds.
+        ch.active = false;
+        assert_eq!(unsent_reported(&ch, at(10)), (2 * wire) as f64);
+        // Never below zero.
+        ch.reported_bytes = 0;
+        ch.active = true;
+        assert_eq!(unsent_reported(&ch, at(10)), 0.0);
+    }
+
+    #[test]
+    fn one_download_takes_its_wire_bytes_at_the_bottleneck_plus_two_round_trips() {
+        let r = run(&scenario(CS, &[]));
+        let d = r.distribution_time_s.expect("complete");
+        // 1 MiB + 64 blocks x 13 bytes at 1 MB/s, plus 40 ms of latency.
+        assert_near(d, 1.049_408 + 0.040, 1e-6, "one client");
+        assert_near(d, alone(FILE), 1e-6, "one client");
+        assert_eq!(r.server_bytes_up, FILE);
+    }
+
+    #[test]
+    fn latency_adds_two_round_trips_and_nothing_else() {
+        let at = |ms: u32| {
+            let s = scenario(CS, &[&format!("network.latency={ms} ms")]);
+            run(&s).distribution_time_s.expect("complete")
+        };
+        let (zero, twenty) = (at(0), at(20));
+        assert_near(zero, wire(FILE) / SERVER_RATE, 1e-6, "no latency");
+        // 20 ms per access link: 40 ms per path, four paths.
+        assert_near(twenty - zero, 4.0 * 0.040, 1e-6, "20 ms links");
+    }
+
+    #[test]
+    fn a_slow_download_link_sets_the_pace() {
+        // The client's 2 Mbit/s downlink (250 kB/s) is below the server's
+        // 1 MB/s: the file drains at the downlink's rate.
+        let r = run(&scenario(CS, &["peers.download=2 Mbit/s"]));
+        let d = r.distribution_time_s.expect("complete");
+        assert_near(d, 4.0 * PATH + wire(FILE) / 250_000.0, 1e-6, "slow downlink");
+    }
+
+    #[test]
+    fn without_a_send_window_the_timing_of_one_download_is_the_same() {
+        // Sent reports only once a block's last byte has left: the server
+        // answers requests at once, so nothing waits on them.
+        let r = run(&scenario(CS, &["network.send_window=0"]));
+        assert_near(
+            r.distribution_time_s.expect("complete"),
+            alone(FILE),
+            1e-6,
+            "window 0",
+        );
+    }
+}

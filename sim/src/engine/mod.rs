@@ -30,6 +30,8 @@ mod faults;
 mod flows;
 mod nodes;
 mod rates;
+#[cfg(test)]
+mod testkit;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

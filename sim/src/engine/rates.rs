@@ -162,3 +162,60 @@ impl MessageSim {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testkit::*;
+
+    /// `CS` with one 2 Mbit/s (250 kB/s) client, `slow`, besides `p1`.
+    fn with_slow_client() -> String {
+        CS.replace(
+            "\"count\": 1,",
+            "\"count\": 1, \"hosts\": [ { \"name\": \"slow\", \"download\": \"2 Mbit/s\" } ],",
+        )
+    }
+
+    #[test]
+    fn two_downloads_share_the_server_uplink_equally() {
+        let r = run(&scenario(CS, &["peers.count=2"]));
+        // Each gets half of the uplink the whole time: twice the wire time
+        // of one download alone, the same latency.
+        let expected = 4.0 * PATH + 2.0 * wire(FILE) / SERVER_RATE;
+        for name in ["p1", "p2"] {
+            assert_near(completed(&r, name), expected, 1e-5, name);
+        }
+        let one = run(&scenario(CS, &[])).distribution_time_s.expect("complete");
+        let two = r.distribution_time_s.expect("complete");
+        assert_near(two - 4.0 * PATH, 2.0 * (one - 4.0 * PATH), 1e-5, "twice as long");
+    }
+
+    #[test]
+    fn a_download_held_back_by_its_own_link_leaves_the_rest_to_the_other() {
+        // Max-min fairness, not an equal split: `slow` takes its 250 kB/s,
+        // `p1` the remaining 750 kB/s of the server's 1 MB/s.
+        let r = run(&scenario(&with_slow_client(), &[]));
+        let w = wire(FILE);
+        assert_near(completed(&r, "p1"), 4.0 * PATH + w / 750_000.0, 1e-5, "p1");
+        assert_near(completed(&r, "slow"), 4.0 * PATH + w / 250_000.0, 1e-5, "slow");
+    }
+
+    #[test]
+    fn a_narrower_uplink_slows_what_is_left_to_send() {
+        // The server's uplink drops to 4 Mbit/s (500 kB/s) at 0.5 s. Bytes
+        // flow from 30 ms on (connect, requests): 470 kB by then.
+        let json = with_faults(
+            CS,
+            r#"{ "kind": "bandwidth", "host": "server", "at": "500 ms", "upload": "4 Mbit/s" }"#,
+        );
+        let r = run(&scenario(&json, &[]));
+        let sent = (0.5 - 3.0 * PATH) * SERVER_RATE;
+        let expected = 0.5 + (wire(FILE) - sent) / 500_000.0 + PATH;
+        assert_near(
+            r.distribution_time_s.expect("complete"),
+            expected,
+            1e-5,
+            "narrowed",
+        );
+        assert_eq!(r.counters.faults, 1);
+    }
+}
