@@ -218,4 +218,34 @@ mod tests {
         );
         assert_eq!(r.counters.faults, 1);
     }
+
+    /// What a work-conserving share gives. The engine falls short of it:
+    /// a host that hangs or loses its link only marks its own two links
+    /// for `reallocate`, and `visit` does not walk on from a stalled
+    /// direction, so the server's uplink is not recomputed and p2 keeps
+    /// its half while p1's half idles (p2 ends at 2.1388 s, p1 at 2.3888 s).
+    /// Walking on from stalled directions in `visit` passes this test and
+    /// moves the golden trace of `cs-faults` (message model).
+    #[test]
+    #[ignore = "known gap: a stalled direction's share is not handed to the others"]
+    fn a_hung_download_gets_no_share_and_the_other_takes_the_whole_uplink() {
+        // p1 hangs from 200 ms to 700 ms. Each client asks for the whole
+        // file at once (64 requests of 16 KiB), so the server's queues
+        // never run dry. Up to 200 ms both flow at 500 kB/s; while p1 is
+        // hung p2 takes 1 MB/s; then both share again until p2 is done,
+        // and p1 has the uplink alone.
+        let json = with_faults(
+            CS,
+            r#"{ "kind": "hang", "host": "p1", "at": "200 ms", "for": "500 ms" }"#,
+        );
+        let r = run(&scenario(&json, &["peers.count=2"]));
+        let (w, half) = (wire(FILE), SERVER_RATE / 2.0);
+        let before = (0.2 - 3.0 * PATH) * half;
+        let p2_left = w - before - 0.5 * SERVER_RATE;
+        let p2_done = 0.7 + p2_left / half;
+        let p1_left = w - before - (p2_done - 0.7) * half;
+        let p1_done = p2_done + p1_left / SERVER_RATE;
+        assert_near(completed(&r, "p2"), p2_done + PATH, 1e-5, "p2");
+        assert_near(completed(&r, "p1"), p1_done + PATH, 1e-5, "p1");
+    }
 }
