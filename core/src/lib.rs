@@ -96,6 +96,8 @@ pub mod relay;
 pub mod rng;
 pub mod static_tracker;
 pub mod swarm;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod timers;
 pub mod vec_map;
