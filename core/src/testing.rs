@@ -174,6 +174,7 @@ pub struct TestNet {
     cut: BTreeSet<(NodeId, NodeId)>,
     parked: Vec<(Hold, Ev)>,
     log: Vec<(Time, NodeId, Output)>,
+    completed: BTreeSet<NodeId>,
     steps: u64,
     max_steps: u64,
 }
@@ -203,6 +204,7 @@ impl TestNet {
             cut: BTreeSet::new(),
             parked: Vec::new(),
             log: Vec::new(),
+            completed: BTreeSet::new(),
             steps: 0,
             max_steps: 5_000_000,
         }
@@ -467,12 +469,10 @@ impl TestNet {
         self.events_of(node).filter(|(_, e)| f(e)).map(|(t, _)| t).last()
     }
 
-    /// The nodes that reported [`Event::DownloadComplete`].
-    pub fn completed(&self) -> BTreeSet<NodeId> {
-        self.events()
-            .filter(|(_, _, e)| **e == Event::DownloadComplete)
-            .map(|(_, n, _)| n)
-            .collect()
+    /// The nodes that reported [`Event::DownloadComplete`] (cheap enough
+    /// to ask before every input).
+    pub fn completed(&self) -> &BTreeSet<NodeId> {
+        &self.completed
     }
 
     /// `node`'s storage.
@@ -618,6 +618,9 @@ impl TestNet {
                         StorageResult::Verified { piece }
                     };
                     self.input(now, n, Input::Storage(result));
+                }
+                Output::Event(Event::DownloadComplete) => {
+                    self.completed.insert(n);
                 }
                 Output::Event(_) => {}
             }

@@ -295,7 +295,7 @@ fn in_memory_every_peer_completes_and_the_server_sends_the_file_once() {
     let owners: Vec<u32> = (0..10).map(|k| k % 4 + 1).collect();
     let mut net = net(4, l, &owners);
     net.run_until(HOUR);
-    assert_eq!(net.completed(), (1..=4).map(NodeId).collect());
+    assert_eq!(*net.completed(), (1..=4).map(NodeId).collect());
     assert_eq!(
         net.uploaded(SERVER),
         l.file_len(),
@@ -320,7 +320,7 @@ fn in_memory_survivors_complete_when_an_owner_dies_half_way() {
         net.kill(victim);
         net.run_until(HOUR);
         assert_eq!(
-            net.completed(),
+            *net.completed(),
             BTreeSet::from([NodeId(1), NodeId(3)]),
             "p2 killed after {after} bytes"
         );

@@ -24,6 +24,8 @@
 pub mod choker;
 pub mod metainfo;
 pub mod neighbours;
+#[cfg(test)]
+mod net_tests;
 pub mod peer;
 pub mod picker;
 pub mod super_seed;
