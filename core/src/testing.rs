@@ -63,6 +63,17 @@ pub fn outputs(node: &mut dyn Node) -> Vec<Output> {
     std::iter::from_fn(|| node.poll_output()).collect()
 }
 
+/// The peers `outputs` dial ([`Command::Connect`]), in order.
+pub fn dialled(outputs: &[Output]) -> Vec<NodeId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Command(Command::Connect { peer }) => Some(*peer),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a node's storage holds; it outlives the node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Disk {

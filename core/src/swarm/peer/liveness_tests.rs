@@ -8,13 +8,12 @@
 use std::time::Duration;
 
 use super::*;
+use crate::node::Command;
 use crate::pieces::BlockRef;
+use crate::swarm::Leave;
+use crate::testing::{dialled, outputs as drain};
 
 const TRACKER: NodeId = NodeId(100);
-
-fn drain(p: &mut Peer) -> Vec<Output> {
-    std::iter::from_fn(|| p.poll_output()).collect()
-}
 
 fn ms(m: u64) -> Time {
     Time::ZERO + Duration::from_millis(m)
@@ -93,13 +92,7 @@ fn the_seed_asks_for_peers_and_dials_those_that_came_first() {
         peers: early.clone(),
     };
     seed.handle_message(TRACKER, reply, Time::ZERO);
-    let dialled: Vec<NodeId> = drain(&mut seed)
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Command(Command::Connect { peer }) => Some(peer),
-            _ => None,
-        })
-        .collect();
+    let dialled: Vec<NodeId> = dialled(&drain(&mut seed));
     assert_eq!(dialled.len(), 2);
     assert!(early.iter().all(|p| dialled.contains(p)), "{dialled:?}");
 }
