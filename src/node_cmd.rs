@@ -338,16 +338,75 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     let id = NodeId(index as u32);
     let role = hosts[index].role;
     let book = address_book(&scenario, &load_addresses(&args.addresses)?, &args.addresses)?;
+    let events_file = open_events_file(&args.data)?;
+    let metainfo = load_metainfo(args, &scenario, &origin, role)?;
+    if role == Role::Tracker {
+        return run_tracker_host(args, &scenario, id, book, &metainfo, events_file, epoch_ns);
+    }
+    // A swarm's peers reach its tracker over HTTP (BEP 3 announce).
+    let http_tracker = hosts
+        .iter()
+        .position(|h| h.role == Role::Tracker)
+        .map(|i| NodeId(i as u32));
+    let layout = scenario.layout();
+    let storage = if role == Role::Server {
+        let file = args
+            .file
+            .clone()
+            .unwrap_or_else(|| args.data.join(&metainfo.name));
+        Storage::open_seed(&file, &metainfo)?
+    } else {
+        Storage::open(&args.data, &metainfo, layout)?
+    };
+    let have = (role != Role::Server).then(|| storage.verified().clone());
+    let resumed = have.as_ref().map_or(0, |h| h.count());
+    let mut node = nodes::build_node(&scenario, id, have);
+    if let Some(gap) = args.pace {
+        node = Box::new(peerlab_core::pace::Paced::new(node, gap.0));
+    }
     let listen = book[&id];
+    tracing::info!(host = %args.host, %id, ?role, %listen, resumed, "starting");
 
-    std::fs::create_dir_all(&args.data).with_context(|| {
+    let runtime = runtime()?;
+    let bar = progress_bar(args.quiet || role != Role::Peer, layout.pieces(), resumed);
+    let start = hosts[index].start;
+    let result = runtime.block_on(async {
+        let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
+            return Ok(()); // stopped while waiting to start
+        };
+        let Some(listener) = join_later(args, listener, listen, epoch_ns, start).await? else {
+            return Ok(()); // stopped while waiting to join
+        };
+        let mut io = NodeIo::new(listener, book, storage);
+        io.epoch = epoch_instant(epoch_ns);
+        io.http_tracker = http_tracker;
+        let (tx, writer) = EventsWriter::start(args, events_file, bar.clone())?;
+        let driven = run_node(node, io, tx, shutdown_signal(args.exit_with_parent)).await;
+        // The driver dropped its sender: the writer drains and ends.
+        let written = writer.join();
+        driven?;
+        written
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(peak) = peak_rss_bytes(std::process::id()) {
+        tracing::info!(peak_rss_bytes = peak, "stopped");
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the data directory and opens its events file for appending.
+fn open_events_file(data: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data).with_context(|| {
         format!(
             "cannot create the data directory {}; choose one this user can write (--data)",
-            args.data.display()
+            data.display()
         )
     })?;
-    let events_path = args.data.join(EVENTS_FILE);
-    let events_file = std::fs::OpenOptions::new()
+    let events_path = data.join(EVENTS_FILE);
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&events_path)
@@ -356,8 +415,17 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
                 "cannot write {} in the data directory; choose a directory this user can write (--data)",
                 events_path.display()
             )
-        })?;
+        })
+}
 
+/// The file's metainfo (--metainfo, or the server's next to --file),
+/// refused unless it describes the scenario's file and pieces.
+fn load_metainfo(
+    args: &NodeArgs,
+    scenario: &Scenario,
+    origin: &str,
+    role: Role,
+) -> Result<peerlab_core::swarm::metainfo::Metainfo> {
     let metainfo_path = match (&args.metainfo, &args.file) {
         (Some(m), _) => m.clone(),
         (None, Some(f)) if role == Role::Server => metainfo_file::metainfo_path(f),
@@ -388,81 +456,52 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
             metainfo.piece_length
         );
     }
+    Ok(metainfo)
+}
 
-    // A swarm's peers reach its tracker over HTTP (BEP 3 announce).
-    let http_tracker = hosts
-        .iter()
-        .position(|h| h.role == Role::Tracker)
-        .map(|i| NodeId(i as u32));
-    if role == Role::Tracker {
-        return run_tracker_host(args, &scenario, id, book, &metainfo, events_file, epoch_ns);
-    }
+/// The thread that writes a node's events to its events file.
+struct EventsWriter {
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    path: PathBuf,
+}
 
-    let storage = if role == Role::Server {
-        let file = args
-            .file
-            .clone()
-            .unwrap_or_else(|| args.data.join(&metainfo.name));
-        Storage::open_seed(&file, &metainfo)?
-    } else {
-        Storage::open(&args.data, &metainfo, layout)?
-    };
-    let have = (role != Role::Server).then(|| storage.verified().clone());
-    let resumed = have.as_ref().map_or(0, |h| h.count());
-    let mut node = nodes::build_node(&scenario, id, have);
-    if let Some(gap) = args.pace {
-        node = Box::new(peerlab_core::pace::Paced::new(node, gap.0));
-    }
-    tracing::info!(host = %args.host, %id, ?role, %listen, resumed, "starting");
+/// Where a driver hands its events.
+type EventSender = tokio::sync::mpsc::UnboundedSender<(Time, NodeId, Event)>;
 
-    let runtime = runtime()?;
-    let bar = progress_bar(args.quiet || role != Role::Peer, layout.pieces(), resumed);
-    let start = hosts[index].start;
-    let result = runtime.block_on(async {
-        let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
-            return Ok(()); // stopped while waiting to start
-        };
-        let Some(listener) = join_later(args, listener, listen, epoch_ns, start).await? else {
-            return Ok(()); // stopped while waiting to join
-        };
-        let mut io = NodeIo::new(listener, book, storage);
-        io.epoch = epoch_instant(epoch_ns);
-        io.http_tracker = http_tracker;
+impl EventsWriter {
+    /// Starts the writer thread; it ends once the returned sender is gone.
+    fn start(
+        args: &NodeArgs,
+        file: std::fs::File,
+        bar: Option<ProgressBar>,
+    ) -> Result<(EventSender, EventsWriter)> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = std::thread::Builder::new()
+        let host = args.host.clone();
+        let thread = std::thread::Builder::new()
             .name("peerlab-events".into())
-            .spawn({
-                let bar = bar.clone();
-                let host = args.host.clone();
-                move || write_events(rx, events_file, bar.as_ref(), &host)
-            })
+            .spawn(move || write_events(rx, file, bar.as_ref(), &host))
             .context("cannot start the events thread")?;
-        let shutdown = shutdown_signal(args.exit_with_parent);
-        let driven = run_node(node, io, tx, shutdown).await;
-        // The driver dropped its sender: the writer drains and ends.
-        let written = writer
+        let path = args.data.join(EVENTS_FILE);
+        Ok((tx, EventsWriter { thread, path }))
+    }
+
+    /// Waits for the writer to drain, and says whether every event was
+    /// written.
+    fn join(self) -> Result<()> {
+        self.thread
             .join()
-            .map_err(|_| anyhow::anyhow!("the events thread panicked"))?;
-        driven?;
-        written.with_context(|| format!("cannot write {}", events_path.display()))
-    });
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+            .map_err(|_| anyhow::anyhow!("the events thread panicked"))?
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
-    if let Some(peak) = peak_rss_bytes(std::process::id()) {
-        tracing::info!(peak_rss_bytes = peak, "stopped");
-    }
-    result?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the swarm's tracker host: the core tracker node behind the HTTP
 /// announce endpoint (BEP 3, compact peers as in BEP 23).
 fn run_tracker_host(
     args: &NodeArgs,
-    scenario: &peerlab_scenarios::Scenario,
+    scenario: &Scenario,
     id: NodeId,
-    book: std::collections::BTreeMap<NodeId, std::net::SocketAddr>,
+    book: BTreeMap<NodeId, SocketAddr>,
     metainfo: &peerlab_core::swarm::metainfo::Metainfo,
     events_file: std::fs::File,
     epoch_ns: u64,
@@ -472,24 +511,15 @@ fn run_tracker_host(
     let info_hash = metainfo_file::info_hash(metainfo);
     tracing::info!(host = %args.host, %id, %listen, "starting the HTTP tracker");
     let runtime = runtime()?;
-    let events_path = args.data.join(EVENTS_FILE);
     runtime.block_on(async {
         let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
             return Ok(()); // stopped while waiting to start
         };
         let mut io = peerlab_net::TrackerIo::new(listener, book, info_hash);
         io.epoch = epoch_instant(epoch_ns);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let host = args.host.clone();
-        let writer = std::thread::Builder::new()
-            .name("peerlab-events".into())
-            .spawn(move || write_events(rx, events_file, None, &host))
-            .context("cannot start the events thread")?;
+        let (tx, writer) = EventsWriter::start(args, events_file, None)?;
         peerlab_net::run_tracker(node, io, tx, shutdown_signal(args.exit_with_parent)).await;
-        writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the events thread panicked"))?
-            .with_context(|| format!("cannot write {}", events_path.display()))
+        writer.join()
     })?;
     Ok(ExitCode::SUCCESS)
 }
