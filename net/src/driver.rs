@@ -1,5 +1,5 @@
 //! The tokio driver: runs any core [`Node`] over real TCP sockets and a real
-//! file, with the semantics the simulator gives it (`sim/src/engine.rs`).
+//! file, with the semantics the simulator gives it (`sim/src/engine/`).
 //! No protocol decision is made here: the driver moves bytes, opens and
 //! closes connections, and answers storage commands.
 //!
