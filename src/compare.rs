@@ -253,6 +253,25 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// The pair's value of point field `k` (empty if it has none).
+fn point_value(p: &Pair<'_>, k: &str) -> String {
+    p.a.point
+        .iter()
+        .find(|(n, _)| n == k)
+        .map_or_else(String::new, |(_, v)| value_text(v))
+}
+
+/// The first pair's point fields other than `shown`, as `k=v`.
+fn fixed_fields(pairs: &[Pair<'_>], shown: &[String]) -> Vec<String> {
+    pairs[0]
+        .a
+        .point
+        .iter()
+        .filter(|(k, _)| !shown.contains(k))
+        .map(|(k, v)| format!("{k}={}", value_text(v)))
+        .collect()
+}
+
 /// `peers.count=2, file.size=1 MiB`.
 fn describe(point: &[(String, Value)]) -> String {
     point
@@ -310,20 +329,25 @@ fn summary(errors: &[Option<f64>]) -> Option<(f64, f64, usize)> {
     Some((mean, max, imax))
 }
 
+/// Prints the matched points: a heading, a row per point, the summary.
 fn print_points(a: &Input, b: &Input, pairs: &[Pair<'_>]) {
-    println!("A: {}   B (reference): {}", a.path.display(), b.path.display());
     let shown = if pairs[0].a.point.is_empty() {
         Vec::new()
     } else {
         varying_fields(pairs)
     };
-    let fixed: Vec<String> = pairs[0]
-        .a
-        .point
-        .iter()
-        .filter(|(k, _)| !shown.contains(k))
-        .map(|(k, v)| format!("{k}={}", value_text(v)))
-        .collect();
+    print_heading(a, b, pairs, &shown);
+    let errors: Vec<Option<f64>> = pairs.iter().map(Pair::relative_error).collect();
+    print_point_rows(pairs, &shown, &errors);
+    println!();
+    print_summary(pairs, &shown, &errors);
+}
+
+/// Prints both files, the scenario, the number of points and the fields
+/// that are not `shown` as columns.
+fn print_heading(a: &Input, b: &Input, pairs: &[Pair<'_>], shown: &[String]) {
+    println!("A: {}   B (reference): {}", a.path.display(), b.path.display());
+    let fixed = fixed_fields(pairs, shown);
     let r0 = &pairs[0].a.report;
     println!(
         "{} · {} matched point{}{}",
@@ -337,18 +361,17 @@ fn print_points(a: &Input, b: &Input, pairs: &[Pair<'_>]) {
         }
     );
     println!();
-    let cell = |p: &Pair<'_>, k: &str| {
-        p.a.point
-            .iter()
-            .find(|(n, _)| n == k)
-            .map_or_else(String::new, |(_, v)| value_text(v))
-    };
+}
+
+/// Prints the table of points: the `shown` fields, each side's backend,
+/// time and longest stall, and the relative error.
+fn print_point_rows(pairs: &[Pair<'_>], shown: &[String], errors: &[Option<f64>]) {
     let widths: Vec<usize> = shown
         .iter()
         .map(|k| {
             pairs
                 .iter()
-                .map(|p| cell(p, k).chars().count())
+                .map(|p| point_value(p, k).chars().count())
                 .chain([k.len()])
                 .max()
                 .unwrap_or(0)
@@ -368,11 +391,10 @@ fn print_points(a: &Input, b: &Input, pairs: &[Pair<'_>]) {
         "{header}{:<backend_w$} {:>15} {:>10}  {:<backend_w$} {:>15} {:>10}  {:>10}",
         "A backend", "A time", "A stall", "B backend", "B time", "B stall", "rel. error"
     );
-    let errors: Vec<Option<f64>> = pairs.iter().map(Pair::relative_error).collect();
-    for (p, e) in pairs.iter().zip(&errors) {
+    for (p, e) in pairs.iter().zip(errors) {
         let mut row = String::new();
         for (k, w) in shown.iter().zip(&widths) {
-            row.push_str(&format!("{:<w$}  ", cell(p, k)));
+            row.push_str(&format!("{:<w$}  ", point_value(p, k)));
         }
         println!(
             "{row}{:<backend_w$} {:>15} {:>10}  {:<backend_w$} {:>15} {:>10}  {:>10}",
@@ -385,8 +407,12 @@ fn print_points(a: &Input, b: &Input, pairs: &[Pair<'_>]) {
             e.map_or_else(|| "-".to_string(), |e| format!("{e:.4}")),
         );
     }
-    println!();
-    match summary(&errors) {
+}
+
+/// Prints the mean and max relative error (where the max is when points
+/// are `shown`), and warns about points left out of it.
+fn print_summary(pairs: &[Pair<'_>], shown: &[String], errors: &[Option<f64>]) {
+    match summary(errors) {
         Some((mean, max, i)) => {
             let at = if shown.is_empty() {
                 String::new()

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use peerlab_scenarios::{Dur, Rate, Size};
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
 use plotters::element::DynElement;
 use plotters::prelude::*;
 
@@ -133,6 +134,158 @@ impl Ranged for TickedAxis {
 
     fn range(&self) -> Range<f64> {
         self.range.clone()
+    }
+}
+
+/// A line chart: x on a [`TickedAxis`], y from zero up.
+pub type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<TickedAxis, RangedCoordf64>>;
+
+/// Fills `root` white and writes the title and, below it in grey, the
+/// subtitle (font sizes `(title, subtitle)`); returns the area left below.
+pub fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    (title_size, subtitle_size): (u32, u32),
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let area = root.margin(16, 8, 8, 28);
+    let area = area.titled(title, (FONT, title_size).into_font().color(&BLACK))?;
+    area.titled(
+        subtitle,
+        (FONT, subtitle_size).into_font().color(&RGBColor(90, 90, 90)),
+    )
+}
+
+/// How a line chart's grid and axes are labelled.
+#[derive(Debug)]
+pub struct Mesh<'a> {
+    /// The x axis's description, if it has one.
+    pub x_desc: Option<&'a str>,
+    /// The y axis's description.
+    pub y_desc: &'a str,
+    /// Font sizes of the descriptions and of the tick labels.
+    pub fonts: (u32, u32),
+    /// About how many y ticks.
+    pub y_labels: usize,
+}
+
+/// Draws a line chart's light grid at the ticks, its axes and their labels,
+/// x ticks labelled by `x_format`.
+pub fn draw_mesh<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    mesh: &Mesh<'_>,
+    x_format: &dyn Fn(&f64) -> String,
+) -> DrawResult<DB> {
+    let mut style = chart.configure_mesh();
+    if let Some(desc) = mesh.x_desc {
+        style.x_desc(desc);
+    }
+    style
+        .y_desc(mesh.y_desc)
+        .axis_desc_style((FONT, mesh.fonts.0))
+        .label_style((FONT, mesh.fonts.1))
+        .y_labels(mesh.y_labels)
+        .x_label_formatter(x_format)
+        .y_label_formatter(&|v| tick(*v))
+        .bold_line_style(RGBColor(222, 222, 222))
+        .light_line_style(TRANSPARENT)
+        .axis_style(RGBColor(60, 60, 60))
+        .draw()
+}
+
+/// Draws `points` as a solid line with markers of shape `kind` in the
+/// palette's `kind`th colour, under `label` in the legend.
+pub fn draw_marked_line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    points: &[(f64, f64)],
+    kind: usize,
+    label: String,
+) -> DrawResult<DB> {
+    let color = PALETTE[kind % PALETTE.len()];
+    let line = color.stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), line))?
+        .label(label)
+        .legend(move |(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (28, 0)], line)
+                + marker::<DB>(kind, (14, 0), color)
+        });
+    chart.draw_series(
+        points
+            .iter()
+            .map(|&p| EmptyElement::at(p) + marker::<DB>(kind, (0, 0), color)),
+    )?;
+    Ok(())
+}
+
+/// Draws the chart's legend in a white box at `position`, `margin` pixels
+/// from the plot's edges, in `font_size`.
+pub fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+    margin: u32,
+    font_size: u32,
+) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .margin(margin)
+        .legend_area_size(36)
+        .label_font((FONT, font_size))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(190, 190, 190))
+        .draw()
+}
+
+/// The x range of a chart: the categories' positions with half a step
+/// around, else the values' span padded by 4% (half a unit for one value).
+pub fn x_range(categories: Option<&[String]>, xs: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    if let Some(c) = categories {
+        return (-0.5, c.len() as f64 - 0.5);
+    }
+    let (lo, hi) = (
+        xs.clone().fold(f64::INFINITY, f64::min),
+        xs.fold(f64::NEG_INFINITY, f64::max),
+    );
+    if !lo.is_finite() {
+        return (-0.5, 0.5);
+    }
+    let pad = if hi > lo { (hi - lo) * 0.04 } else { 0.5 };
+    (lo - pad, hi + pad)
+}
+
+/// Where the x ticks go: at each category, at every x when there are few,
+/// else at round numbers (whole ones if `integer`).
+pub fn x_ticks(categories: Option<&[String]>, xs: impl Iterator<Item = f64>, integer: bool) -> Vec<f64> {
+    if let Some(c) = categories {
+        return (0..c.len()).map(|k| k as f64).collect();
+    }
+    let mut xs: Vec<f64> = xs.collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    if xs.len() <= 16 {
+        return xs;
+    }
+    round_ticks(xs[0], xs[xs.len() - 1], integer)
+}
+
+/// The label of the x tick at `v`: its category's name, else the number.
+pub fn x_tick_label(categories: Option<&[String]>, v: f64) -> String {
+    match categories {
+        Some(c) => c.get(v.round().max(0.0) as usize).cloned().unwrap_or_default(),
+        None => tick(v),
+    }
+}
+
+/// The x axis's description: the swept field, with its unit.
+pub fn x_desc(field: Option<&str>, unit: &str) -> String {
+    match (field, unit) {
+        (None, _) => String::new(),
+        (Some("peers.count"), "") => "downloaders N (peers.count)".to_string(),
+        (Some(k), "") => k.to_string(),
+        (Some(k), unit) => format!("{k} ({unit})"),
     }
 }
 

@@ -10,9 +10,9 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::input::Input;
-use super::{Pair, PeerPair, relative_error, value_text, varying_fields};
+use super::{Pair, PeerPair, fixed_fields, point_value, relative_error, varying_fields};
 use crate::human;
-use crate::plotting::{self, Draw, DrawResult, FONT, PALETTE, TickedAxis, marker, tick};
+use crate::plotting::{self, Chart, Draw, DrawResult, FONT, Mesh, PALETTE, TickedAxis, marker};
 
 /// The simulator's fidelity target against the real network, in percent.
 const TARGET_PERCENT: f64 = 5.0;
@@ -77,57 +77,69 @@ fn error_summary(series: &[Series]) -> String {
     format!("relative error |A − B| / B: mean {mean:.2}%, max {max:.2}%")
 }
 
-/// The figure of two sweeps' matched points.
-pub fn points(a: &Input, b: &Input, pairs: &[Pair<'_>]) -> Figure {
-    let varying = varying_fields(pairs);
-    let value = |p: &Pair<'_>, k: &str| {
-        p.a.point
-            .iter()
-            .find(|(n, _)| n == k)
-            .map_or_else(String::new, |(_, v)| value_text(v))
-    };
-    // x: the first varying field whose values are numbers, else the first
-    // varying field as categories.
+/// Where a points figure puts its x: the first varying field whose values
+/// are numbers, else the first varying field as categories.
+struct PointsX {
+    field: Option<String>,
+    /// x of each pair, in order.
+    xs: Vec<f64>,
+    unit: String,
+    categories: Option<Vec<String>>,
+}
+
+/// Chooses the x field among `varying` and places each pair on it.
+fn choose_x(pairs: &[Pair<'_>], varying: &[String]) -> PointsX {
     let numeric_x = varying.iter().find_map(|k| {
-        let values: Vec<String> = pairs.iter().map(|p| value(p, k)).collect();
+        let values: Vec<String> = pairs.iter().map(|p| point_value(p, k)).collect();
         plotting::numeric(&values).map(|(xs, unit)| (k.clone(), xs, unit))
     });
-    let (x_field, xs, unit, categories) = match numeric_x {
-        Some((k, xs, unit)) => (Some(k), xs, unit, None),
-        None => match varying.first() {
-            Some(k) => {
-                let mut cats: Vec<String> = Vec::new();
-                let xs = pairs
-                    .iter()
-                    .map(|p| {
-                        let v = value(p, k);
-                        let i = cats.iter().position(|c| *c == v).unwrap_or_else(|| {
-                            cats.push(v);
-                            cats.len() - 1
-                        });
-                        i as f64
-                    })
-                    .collect();
-                (Some(k.clone()), xs, String::new(), Some(cats))
+    if let Some((k, xs, unit)) = numeric_x {
+        return PointsX {
+            field: Some(k),
+            xs,
+            unit,
+            categories: None,
+        };
+    }
+    match varying.first() {
+        Some(k) => {
+            let mut cats: Vec<String> = Vec::new();
+            let xs = pairs
+                .iter()
+                .map(|p| {
+                    let v = point_value(p, k);
+                    let i = cats.iter().position(|c| *c == v).unwrap_or_else(|| {
+                        cats.push(v);
+                        cats.len() - 1
+                    });
+                    i as f64
+                })
+                .collect();
+            PointsX {
+                field: Some(k.clone()),
+                xs,
+                unit: String::new(),
+                categories: Some(cats),
             }
-            None => (
-                None,
-                vec![0.0; pairs.len()],
-                String::new(),
-                Some(vec![String::new()]),
-            ),
+        }
+        None => PointsX {
+            field: None,
+            xs: vec![0.0; pairs.len()],
+            unit: String::new(),
+            categories: Some(vec![String::new()]),
         },
-    };
-    let others: Vec<&String> = varying
-        .iter()
-        .filter(|k| Some(*k) != x_field.as_ref() && *k != "protocol" && *k != "file.size")
-        .collect();
+    }
+}
+
+/// One series per (protocol, file, `others` fields), holding each pair's
+/// times and error at its x, sorted by x.
+fn point_series(pairs: &[Pair<'_>], xs: &[f64], others: &[&String]) -> Vec<Series> {
     let mut keys: Vec<String> = Vec::new();
     let mut series: Vec<Series> = Vec::new();
-    for (p, &x) in pairs.iter().zip(&xs) {
+    for (p, &x) in pairs.iter().zip(xs) {
         let r = &p.a.report;
         let mut parts = vec![r.protocol.to_string(), human::bytes(r.file_bytes)];
-        parts.extend(others.iter().map(|k| format!("{k}={}", value(p, k))));
+        parts.extend(others.iter().map(|k| format!("{k}={}", point_value(p, k))));
         let label = parts.join(", ");
         let i = keys.iter().position(|k| *k == label).unwrap_or_else(|| {
             keys.push(label.clone());
@@ -154,38 +166,50 @@ pub fn points(a: &Input, b: &Input, pairs: &[Pair<'_>]) -> Figure {
             line.sort_by(|p, q| p.0.total_cmp(&q.0));
         }
     }
-    let x_label = match (x_field.as_deref(), unit.as_str()) {
-        (None, _) => String::new(),
-        (Some("peers.count"), "") => "downloaders N (peers.count)".to_string(),
-        (Some(k), "") => k.to_string(),
-        (Some(k), unit) => format!("{k} ({unit})"),
-    };
-    let fixed: Vec<String> = pairs[0]
-        .a
-        .point
-        .iter()
-        .filter(|(k, _)| !varying.contains(k))
-        .map(|(k, v)| format!("{k}={}", value_text(v)))
-        .collect();
-    let (a_name, b_name) = side_names(&pairs[0]);
-    let r0 = &pairs[0].a.report;
-    let name = r0.scenario.clone().unwrap_or_else(|| r0.protocol.to_string());
+    series
+}
+
+/// The subtitle of a points figure: both files, the fields no point
+/// varies, and the error summary.
+fn points_subtitle(
+    a: &Input,
+    b: &Input,
+    pairs: &[Pair<'_>],
+    varying: &[String],
+    series: &[Series],
+) -> String {
+    let fixed = fixed_fields(pairs, varying);
     let mut subtitle = format!("A = {} · B = {}", file_name(a), file_name(b));
     if !fixed.is_empty() {
         subtitle.push_str(&format!(" · {}", fixed.join(", ")));
     }
-    subtitle.push_str(&format!(" · {}", error_summary(&series)));
+    subtitle.push_str(&format!(" · {}", error_summary(series)));
+    subtitle
+}
+
+/// The figure of two sweeps' matched points.
+pub fn points(a: &Input, b: &Input, pairs: &[Pair<'_>]) -> Figure {
+    let varying = varying_fields(pairs);
+    let x = choose_x(pairs, &varying);
+    let others: Vec<&String> = varying
+        .iter()
+        .filter(|k| Some(*k) != x.field.as_ref() && *k != "protocol" && *k != "file.size")
+        .collect();
+    let series = point_series(pairs, &x.xs, &others);
+    let (a_name, b_name) = side_names(&pairs[0]);
+    let r0 = &pairs[0].a.report;
+    let name = r0.scenario.clone().unwrap_or_else(|| r0.protocol.to_string());
     Figure {
-        title: match x_field.as_deref() {
+        title: match x.field.as_deref() {
             Some(k) => format!("{name}: {a_name} vs {b_name}, distribution time vs {k}"),
             None => format!("{name}: {a_name} vs {b_name}, distribution time"),
         }
         .replace(" (reference)", ""),
-        subtitle,
-        x_label,
+        subtitle: points_subtitle(a, b, pairs, &varying, &series),
+        x_label: plotting::x_desc(x.field.as_deref(), &x.unit),
         y_label: "distribution time (s)".to_string(),
-        integer_x: xs.iter().all(|v| v.fract() == 0.0),
-        categories,
+        integer_x: x.xs.iter().all(|v| v.fract() == 0.0),
+        categories: x.categories,
         a_name,
         b_name,
         series,
@@ -243,49 +267,20 @@ pub fn peers(a: &Input, b: &Input, pair: &Pair<'_>, peers: &[PeerPair]) -> Figur
 }
 
 impl Figure {
-    fn x_range(&self) -> (f64, f64) {
-        if let Some(c) = &self.categories {
-            return (-0.5, c.len() as f64 - 0.5);
-        }
-        let xs = || {
-            self.series
-                .iter()
-                .flat_map(|s| s.a.iter().chain(&s.b))
-                .map(|p| p.0)
-        };
-        let (lo, hi) = (
-            xs().fold(f64::INFINITY, f64::min),
-            xs().fold(f64::NEG_INFINITY, f64::max),
-        );
-        if !lo.is_finite() {
-            return (-0.5, 0.5);
-        }
-        let pad = if hi > lo { (hi - lo) * 0.04 } else { 0.5 };
-        (lo - pad, hi + pad)
-    }
-
-    fn x_ticks(&self) -> Vec<f64> {
-        if let Some(c) = &self.categories {
-            return (0..c.len()).map(|k| k as f64).collect();
-        }
-        let mut xs: Vec<f64> = self
-            .series
+    /// Every x that A or B has a time at.
+    fn xs(&self) -> impl Iterator<Item = f64> + Clone + '_ {
+        self.series
             .iter()
             .flat_map(|s| s.a.iter().chain(&s.b))
             .map(|p| p.0)
-            .collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        if xs.len() <= 16 {
-            return xs;
-        }
-        plotting::round_ticks(xs[0], xs[xs.len() - 1], self.integer_x)
     }
 
-    fn x_format(&self, v: f64) -> String {
-        match &self.categories {
-            Some(c) => c.get(v.round().max(0.0) as usize).cloned().unwrap_or_default(),
-            None => tick(v),
+    /// Both panels' x axis.
+    fn x_axis(&self) -> TickedAxis {
+        let (lo, hi) = plotting::x_range(self.categories.as_deref(), self.xs());
+        TickedAxis {
+            range: lo..hi,
+            ticks: plotting::x_ticks(self.categories.as_deref(), self.xs(), self.integer_x),
         }
     }
 
@@ -296,27 +291,9 @@ impl Figure {
             format!("{} · {side}", s.label)
         }
     }
-}
 
-impl Draw for Figure {
-    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
-        let area = root.margin(16, 8, 8, 28);
-        let area = area.titled(&self.title, (FONT, 28).into_font().color(&BLACK))?;
-        let area = area.titled(
-            &self.subtitle,
-            (FONT, 18).into_font().color(&RGBColor(90, 90, 90)),
-        )?;
-        let height = area.dim_in_pixel().1;
-        let (upper, lower) = area.split_vertically((f64::from(height) * 0.66) as i32);
-        let (x_lo, x_hi) = self.x_range();
-        let x_axis = || TickedAxis {
-            range: x_lo..x_hi,
-            ticks: self.x_ticks(),
-        };
-        let x_format = |v: &f64| self.x_format(*v);
-
-        // Distribution (or completion) times.
+    /// Draws the upper panel: A's and B's times, one colour per series.
+    fn draw_times<DB: DrawingBackend>(&self, upper: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let y_max = self
             .series
             .iter()
@@ -324,51 +301,25 @@ impl Draw for Figure {
             .map(|p| p.1)
             .fold(0.0f64, f64::max);
         let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
-        let mut chart = ChartBuilder::on(&upper)
+        let x_axis = self.x_axis();
+        let x_range = (x_axis.range.start, x_axis.range.end);
+        let mut chart = ChartBuilder::on(upper)
             .margin(12)
             .margin_bottom(4)
             .x_label_area_size(36)
             .y_label_area_size(84)
-            .build_cartesian_2d(x_axis(), 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .y_desc(self.y_label.as_str())
-            .axis_desc_style((FONT, 20))
-            .label_style((FONT, 16))
-            .y_labels(8)
-            .x_label_formatter(&x_format)
-            .y_label_formatter(&|v| tick(*v))
-            .bold_line_style(RGBColor(222, 222, 222))
-            .light_line_style(TRANSPARENT)
-            .axis_style(RGBColor(60, 60, 60))
-            .draw()?;
+            .build_cartesian_2d(x_axis, 0.0..y_max)?;
+        let mesh = Mesh {
+            x_desc: None,
+            y_desc: &self.y_label,
+            fonts: (20, 16),
+            y_labels: 8,
+        };
+        let categories = self.categories.as_deref();
+        plotting::draw_mesh(&mut chart, &mesh, &|v| plotting::x_tick_label(categories, *v))?;
         for (i, s) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let line = color.stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(s.a.iter().copied(), line))?
-                .label(self.legend_label(s, &self.a_name))
-                .legend(move |(x, y)| {
-                    EmptyElement::at((x, y))
-                        + PathElement::new(vec![(0, 0), (28, 0)], line)
-                        + marker::<DB>(i, (14, 0), color)
-                });
-            chart.draw_series(
-                s.a.iter()
-                    .map(|&p| EmptyElement::at(p) + marker::<DB>(i, (0, 0), color)),
-            )?;
-            chart
-                .draw_series(DashedLineSeries::new(s.b.iter().copied(), 10, 6, line))?
-                .label(self.legend_label(s, &self.b_name))
-                .legend(move |(x, y)| {
-                    EmptyElement::at((x, y))
-                        + DashedPathElement::new(vec![(0, 0), (28, 0)], 8, 4, line)
-                        + Circle::new((14, 0), 6, WHITE.filled())
-                        + Circle::new((14, 0), 6, line)
-                });
-            chart.draw_series(s.b.iter().map(|&p| {
-                EmptyElement::at(p) + Circle::new((0, 0), 6, WHITE.filled()) + Circle::new((0, 0), 6, line)
-            }))?;
+            plotting::draw_marked_line(&mut chart, &s.a, i, self.legend_label(s, &self.a_name))?;
+            self.draw_reference_line(&mut chart, s, i)?;
         }
         let lines: Vec<&[(f64, f64)]> = self
             .series
@@ -376,22 +327,41 @@ impl Draw for Figure {
             .flat_map(|s| [s.a.as_slice(), s.b.as_slice()])
             .collect();
         let entries = self.series.len() * 2;
-        chart
-            .configure_series_labels()
-            .position(plotting::legend_corner(
-                &lines,
-                (x_lo, x_hi),
-                y_max,
-                (0.42, (0.06 + entries as f64 * 0.07).min(0.9)),
-            ))
-            .margin(14)
-            .legend_area_size(36)
-            .label_font((FONT, 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(190, 190, 190))
-            .draw()?;
+        let corner = plotting::legend_corner(
+            &lines,
+            x_range,
+            y_max,
+            (0.42, (0.06 + entries as f64 * 0.07).min(0.9)),
+        );
+        plotting::draw_legend(&mut chart, corner, 14, 17)
+    }
 
-        // Relative errors, in percent, with the fidelity target.
+    /// Draws B's times of series `i`: dashed, with hollow circles.
+    fn draw_reference_line<'a, DB: DrawingBackend + 'a>(
+        &self,
+        chart: &mut Chart<'a, DB>,
+        s: &Series,
+        i: usize,
+    ) -> DrawResult<DB> {
+        let line = PALETTE[i % PALETTE.len()].stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(s.b.iter().copied(), 10, 6, line))?
+            .label(self.legend_label(s, &self.b_name))
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + DashedPathElement::new(vec![(0, 0), (28, 0)], 8, 4, line)
+                    + Circle::new((14, 0), 6, WHITE.filled())
+                    + Circle::new((14, 0), 6, line)
+            });
+        chart.draw_series(s.b.iter().map(|&p| {
+            EmptyElement::at(p) + Circle::new((0, 0), 6, WHITE.filled()) + Circle::new((0, 0), 6, line)
+        }))?;
+        Ok(())
+    }
+
+    /// Draws the lower panel: each point's relative error in percent, with
+    /// the fidelity target dashed.
+    fn draw_errors<DB: DrawingBackend>(&self, lower: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let e_max = self
             .series
             .iter()
@@ -399,25 +369,22 @@ impl Draw for Figure {
             .map(|p| p.1)
             .fold(0.0f64, f64::max);
         let e_max = (e_max * 1.35).max(TARGET_PERCENT * 1.4);
-        let mut panel = ChartBuilder::on(&lower)
+        let x_axis = self.x_axis();
+        let (x_lo, x_hi) = (x_axis.range.start, x_axis.range.end);
+        let mut panel = ChartBuilder::on(lower)
             .margin(12)
             .margin_top(4)
             .x_label_area_size(60)
             .y_label_area_size(84)
-            .build_cartesian_2d(x_axis(), 0.0..e_max)?;
-        panel
-            .configure_mesh()
-            .x_desc(self.x_label.as_str())
-            .y_desc("|A − B| / B (%)")
-            .axis_desc_style((FONT, 20))
-            .label_style((FONT, 16))
-            .y_labels(5)
-            .x_label_formatter(&x_format)
-            .y_label_formatter(&|v| tick(*v))
-            .bold_line_style(RGBColor(222, 222, 222))
-            .light_line_style(TRANSPARENT)
-            .axis_style(RGBColor(60, 60, 60))
-            .draw()?;
+            .build_cartesian_2d(x_axis, 0.0..e_max)?;
+        let mesh = Mesh {
+            x_desc: Some(&self.x_label),
+            y_desc: "|A − B| / B (%)",
+            fonts: (20, 16),
+            y_labels: 5,
+        };
+        let categories = self.categories.as_deref();
+        plotting::draw_mesh(&mut panel, &mesh, &|v| plotting::x_tick_label(categories, *v))?;
         let target = RGBColor(120, 120, 120).stroke_width(1);
         panel
             .draw_series(DashedLineSeries::new(
@@ -430,6 +397,19 @@ impl Draw for Figure {
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y)) + DashedPathElement::new(vec![(0, 0), (28, 0)], 6, 5, target)
             });
+        self.draw_error_lines(&mut panel)?;
+        let corner = plotting::legend_corner(
+            &self.series.iter().map(|s| s.err.as_slice()).collect::<Vec<_>>(),
+            (x_lo, x_hi),
+            e_max,
+            (0.42, 0.3),
+        );
+        plotting::draw_legend(&mut panel, corner, 10, 15)
+    }
+
+    /// Draws each series' errors as a thin line with markers, and writes
+    /// them next to their points when there are few.
+    fn draw_error_lines<'a, DB: DrawingBackend + 'a>(&self, panel: &mut Chart<'a, DB>) -> DrawResult<DB> {
         let labelled = self.series.iter().map(|s| s.err.len()).sum::<usize>() <= MAX_ERROR_LABELS;
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
@@ -446,20 +426,17 @@ impl Draw for Figure {
                 }))?;
             }
         }
-        panel
-            .configure_series_labels()
-            .position(plotting::legend_corner(
-                &self.series.iter().map(|s| s.err.as_slice()).collect::<Vec<_>>(),
-                (x_lo, x_hi),
-                e_max,
-                (0.42, 0.3),
-            ))
-            .margin(10)
-            .legend_area_size(36)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(190, 190, 190))
-            .draw()?;
+        Ok(())
+    }
+}
+
+impl Draw for Figure {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let area = plotting::titled(&root, &self.title, &self.subtitle, (28, 18))?;
+        let height = area.dim_in_pixel().1;
+        let (upper, lower) = area.split_vertically((f64::from(height) * 0.66) as i32);
+        self.draw_times(&upper)?;
+        self.draw_errors(&lower)?;
         root.present()?;
         Ok(())
     }
