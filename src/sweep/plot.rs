@@ -14,7 +14,7 @@ use plotters::prelude::*;
 
 use super::PointResult;
 use super::grid::Axis;
-use crate::plotting::{self, Draw, DrawResult, FONT, PALETTE, TickedAxis, marker, numeric, tick};
+use crate::plotting::{self, Chart, Draw, DrawResult, Mesh, PALETTE, TickedAxis, numeric};
 
 const CS_BOUND: RGBColor = RGBColor(70, 70, 70);
 const P2P_BOUND: RGBColor = RGBColor(150, 150, 150);
@@ -96,13 +96,32 @@ fn choose_x(axes: &[Axis]) -> XAxis {
     }
 }
 
-/// The figure of a sweep: `results` in grid order, `first` the scenario of
-/// the first point (for the title's facts).
-pub fn figure(name: &str, axes: &[Axis], first: &Scenario, results: &[PointResult]) -> Figure {
-    let x = choose_x(axes);
-    let others: Vec<usize> = (0..axes.len())
-        .filter(|&i| axes[i].varies() && Some(i) != x.axis)
+/// The label of the series at `key` (a value index per `others` axis):
+/// the protocol when nothing else varies, else `path=value` of each.
+fn series_label(axes: &[Axis], others: &[usize], key: &[usize], first: &Scenario) -> String {
+    if others.is_empty() {
+        return first.protocol.to_string();
+    }
+    let parts: Vec<String> = others
+        .iter()
+        .zip(key)
+        .map(|(&i, &v)| match axes[i].path.as_str() {
+            "protocol" => axes[i].values[v].clone(),
+            path => format!("{path}={}", axes[i].values[v]),
+        })
         .collect();
+    parts.join(", ")
+}
+
+/// One series per combination of the `others` axes' values, holding each
+/// point's time and bounds at its x, sorted by x.
+fn group_series(
+    axes: &[Axis],
+    x: &XAxis,
+    others: &[usize],
+    first: &Scenario,
+    results: &[PointResult],
+) -> Vec<Series> {
     let mut keys: Vec<Vec<usize>> = Vec::new();
     let mut series: Vec<Series> = Vec::new();
     for r in results {
@@ -110,19 +129,7 @@ pub fn figure(name: &str, axes: &[Axis], first: &Scenario, results: &[PointResul
         let s = match keys.iter().position(|k| *k == key) {
             Some(s) => s,
             None => {
-                let label = if others.is_empty() {
-                    first.protocol.to_string()
-                } else {
-                    let parts: Vec<String> = others
-                        .iter()
-                        .zip(&key)
-                        .map(|(&i, &v)| match axes[i].path.as_str() {
-                            "protocol" => axes[i].values[v].clone(),
-                            path => format!("{path}={}", axes[i].values[v]),
-                        })
-                        .collect();
-                    parts.join(", ")
-                };
+                let label = series_label(axes, others, &key, first);
                 keys.push(key);
                 series.push(Series {
                     label,
@@ -146,6 +153,12 @@ pub fn figure(name: &str, axes: &[Axis], first: &Scenario, results: &[PointResul
             line.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
     }
+    series
+}
+
+/// The dashed bound lines: one of each kind when every series has the same
+/// curve, else one per series in its colour.
+fn bound_lines(series: &[Series]) -> Vec<BoundLine> {
     let mut bounds = Vec::new();
     for kind in [BoundKind::ClientServer, BoundKind::P2p] {
         let line = |s: &Series| match kind {
@@ -177,13 +190,19 @@ pub fn figure(name: &str, axes: &[Axis], first: &Scenario, results: &[PointResul
             }
         }
     }
+    bounds
+}
+
+/// The figure of a sweep: `results` in grid order, `first` the scenario of
+/// the first point (for the title's facts).
+pub fn figure(name: &str, axes: &[Axis], first: &Scenario, results: &[PointResult]) -> Figure {
+    let x = choose_x(axes);
+    let others: Vec<usize> = (0..axes.len())
+        .filter(|&i| axes[i].varies() && Some(i) != x.axis)
+        .collect();
+    let series = group_series(axes, &x, &others, first, results);
+    let bounds = bound_lines(&series);
     let path = x.axis.map(|i| axes[i].path.as_str());
-    let x_label = match (path, x.unit.as_str()) {
-        (None, _) => String::new(),
-        (Some("peers.count"), "") => "downloaders N (peers.count)".to_string(),
-        (Some(p), "") => p.to_string(),
-        (Some(p), unit) => format!("{p} ({unit})"),
-    };
     let swept: Vec<&str> = axes
         .iter()
         .filter(|a| a.varies())
@@ -196,7 +215,7 @@ pub fn figure(name: &str, axes: &[Axis], first: &Scenario, results: &[PointResul
             None => format!("{name}: distribution time"),
         },
         subtitle: subtitle(first, &swept, incomplete),
-        x_label,
+        x_label: plotting::x_desc(path, &x.unit),
         categories: (x.categorical).then(|| {
             x.axis
                 .map_or_else(|| vec![String::new()], |i| axes[i].values.clone())
@@ -271,19 +290,9 @@ impl Draw for Figure {
     }
 }
 
-/// Where the x ticks go: at every x when there are few, else at round
-/// numbers.
-fn x_ticks(fig: &Figure) -> Vec<f64> {
-    if let Some(c) = &fig.categories {
-        return (0..c.len()).map(|k| k as f64).collect();
-    }
-    let mut xs: Vec<f64> = fig.bounds.iter().flat_map(|b| &b.points).map(|p| p.0).collect();
-    xs.sort_by(f64::total_cmp);
-    xs.dedup();
-    if xs.len() <= 16 {
-        return xs;
-    }
-    plotting::round_ticks(xs[0], xs[xs.len() - 1], fig.integer_x)
+/// Every x a point of the sweep is at (every point has its bounds).
+fn all_x(fig: &Figure) -> impl Iterator<Item = f64> + Clone + '_ {
+    fig.bounds.iter().flat_map(|b| &b.points).map(|p| p.0)
 }
 
 /// The corner of the plot the lines cross least, for the legend.
@@ -300,40 +309,20 @@ fn legend_corner(fig: &Figure, x: (f64, f64), y_max: f64) -> SeriesLabelPosition
     plotting::legend_corner(&lines, x, y_max, size)
 }
 
+/// Draws the whole figure: title, axes, the measured lines, the bounds
+/// over them, and the legend.
 fn draw<DB: DrawingBackend>(fig: &Figure, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    root.fill(&WHITE)?;
-    let area = root.margin(16, 8, 8, 28);
-    let area = area.titled(&fig.title, (FONT, 30).into_font().color(&BLACK))?;
-    let area = area.titled(&fig.subtitle, (FONT, 19).into_font().color(&RGBColor(90, 90, 90)))?;
-
-    let all_y = fig
+    let area = plotting::titled(&root, &fig.title, &fig.subtitle, (30, 19))?;
+    let y_max = fig
         .series
         .iter()
         .flat_map(|s| &s.points)
         .chain(fig.bounds.iter().flat_map(|b| &b.points))
-        .map(|p| p.1);
-    let y_max = all_y.fold(0.0f64, f64::max);
+        .map(|p| p.1)
+        .fold(0.0f64, f64::max);
     let y_max = if y_max > 0.0 { y_max * 1.08 } else { 1.0 };
-    let all_x = || fig.bounds.iter().flat_map(|b| &b.points).map(|p| p.0);
-    let (x_min, x_max) = (
-        all_x().fold(f64::INFINITY, f64::min),
-        all_x().fold(f64::NEG_INFINITY, f64::max),
-    );
-    let (x_min, x_max) = if x_min.is_finite() {
-        (x_min, x_max)
-    } else {
-        (0.0, 0.0)
-    };
-    let pad = if x_max > x_min {
-        (x_max - x_min) * 0.04
-    } else {
-        0.5
-    };
-    let (x_lo, x_hi) = match &fig.categories {
-        Some(c) => (-0.5, c.len() as f64 - 0.5),
-        None => (x_min - pad, x_max + pad),
-    };
-
+    let categories = fig.categories.as_deref();
+    let (x_lo, x_hi) = plotting::x_range(categories, all_x(fig));
     let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(64)
@@ -341,61 +330,48 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: DrawingArea<DB, Shift>) -> DrawR
         .build_cartesian_2d(
             TickedAxis {
                 range: x_lo..x_hi,
-                ticks: x_ticks(fig),
+                ticks: plotting::x_ticks(categories, all_x(fig), fig.integer_x),
             },
             0.0..y_max,
         )?;
-    let x_format = |v: &f64| match &fig.categories {
-        Some(c) => c.get(v.round().max(0.0) as usize).cloned().unwrap_or_default(),
-        None => tick(*v),
+    let mesh = Mesh {
+        x_desc: Some(&fig.x_label),
+        y_desc: "distribution time (s)",
+        fonts: (22, 17),
+        y_labels: 10,
     };
-    chart
-        .configure_mesh()
-        .x_desc(fig.x_label.as_str())
-        .y_desc("distribution time (s)")
-        .axis_desc_style((FONT, 22))
-        .label_style((FONT, 17))
-        .y_labels(10)
-        .x_label_formatter(&x_format)
-        .y_label_formatter(&|v| tick(*v))
-        .bold_line_style(RGBColor(222, 222, 222))
-        .light_line_style(TRANSPARENT)
-        .axis_style(RGBColor(60, 60, 60))
-        .draw()?;
-
-    let bound_style = |b: &BoundLine| {
-        let (color, dash, gap) = match (b.series, b.kind) {
-            (Some(i), BoundKind::ClientServer) => (PALETTE[i % PALETTE.len()], 12, 6),
-            (Some(i), BoundKind::P2p) => (PALETTE[i % PALETTE.len()], 4, 5),
-            (None, BoundKind::ClientServer) => (CS_BOUND, 12, 6),
-            (None, BoundKind::P2p) => (P2P_BOUND, 4, 5),
-        };
-        (color.stroke_width(2), dash, gap)
-    };
+    plotting::draw_mesh(&mut chart, &mesh, &|v| plotting::x_tick_label(categories, *v))?;
     for (i, s) in fig.series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let line = color.stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), line))?
-            .label(s.label.as_str())
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (28, 0)], line)
-                    + marker::<DB>(i, (14, 0), color)
-            });
-        chart.draw_series(
-            s.points
-                .iter()
-                .map(|&p| EmptyElement::at(p) + marker::<DB>(i, (0, 0), color)),
-        )?;
+        plotting::draw_marked_line(&mut chart, &s.points, i, s.label.clone())?;
     }
+    draw_bounds(fig, &mut chart)?;
+    let corner = legend_corner(fig, (x_lo, x_hi), y_max);
+    plotting::draw_legend(&mut chart, corner, 16, 18)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The colour, dash and gap of a bound line: the series' colour when it
+/// has one, grey otherwise; long dashes for client-server, short for P2P.
+fn bound_style(b: &BoundLine) -> (ShapeStyle, u32, u32) {
+    let (color, dash, gap) = match (b.series, b.kind) {
+        (Some(i), BoundKind::ClientServer) => (PALETTE[i % PALETTE.len()], 12, 6),
+        (Some(i), BoundKind::P2p) => (PALETTE[i % PALETTE.len()], 4, 5),
+        (None, BoundKind::ClientServer) => (CS_BOUND, 12, 6),
+        (None, BoundKind::P2p) => (P2P_BOUND, 4, 5),
+    };
+    (color.stroke_width(2), dash, gap)
+}
+
+/// Draws the bounds dashed over the measurements, then their legend
+/// entries after the measurements'.
+fn draw_bounds<'a, DB: DrawingBackend + 'a>(fig: &Figure, chart: &mut Chart<'a, DB>) -> DrawResult<DB> {
     // Bounds over the measurements, which often run right along them: the
     // dashes leave the line visible.
     for b in &fig.bounds {
         let (style, dash, gap) = bound_style(b);
         chart.draw_series(DashedLineSeries::new(b.points.iter().copied(), dash, gap, style))?;
     }
-    // The bounds' legend entries, after the measurements'.
     for b in &fig.bounds {
         let (style, dash, gap) = bound_style(b);
         chart
@@ -405,15 +381,5 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: DrawingArea<DB, Shift>) -> DrawR
                 EmptyElement::at((x, y)) + DashedPathElement::new(vec![(0, 0), (28, 0)], dash, gap, style)
             });
     }
-    chart
-        .configure_series_labels()
-        .position(legend_corner(fig, (x_lo, x_hi), y_max))
-        .margin(16)
-        .legend_area_size(36)
-        .label_font((FONT, 18))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(190, 190, 190))
-        .draw()?;
-    root.present()?;
     Ok(())
 }
