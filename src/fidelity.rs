@@ -18,11 +18,11 @@
 //! - `plot.png` / `plot.svg`: each row's errors against the tolerance.
 
 mod figure;
+mod markdown;
 pub mod matrix;
 pub mod metrics;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -187,6 +187,49 @@ pub struct RowResult {
 
 /// Runs `peerlab fidelity`.
 pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
+    let (matrix, rows) = load_matrix(args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("fidelity-{}", matrix.name)));
+    let runs_path = out.join("runs.jsonl");
+    if runs_path.exists() && !args.resume {
+        bail!(
+            "{} already holds runs; --resume carries on with them, or give another --out",
+            runs_path.display()
+        );
+    }
+    std::fs::create_dir_all(out.join("logs")).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut done = read_runs(&runs_path)?;
+    run_missing(&matrix, &rows, args, &out, &mut done)?;
+
+    let results: Vec<RowResult> = rows
+        .iter()
+        .map(|row| judge(&matrix, row, args.real, &done))
+        .collect();
+    let rows_path = write_results(&matrix, &results, &done, args, &out)?;
+    if !args.quiet {
+        print_table(&matrix, &results);
+    }
+    println!("runs: {}", runs_path.display());
+    println!("rows: {}", rows_path.display());
+    println!(
+        "table: {} · plot: {} {}",
+        out.join("fidelity.md").display(),
+        out.join("plot.png").display(),
+        out.join("plot.svg").display()
+    );
+    let passed = print_verdict(&matrix, &rows, &results, args.real);
+    Ok(if passed == results.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// The matrix with `--repeats` applied and the rows `--rows` selects,
+/// after checking the arguments and that every row's scenario loads.
+fn load_matrix(args: &FidelityArgs) -> Result<(Matrix, Vec<Row>)> {
     let mut matrix = Matrix::load(&args.matrix)?;
     if let Some(r) = args.repeats {
         if r == 0 {
@@ -203,20 +246,19 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
         scenario_arg::load(&row.scenario, &matrix.sets(row, 1))
             .with_context(|| format!("matrix row {:?}", row.name))?;
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("fidelity-{}", matrix.name)));
-    let runs_path = out.join("runs.jsonl");
-    if runs_path.exists() && !args.resume {
-        bail!(
-            "{} already holds runs; --resume carries on with them, or give another --out",
-            runs_path.display()
-        );
-    }
-    std::fs::create_dir_all(out.join("logs")).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut done = read_runs(&runs_path)?;
+    Ok((matrix, rows))
+}
 
+/// Runs every (row, seed, side) not yet `done`, appending each record to
+/// `runs.jsonl` as it finishes, with a progress bar unless quiet.
+fn run_missing(
+    matrix: &Matrix,
+    rows: &[Row],
+    args: &FidelityArgs,
+    out: &Path,
+    done: &mut Done,
+) -> Result<()> {
+    let runs_path = out.join("runs.jsonl");
     let total = rows.len() * matrix.repeats as usize * 2;
     let bar = progress_bar(args.quiet, total as u64);
     let mut runs = std::fs::OpenOptions::new()
@@ -224,7 +266,7 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
         .append(true)
         .open(&runs_path)
         .with_context(|| format!("cannot write {}", runs_path.display()))?;
-    for row in &rows {
+    for row in rows {
         for k in 1..=matrix.repeats {
             for backend in ["sim", args.real.name()] {
                 if let Some(bar) = &bar {
@@ -233,9 +275,9 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
                 let key = (row.name.clone(), backend.to_string(), k);
                 if let std::collections::btree_map::Entry::Vacant(slot) = done.entry(key) {
                     let record = if backend == "sim" {
-                        run_sim(&matrix, row, k)?
+                        run_sim(matrix, row, k)?
                     } else {
-                        run_real(&matrix, row, k, args, &out)?
+                        run_real(matrix, row, k, args, out)?
                     };
                     let line = serde_json::to_string(&record)? + "\n";
                     runs.write_all(line.as_bytes())
@@ -252,33 +294,34 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    Ok(())
+}
 
-    let results: Vec<RowResult> = rows
-        .iter()
-        .map(|row| judge(&matrix, row, args.real, &done))
-        .collect();
+/// Writes `rows.jsonl`, `fidelity.md` and the figure into `out`; returns
+/// the path of `rows.jsonl`.
+fn write_results(
+    matrix: &Matrix,
+    results: &[RowResult],
+    done: &Done,
+    args: &FidelityArgs,
+    out: &Path,
+) -> Result<PathBuf> {
     let rows_path = out.join("rows.jsonl");
     let mut text = String::new();
-    for r in &results {
+    for r in results {
         text.push_str(&serde_json::to_string(r)?);
         text.push('\n');
     }
     std::fs::write(&rows_path, text).with_context(|| format!("cannot write {}", rows_path.display()))?;
     let records: Vec<&RunRecord> = done.values().collect();
-    let md = markdown(&matrix, &results, &records, args);
+    let md = markdown::markdown(matrix, results, &records, args);
     std::fs::write(out.join("fidelity.md"), md).context("cannot write fidelity.md")?;
-    crate::plotting::write(&figure::Figure::new(&matrix, &results), &out, "plot")?;
-    if !args.quiet {
-        print_table(&matrix, &results);
-    }
-    println!("runs: {}", runs_path.display());
-    println!("rows: {}", rows_path.display());
-    println!(
-        "table: {} · plot: {} {}",
-        out.join("fidelity.md").display(),
-        out.join("plot.png").display(),
-        out.join("plot.svg").display()
-    );
+    crate::plotting::write(&figure::Figure::new(matrix, results), out, "plot")?;
+    Ok(rows_path)
+}
+
+/// Prints how many rows passed, and against what; returns that number.
+fn print_verdict(matrix: &Matrix, rows: &[Row], results: &[RowResult], real: Real) -> usize {
     let passed = results.iter().filter(|r| r.verdict == Verdict::Pass).count();
     let own = if rows.iter().any(|r| r.tolerance.is_some()) {
         " (or the row's own tolerance)"
@@ -289,13 +332,9 @@ pub fn run(args: &FidelityArgs) -> Result<ExitCode> {
         "{passed}/{} rows within {:.0}%{own} of {}",
         results.len(),
         matrix.tolerance.relative * 100.0,
-        args.real.name()
+        real.name()
     );
-    Ok(if passed == results.len() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    passed
 }
 
 type Done = BTreeMap<(String, String, u32), RunRecord>;
@@ -591,167 +630,6 @@ fn print_table(matrix: &Matrix, results: &[RowResult]) {
         );
     }
     println!();
-}
-
-/// The matrix's results as Markdown: what was run and how, the summary, and
-/// every metric of every row.
-fn markdown(matrix: &Matrix, results: &[RowResult], records: &[&RunRecord], args: &FidelityArgs) -> String {
-    let real = args.real.name();
-    let mut md = String::new();
-    let _ = writeln!(md, "# Fidelity: the simulator against {real}\n");
-    let _ = writeln!(
-        md,
-        "Matrix `{}`{}: {} rows, {} runs per row on each side (run k with seed k), \
-         tolerance {:.0}% on the means (relay timings: or {} ms). Written by `peerlab fidelity {}`.\n",
-        matrix.name,
-        matrix
-            .description
-            .as_deref()
-            .map_or_else(String::new, |d| format!(" ({d})")),
-        results.len(),
-        matrix.repeats,
-        matrix.tolerance.relative * 100.0,
-        (matrix.tolerance.relay_s * 1000.0).round(),
-        args.matrix
-    );
-    let real_runs: Vec<&&RunRecord> = records.iter().filter(|r| r.backend == real).collect();
-    let real_wall: f64 = real_runs.iter().map(|r| r.wall_s).sum();
-    // From the runs, not this invocation: a resumed matrix ran fewer.
-    let all_wall: f64 = records.iter().map(|r| r.wall_s).sum();
-    let pressures: Vec<f64> = real_runs.iter().filter_map(|r| r.cpu_pressure).collect();
-    let left_out = real_runs.iter().filter(|r| !r.counts).count();
-    let _ = writeln!(
-        md,
-        "{} {real} runs took {} of wall time ({} with the simulator's runs); \
-         CPU pressure (share of a run's time some task waited for a CPU): {}; {left_out} runs \
-         left out for more than {:.0}%.\n",
-        real_runs.len(),
-        human::secs(real_wall),
-        human::secs(all_wall),
-        if pressures.is_empty() {
-            "not measured".to_string()
-        } else {
-            let s = Stats::of(&pressures).expect("some");
-            let max = pressures.iter().copied().fold(0.0, f64::max);
-            format!("mean {:.1}%, max {:.1}%", s.mean * 100.0, max * 100.0)
-        },
-        args.max_cpu_pressure * 100.0
-    );
-    let passed = results.iter().filter(|r| r.verdict == Verdict::Pass).count();
-    let _ = writeln!(md, "**{passed} of {} rows within tolerance.**\n", results.len());
-    let _ = writeln!(
-        md,
-        "| row | sim time (mean ± sd) | {real} time | error | p50 error | p90 error | verdict |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for r in results {
-        let mut verdict = verdict_text(r).to_string();
-        if let Some(why) = &r.why {
-            verdict.push_str(&format!(" ({why})"));
-        }
-        let own = matrix
-            .rows
-            .iter()
-            .find(|row| row.name == r.row)
-            .and_then(|row| row.tolerance);
-        if let Some(t) = own {
-            verdict.push_str(&format!(" at this row's tolerance {:.0}%", t.relative * 100.0));
-        }
-        if let Some(k) = &r.known_miss {
-            verdict.push_str(&format!("; known: {k}"));
-        }
-        let [sim, real, e, p50, p90] = summary_cells(r);
-        let _ = writeln!(
-            md,
-            "| {} | {sim} | {real} | {e} | {p50} | {p90} | {verdict} |",
-            r.row
-        );
-    }
-    let _ = writeln!(md, "\n![errors per row](plot.png)\n");
-    let _ = writeln!(md, "## Method\n");
-    let _ = writeln!(
-        md,
-        "Each row is one library scenario with its `--set` variation. Run k of a row has seed k \
-         on both sides, so the two sides draw the same random choices until their timings \
-         part. The simulator's side is `peerlab run --on sim`; the real side starts the very \
-         same nodes as processes on {real} (`peerlab run --on {real}`), one run at a time. A \
-         real run counts only if some task waited for a CPU during at most {:.0}% of its wall \
-         time (Linux PSI, `/proc/pressure/cpu`): a starved node is slow for reasons the \
-         network model does not claim to know. A row passes when the means of its judged \
-         metrics are within {:.0}% of the real means (relay timings: or within {} ms).\n",
-        args.max_cpu_pressure * 100.0,
-        matrix.tolerance.relative * 100.0,
-        (matrix.tolerance.relay_s * 1000.0).round(),
-    );
-    if args.real == Real::Mininet {
-        let _ = writeln!(
-            md,
-            "Mininet's links: {}.\n",
-            match args.link_queue {
-                LinkQueue::Fair =>
-                    "each shaped direction (htb) keeps one queue per other host and \
-                     serves them in turn (`--link-queue fair`), as a fair-queueing \
-                     link does and as the simulator models a link",
-                LinkQueue::Fifo =>
-                    "each shaped direction (htb) is one first-in first-out queue \
-                     (`--link-queue fifo`); the simulator models fair links, so \
-                     rows where flows share a link are expected to miss",
-            }
-        );
-    }
-    let _ = writeln!(
-        md,
-        "The simulator has two constants measured against Mininet, the same for every row \
-         (`network.goodput` and `network.send_window` in a scenario): the goodput factor \
-         {} (the share of a link left for peerlab's frames once TCP/IP/Ethernet headers are \
-         paid) and the send window {} (how far ahead of the wire a sender's TCP takes \
-         payload: a block counts as sent, and the sender may hand over the next, once at \
-         most this much queued before it is still to leave). docs/simulator.md says how \
-         each was measured. One more constant is shared rather than measured: a connection \
-         opens once the other process answers within {} s (`CONNECT_TIMEOUT`, the real \
-         backend's default), or fails.\n",
-        peerlab_scenarios::CALIBRATED_GOODPUT,
-        peerlab_scenarios::CALIBRATED_SEND_WINDOW,
-        peerlab_core::node::CONNECT_TIMEOUT.as_secs(),
-    );
-    let _ = writeln!(md, "## Every metric\n");
-    let _ = writeln!(
-        md,
-        "Judged: distribution time, the median and 90th percentile of the downloaders' \
-         completion times, and a relay's sender-finished and detection times. Shown only: \
-         the rest.\n"
-    );
-    for r in results {
-        let _ = writeln!(md, "### {}\n", r.row);
-        if r.set.is_empty() {
-            let _ = writeln!(md, "`{}` as shipped\n", r.scenario);
-        } else {
-            let _ = writeln!(md, "`{}` with `{}`\n", r.scenario, r.set.join("` `"));
-        }
-        let _ = writeln!(md, "| metric | sim | {real} | error | judged |");
-        let _ = writeln!(md, "|---|---|---|---|---|");
-        for m in Metric::ALL {
-            let Some(row) = r.metrics.get(m.name()) else {
-                continue;
-            };
-            let judged = match row.pass {
-                Some(true) => "pass",
-                Some(false) => "**miss**",
-                None if row.judged => "-",
-                None => "shown",
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {judged} |",
-                m.name(),
-                stats_text(m, row.sim),
-                stats_text(m, row.real),
-                error_text(row)
-            );
-        }
-        md.push('\n');
-    }
-    md
 }
 
 #[cfg(test)]
