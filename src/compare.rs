@@ -157,6 +157,23 @@ fn pair<'a>(a: &'a Input, b: &'a Input) -> Result<Vec<Pair<'a>>> {
             keys.push(k);
         }
     }
+    note_fixed_settings(a, b, &keys);
+    let pairs = match_points(a, b, &keys);
+    if pairs.is_empty() {
+        bail!(
+            "no point of {} matches a point of {}: the sweeps must share their --set values \
+             (e.g. A's first point is {{{}}}, B's is {{{}}})",
+            a.path.display(),
+            b.path.display(),
+            describe(&a.entries[0].point),
+            describe(&b.entries[0].point)
+        );
+    }
+    Ok(pairs)
+}
+
+/// Notes on stderr when the two sweeps' settings other than `keys` differ.
+fn note_fixed_settings(a: &Input, b: &Input, keys: &[String]) {
     let fixed = |i: &Input| {
         let mut f: Vec<(String, Value)> = i.entries[0]
             .point
@@ -175,10 +192,15 @@ fn pair<'a>(a: &'a Input, b: &'a Input) -> Result<Vec<Pair<'a>>> {
             describe(&fb)
         );
     }
+}
+
+/// The points of A that B also has (the same values of `keys`), in A's
+/// order; warns about the points only one side has.
+fn match_points<'a>(a: &'a Input, b: &'a Input, keys: &[String]) -> Vec<Pair<'a>> {
     let mut pairs = Vec::new();
     let mut only_a = Vec::new();
     for ea in &a.entries {
-        match b.find(&ea.point, &keys) {
+        match b.find(&ea.point, keys) {
             Some(eb) => pairs.push(Pair { a: ea, b: eb }),
             None => only_a.push(describe(&ea.point)),
         }
@@ -186,7 +208,7 @@ fn pair<'a>(a: &'a Input, b: &'a Input) -> Result<Vec<Pair<'a>>> {
     let only_b: Vec<String> = b
         .entries
         .iter()
-        .filter(|eb| a.find(&eb.point, &keys).is_none())
+        .filter(|eb| a.find(&eb.point, keys).is_none())
         .map(|eb| describe(&eb.point))
         .collect();
     for (side, list) in [(a, &only_a), (b, &only_b)] {
@@ -200,17 +222,7 @@ fn pair<'a>(a: &'a Input, b: &'a Input) -> Result<Vec<Pair<'a>>> {
             );
         }
     }
-    if pairs.is_empty() {
-        bail!(
-            "no point of {} matches a point of {}: the sweeps must share their --set values \
-             (e.g. A's first point is {{{}}}, B's is {{{}}})",
-            a.path.display(),
-            b.path.display(),
-            describe(&a.entries[0].point),
-            describe(&b.entries[0].point)
-        );
-    }
-    Ok(pairs)
+    pairs
 }
 
 /// Both runs of a pair must be of the same scenario.

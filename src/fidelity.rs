@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::LinkQueue;
 use crate::{human, scenario_arg};
-use matrix::{Matrix, Row};
+use matrix::{Matrix, Row, Tolerance};
 use metrics::{Metric, Stats, relative_error};
 
 /// `peerlab fidelity --help` examples.
@@ -376,6 +376,9 @@ fn run_sim(matrix: &Matrix, row: &Row, k: u32) -> Result<RunRecord> {
 /// Runs that may be repeated when the CPU was too busy for the run to count.
 const STARVED_RETRIES: u32 = 2;
 
+/// Runs row `row`'s seed `k` on the real network as `peerlab run`, again
+/// (at most [`STARVED_RETRIES`] times) while the CPU was too busy for it
+/// to count.
 fn run_real(matrix: &Matrix, row: &Row, k: u32, args: &FidelityArgs, out: &Path) -> Result<RunRecord> {
     let exe = std::env::current_exe().context("cannot find the peerlab binary itself")?;
     let report_path = out
@@ -384,22 +387,7 @@ fn run_real(matrix: &Matrix, row: &Row, k: u32, args: &FidelityArgs, out: &Path)
     let log_path = report_path.with_extension("log");
     let mut last = None;
     for attempt in 0..=STARVED_RETRIES {
-        let mut cmd = Command::new(&exe);
-        cmd.args([
-            "run",
-            &row.scenario,
-            "--on",
-            args.real.name(),
-            "--quiet",
-            "--report",
-        ])
-        .arg(&report_path);
-        for s in matrix.sets(row, k) {
-            cmd.arg("--set").arg(s);
-        }
-        if args.real == Real::Mininet {
-            cmd.args(["--link-queue", args.link_queue.name()]);
-        }
+        let mut cmd = real_command(&exe, matrix, row, k, args, &report_path);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot write {}", log_path.display()))?;
         let pressure_before = cpu_pressure_us();
@@ -415,24 +403,7 @@ fn run_real(matrix: &Matrix, row: &Row, k: u32, args: &FidelityArgs, out: &Path)
             (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / (wall.as_micros().max(1) as f64)),
             _ => None,
         };
-        // 0: complete; 3: ended early (the report says how). Anything else
-        // is an error the row cannot recover from.
-        if !matches!(status.code(), Some(0 | 3)) {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(12).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "row {:?}, seed {k}: `peerlab run … --on {}` failed ({status}); {} ends:\n{}",
-                row.name,
-                args.real.name(),
-                log_path.display(),
-                tail.join("\n")
-            );
-        }
-        let text = std::fs::read_to_string(&report_path)
-            .with_context(|| format!("cannot read {}", report_path.display()))?;
-        let report: Report = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a report", report_path.display()))?;
+        let report = real_report(row, k, args, status, &report_path)?;
         let counts = pressure.is_none_or(|p| p <= args.max_cpu_pressure);
         let record = RunRecord {
             row: row.name.clone(),
@@ -459,6 +430,64 @@ fn run_real(matrix: &Matrix, row: &Row, k: u32, args: &FidelityArgs, out: &Path)
     Ok(last.expect("at least one attempt"))
 }
 
+/// `peerlab run SCENARIO --on REAL --quiet --report PATH --set …` for row
+/// `row`'s seed `k`.
+fn real_command(
+    exe: &Path,
+    matrix: &Matrix,
+    row: &Row,
+    k: u32,
+    args: &FidelityArgs,
+    report_path: &Path,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "run",
+        &row.scenario,
+        "--on",
+        args.real.name(),
+        "--quiet",
+        "--report",
+    ])
+    .arg(report_path);
+    for s in matrix.sets(row, k) {
+        cmd.arg("--set").arg(s);
+    }
+    if args.real == Real::Mininet {
+        cmd.args(["--link-queue", args.link_queue.name()]);
+    }
+    cmd
+}
+
+/// The report a real run wrote, once its exit `status` says it has one;
+/// an error ending with its log's last lines otherwise.
+fn real_report(
+    row: &Row,
+    k: u32,
+    args: &FidelityArgs,
+    status: std::process::ExitStatus,
+    report_path: &Path,
+) -> Result<Report> {
+    let log_path = report_path.with_extension("log");
+    // 0: complete; 3: ended early (the report says how). Anything else
+    // is an error the row cannot recover from.
+    if !matches!(status.code(), Some(0 | 3)) {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(12).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "row {:?}, seed {k}: `peerlab run … --on {}` failed ({status}); {} ends:\n{}",
+            row.name,
+            args.real.name(),
+            log_path.display(),
+            tail.join("\n")
+        );
+    }
+    let text = std::fs::read_to_string(report_path)
+        .with_context(|| format!("cannot read {}", report_path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a report", report_path.display()))
+}
+
 /// Microseconds some task waited for a CPU since boot (Linux PSI), if the
 /// kernel reports it.
 fn cpu_pressure_us() -> Option<u64> {
@@ -483,11 +512,36 @@ fn judge(matrix: &Matrix, row: &Row, real: Real, done: &Done) -> RowResult {
         .filter(|r| r.report.distribution_time_s.is_none())
         .count();
     let tolerance = row.tolerance.unwrap_or(matrix.tolerance);
+    let metrics = metric_rows(&sim_runs, &counted, &tolerance);
+    let (verdict, why) = verdict_of(&metrics, real_runs.len(), counted.len(), incomplete);
+    RowResult {
+        row: row.name.clone(),
+        scenario: row.scenario.clone(),
+        set: matrix
+            .sets(row, 1)
+            .into_iter()
+            .filter(|s| !s.starts_with("seed="))
+            .collect(),
+        real: real.name().into(),
+        metrics,
+        verdict,
+        why,
+        known_miss: row.known_miss.clone(),
+    }
+}
+
+/// Each metric either side has: both sides' statistics, the error, and
+/// whether it agrees within `tolerance`.
+fn metric_rows(
+    sim_runs: &[&RunRecord],
+    counted: &[&RunRecord],
+    tolerance: &Tolerance,
+) -> BTreeMap<String, MetricRow> {
     let mut metrics = BTreeMap::new();
     for m in Metric::ALL {
         let values =
             |runs: &[&RunRecord]| -> Vec<f64> { runs.iter().filter_map(|r| m.of(&r.report)).collect() };
-        let (s, r) = (Stats::of(&values(&sim_runs)), Stats::of(&values(&counted)));
+        let (s, r) = (Stats::of(&values(sim_runs)), Stats::of(&values(counted)));
         if s.is_none() && r.is_none() {
             continue;
         }
@@ -496,7 +550,7 @@ fn judge(matrix: &Matrix, row: &Row, real: Real, done: &Done) -> RowResult {
             _ => None,
         };
         let pass = match (s, r) {
-            (Some(s), Some(r)) if m.judged() => Some(m.agrees(s.mean, r.mean, &tolerance)),
+            (Some(s), Some(r)) if m.judged() => Some(m.agrees(s.mean, r.mean, tolerance)),
             _ => None,
         };
         metrics.insert(
@@ -510,13 +564,24 @@ fn judge(matrix: &Matrix, row: &Row, real: Real, done: &Done) -> RowResult {
             },
         );
     }
-    let (verdict, why) = if counted.len() < real_runs.len() || counted.is_empty() {
+    metrics
+}
+
+/// The verdict and why: undecided when a real run did not count or a run
+/// did not complete, else a miss naming the metrics that disagree.
+fn verdict_of(
+    metrics: &BTreeMap<String, MetricRow>,
+    real_runs: usize,
+    counted: usize,
+    incomplete: usize,
+) -> (Verdict, Option<String>) {
+    if counted < real_runs || counted == 0 {
         (
             Verdict::Undecided,
             Some(format!(
                 "{} of {} real runs had more than the allowed CPU pressure",
-                real_runs.len() - counted.len(),
-                real_runs.len()
+                real_runs - counted,
+                real_runs
             )),
         )
     } else if incomplete > 0 {
@@ -535,20 +600,6 @@ fn judge(matrix: &Matrix, row: &Row, real: Real, done: &Done) -> RowResult {
         } else {
             (Verdict::Miss, Some(missed.join(", ")))
         }
-    };
-    RowResult {
-        row: row.name.clone(),
-        scenario: row.scenario.clone(),
-        set: matrix
-            .sets(row, 1)
-            .into_iter()
-            .filter(|s| !s.starts_with("seed="))
-            .collect(),
-        real: real.name().into(),
-        metrics,
-        verdict,
-        why,
-        known_miss: row.known_miss.clone(),
     }
 }
 
