@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use peerlab_scenarios::Report;
 use serde::{Deserialize, Serialize};
 
@@ -260,7 +259,11 @@ fn run_missing(
 ) -> Result<()> {
     let runs_path = out.join("runs.jsonl");
     let total = rows.len() * matrix.repeats as usize * 2;
-    let bar = progress_bar(args.quiet, total as u64);
+    let bar = human::progress_bar(
+        args.quiet,
+        total as u64,
+        "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} runs (eta {eta}) · {msg}",
+    );
     let mut runs = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -601,20 +604,6 @@ fn verdict_of(
             (Verdict::Miss, Some(missed.join(", ")))
         }
     }
-}
-
-fn progress_bar(quiet: bool, total: u64) -> Option<ProgressBar> {
-    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
-    }
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} runs (eta {eta}) · {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
 }
 
 fn verdict_text(r: &RowResult) -> &'static str {

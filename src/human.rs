@@ -40,6 +40,22 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// A progress bar on stderr drawn with `template` (indicatif's syntax),
+/// `len` steps long, ticking on its own; `None` when `hidden` or when
+/// stderr is not a terminal (logs and pipes get no bar).
+pub fn progress_bar(hidden: bool, len: u64, template: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if hidden || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

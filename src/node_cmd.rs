@@ -22,7 +22,7 @@
 //! same epoch share the time origin.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use peerlab_core::{Event, NodeId, Time};
 use peerlab_net::driver::{NodeIo, run_node};
 use peerlab_net::metainfo_file;
@@ -38,7 +38,7 @@ use peerlab_net::storage::Storage;
 use peerlab_scenarios::{Dur, Protocol, Role, Scenario, nodes};
 use serde::{Deserialize, Serialize};
 
-use crate::scenario_arg;
+use crate::{human, scenario_arg};
 
 /// The events file in a node's data directory.
 pub const EVENTS_FILE: &str = "events.jsonl";
@@ -368,7 +368,14 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     tracing::info!(host = %args.host, %id, ?role, %listen, resumed, "starting");
 
     let runtime = runtime()?;
-    let bar = progress_bar(args.quiet || role != Role::Peer, layout.pieces(), resumed);
+    let bar = human::progress_bar(
+        args.quiet || role != Role::Peer,
+        u64::from(layout.pieces()),
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} pieces {msg}",
+    );
+    if let Some(bar) = &bar {
+        bar.set_position(u64::from(resumed));
+    }
     let start = hosts[index].start;
     let result = runtime.block_on(async {
         let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
@@ -522,20 +529,6 @@ fn run_tracker_host(
         writer.join()
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(hidden: bool, pieces: u32, resumed: u32) -> Option<ProgressBar> {
-    if hidden || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(u64::from(pieces));
-    let style =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} pieces {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_position(u64::from(resumed));
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
 }
 
 /// Writes every event as one JSON line, one `write` each, until the

@@ -12,7 +12,7 @@ mod grid;
 mod plot;
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use peerlab_scenarios::{Bounds, Outcome, Report, Scenario};
 use peerlab_sim::Simulation;
 
@@ -141,7 +141,11 @@ pub fn run(args: &SweepArgs) -> Result<ExitCode> {
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get)
         .min(total);
-    let bar = progress_bar(args.quiet, total);
+    let bar = human::progress_bar(
+        args.quiet,
+        total as u64,
+        "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} points (eta {eta}) · last: {msg}",
+    );
     let started = Instant::now();
     let jsonl = dir.join("reports.jsonl");
     let results = run_points(&axes, &points, jobs, &jsonl, bar.as_ref())?;
@@ -322,20 +326,6 @@ fn write_line(out: &mut impl Write, axes: &[Axis], point: &[usize], report: &Rep
     serde_json::to_writer(&mut *out, report)?;
     out.write_all(b"}\n")?;
     Ok(())
-}
-
-fn progress_bar(quiet: bool, total: usize) -> Option<ProgressBar> {
-    if quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(total as u64);
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} points (eta {eta}) · last: {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
 }
 
 /// How a run ended, as reports spell it (`time-limit`).

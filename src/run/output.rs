@@ -1,34 +1,31 @@
 //! What every backend of `peerlab run` prints and writes: the progress bar,
 //! the report (written atomically) and the table.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use peerlab_scenarios::{Report, Role};
 
 use super::RunArgs;
 use crate::human;
-
-pub(crate) fn progress_bar(quiet: bool) -> Option<ProgressBar> {
-    if quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(1);
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
-}
 
 /// The report's path: --report, or `<name>.report.json`.
 pub fn report_path(args: &RunArgs, name: &str) -> PathBuf {
     args.report
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{name}.report.json")))
+}
+
+/// The bar of a run: its share of the downloaders' bytes, and a message.
+pub fn progress_bar(quiet: bool) -> Option<ProgressBar> {
+    human::progress_bar(
+        quiet,
+        1,
+        "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}",
+    )
 }
 
 /// Writes the report next to its final place, then renames it there, so an
