@@ -9,8 +9,7 @@
 //!       swarm.serial_uploads=true "swarm.rechoke_interval=500 ms"`
 //! (a library scenario and `--set`-style overrides; the instants are 1.5,
 //! 2 and 3 s unless `PEERLAB_AT` lists others in seconds, e.g.
-//! `PEERLAB_AT=15,18.5`). docs/swarm.md ("What is left at N = 128") quotes
-//! it.
+//! `PEERLAB_AT=15,18.5`). docs/swarm.md ("Analysis tools") quotes it.
 //!
 //! It also prints how many blocks left all uplinks in each of the first 16
 //! piece-times (a piece-time: one piece at a peer's mean uplink rate), next

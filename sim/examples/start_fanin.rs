@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo run --release -p peerlab-sim --example start_fanin -- \
 //!       swarm-tuned [path=value ...]` (a library scenario and `--set`-style
-//! overrides). docs/swarm.md ("How the first pieces arrive") quotes it.
+//! overrides). docs/swarm.md ("Analysis tools") quotes it.
 //!
 //! It also prints how long peers wait from their first block to their first
 //! verified piece (an ideal doubling schedule: one piece-time, from one

@@ -42,15 +42,11 @@
 //! difference there: a neighbour with nothing to offer has an idle uplink,
 //! and its first piece puts that uplink to work, where one more piece for a
 //! neighbour that is already uploading adds no capacity. That is how the
-//! piece-level optimum doubles its uploaders every piece-time. Served round
-//! robin, a swarm of 128 took 1.066 x the bound (tuned profile, N = 128),
-//! 1.054 served poorest first; 1.108 and 1.088 at N = 512 (docs/swarm.md;
-//! measured before `Have`s went out in random order). "Poorest" counts
-//! pieces worth uploading, not pieces: a neighbour holding three pieces
-//! that everyone around already holds has an idler uplink than one holding
-//! a single piece nobody else has. Ranked so, N = 128 / 256 / 512 went
-//! from 1.0455 / 1.0538 / 1.0655 to 1.0418 / 1.0505 / 1.0634 (tuned with 4
-//! unchoke slots, mean of seeds 1-4; docs/swarm.md).
+//! piece-level optimum doubles its uploaders every piece-time.
+//! "Poorest" counts pieces worth uploading, not pieces: a neighbour holding
+//! three pieces that everyone around already holds has an idler uplink
+//! than one holding a single piece nobody else has. docs/swarm.md ("Serial
+//! uploads") gives today's measurements.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;

@@ -17,8 +17,7 @@ use crate::time::Time;
 /// for this long may move to an idle one: they are queued behind
 /// someone else's piece. A serial uploader sending to us delivers a block
 /// every few milliseconds (16 KiB at 20 Mbit/s: 7 ms), so 50 ms of silence
-/// means waiting; the measured ratios hardly move between 20 and 100 ms
-/// (docs/swarm.md).
+/// means waiting.
 const STALLED_REQUEST: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Without serial uploads, requests to a neighbour that has sent us no
