@@ -50,6 +50,31 @@ pub enum Leave {
     After(Duration),
 }
 
+/// What a peer that has just completed the file does about leaving
+/// ([`Leave::on_completion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Departure {
+    /// It leaves now: its completion is its last act (it neither announces
+    /// it nor seeds).
+    Now,
+    /// It announces its completion and seeds until then, then leaves.
+    At(crate::Time),
+    /// It stays.
+    Never,
+}
+
+impl Leave {
+    /// When a peer that completed the file at `now` leaves: the rule of
+    /// `core::swarm::Peer`, also followed by the simulator's pieces model.
+    pub fn on_completion(self, now: crate::Time) -> Departure {
+        match self {
+            Leave::Stay => Departure::Never,
+            Leave::AtCompletion => Departure::Now,
+            Leave::After(d) => Departure::At(now + d),
+        }
+    }
+}
+
 /// Knobs of the swarm protocol; the defaults follow BitTorrent's
 /// mainline client and the course notes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

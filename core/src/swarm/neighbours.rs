@@ -20,6 +20,16 @@ use crate::Time;
 /// (the first time; the delay doubles while it stays starving).
 pub const STARVING_REANNOUNCE: Duration = Duration::from_millis(500);
 
+/// A peer that lost neighbours but still has a source asks the tracker for
+/// more, but no sooner than this after its last announce.
+pub const MIN_REANNOUNCE: Duration = Duration::from_secs(10);
+
+/// When a peer that fell short of neighbours at `now` asks the tracker
+/// again: [`MIN_REANNOUNCE`] after its last announce, and not before `now`.
+pub fn reannounce_at(now: Time, last_announce: Option<Time>) -> Time {
+    last_announce.map_or(now, |t| (t + MIN_REANNOUNCE).max(now))
+}
+
 /// How many neighbours a peer dials itself: half of `max_peers`, at least one.
 pub fn dial_quota(max_peers: u32) -> usize {
     (max_peers as usize / 2).max(1)

@@ -83,8 +83,7 @@ impl Tracker {
         let Some(e) = self.entries.remove(&peer) else {
             return;
         };
-        self.order.swap_remove(e.index);
-        if let Some(&moved) = self.order.get(e.index)
+        if let Some(moved) = forget(&mut self.order, e.index)
             && let Some(m) = self.entries.get_mut(&moved)
         {
             m.index = e.index;
@@ -96,6 +95,14 @@ impl Tracker {
         let listed = self.entries.contains_key(&asker);
         sample(&mut self.rng, &self.order, asker, listed, want as usize)
     }
+}
+
+/// Forgets the peer at `index` of the swarm's `order` (it announced
+/// `Stopped`): the last peer takes its place and is returned. The tracker's
+/// rule, also followed by the simulator's pieces model.
+pub fn forget<T: Copy>(order: &mut Vec<T>, index: usize) -> Option<T> {
+    order.swap_remove(index);
+    order.get(index).copied()
 }
 
 /// Up to `want` distinct entries of `order` other than `asker` (which is in

@@ -9,10 +9,6 @@ use crate::node::{Command, ConnectionEvent, NodeId};
 use crate::swarm::neighbours;
 use crate::time::Time;
 
-/// A peer that lost neighbours but still has a source asks the tracker for
-/// more, but no more often than this.
-const MIN_REANNOUNCE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The first retry of an announce that did not reach the tracker comes
 /// after this long; each further failure doubles it, up to
 /// [`TRACKER_RETRY_MAX`].
@@ -74,7 +70,7 @@ impl Peer {
         if self.gone || self.completed || !neighbours::is_short(self.remotes.len(), self.config.max_peers) {
             return;
         }
-        let at = self.last_announce.map_or(now, |t| (t + MIN_REANNOUNCE).max(now));
+        let at = neighbours::reannounce_at(now, self.last_announce);
         let next = self.timers.get(Timer::Announce);
         if next.is_none_or(|n| n > at) {
             self.timers.set(Timer::Announce, at);

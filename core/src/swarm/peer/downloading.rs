@@ -9,7 +9,7 @@ use crate::message::{AnnounceEvent, Message};
 use crate::node::{Command, NodeId};
 use crate::pieces::Bitfield;
 use crate::rng;
-use crate::swarm::Leave;
+use crate::swarm::Departure;
 use crate::swarm::super_seed::SuperSeed;
 use crate::time::Time;
 
@@ -351,13 +351,13 @@ impl Peer {
     pub(super) fn on_complete(&mut self, now: Time) {
         self.completed = true;
         self.outbox.event(Event::DownloadComplete);
-        match self.config.leave {
-            Leave::AtCompletion => {
+        match self.config.leave.on_completion(now) {
+            Departure::Now => {
                 self.leave(now);
                 return;
             }
-            Leave::After(d) => self.timers.set(Timer::Leave, now + d),
-            Leave::Stay => {}
+            Departure::At(at) => self.timers.set(Timer::Leave, at),
+            Departure::Never => {}
         }
         self.announce(AnnounceEvent::Completed, now);
         // Seeds have nothing to say to each other.
