@@ -628,9 +628,6 @@ impl Scenario {
         if self.swarm.serial_uploads {
             return refuse("swarm.serial_uploads", "serial uploads queue blocks");
         }
-        if self.swarm.leave.0 != peerlab_core::swarm::Leave::Stay {
-            return refuse("swarm.leave", "churn is not modelled: peers stay");
-        }
         if self.swarm.pipeline != SwarmConfig::default().pipeline {
             return refuse(
                 "swarm.pipeline",

@@ -24,7 +24,13 @@
 //!   picker's order — a started piece nobody sends first, then a new one by
 //!   [`rarest`] (at random while [`picks_at_random`]), then the end game's
 //!   [`least_copied`] piece, the first copy in cancelling the others; BEP 3
-//!   framing (13 bytes per block) and the goodput factor.
+//!   framing (13 bytes per block) and the goodput factor. Churn
+//!   (`swarm.leave`): a host leaves when
+//!   [`Leave::on_completion`](peerlab_core::swarm::Leave::on_completion) says, the
+//!   tracker [`forget`]s it, its uploads stop with the downloaders keeping
+//!   what arrived, and each neighbour forgets it (choker, availability
+//!   counts), fills the slot it held, asks the tracker again early when
+//!   short ([`neighbours::reannounce_at`]) and looks whether it starves.
 //! - **Dropped.** Messages: a peer knows the instant a neighbour verifies a
 //!   piece, and interest follows holdings at once. A piece moves from one
 //!   uploader to one downloader as one fluid flow (no blocks, no request
@@ -32,8 +38,10 @@
 //!   the end game); a flow choked half-way leaves its bytes with the
 //!   downloader, which finishes the piece from another neighbour. An
 //!   uploader's uplink is shared equally among the pieces it is sending
-//!   (with unlimited downloads that is exactly the max-min share). No
-//!   latency, faults, churn, late starts, super-seeding, serial uploads,
+//!   (with unlimited downloads that is exactly the max-min share). A host
+//!   leaving at completion leaves after whatever else happens at that
+//!   instant, where the core peer leaves at once. No
+//!   latency, faults, late starts, super-seeding, serial uploads,
 //!   limited downloads, other pipeline depths or send windows: the scenario
 //!   check refuses them by name.
 //!
@@ -54,8 +62,8 @@ use peerlab_core::pieces::BlockRef;
 use peerlab_core::rng::{self, NodeRng};
 use peerlab_core::swarm::choker::{Candidate, ChokeClock, Choker, is_snubbed};
 use peerlab_core::swarm::picker::{least_copied, picks_at_random, rarest};
-use peerlab_core::swarm::tracker::{MAX_NUMWANT, sample};
-use peerlab_core::swarm::{SwarmConfig, neighbours};
+use peerlab_core::swarm::tracker::{MAX_NUMWANT, forget, sample};
+use peerlab_core::swarm::{Departure, SwarmConfig, neighbours};
 use peerlab_core::{Event, NodeId, PieceLayout, Time};
 use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError, SimModel};
@@ -136,6 +144,8 @@ struct Host {
     /// Pieces on their way to this host (at least one flow each).
     busy: u32,
     complete: bool,
+    /// The host left the swarm (churn): it does nothing more.
+    gone: bool,
     /// (uploader, the uploader's link) of the neighbours unchoking us.
     unchoked_by: Vec<(u32, u32)>,
     /// Started pieces nobody is sending: (piece, payload bytes held).
@@ -163,6 +173,8 @@ const NEVER: u64 = u64::MAX;
 enum Announce {
     Periodic,
     Starving,
+    /// Its `Stopped` announce: it leaves the swarm ([`Departure`]).
+    Leave,
 }
 
 /// Hosts' wake-ups (each host's earliest flow end), at most one per host,
@@ -357,6 +369,7 @@ impl PieceSim {
                 held: 0,
                 busy: 0,
                 complete: false,
+                gone: false,
                 unchoked_by: Vec::new(),
                 partial: Vec::new(),
                 inflight: Vec::new(),
@@ -429,39 +442,9 @@ impl PieceSim {
         let max_time = u64::try_from(self.scenario.limits.max_time.0.as_nanos()).unwrap_or(u64::MAX);
         let max_events = self.scenario.limits.max_events;
         let outcome = loop {
-            if self.completed == self.downloaders {
-                break Outcome::Complete;
+            if let Some(end) = self.step(max_time, max_events) {
+                break end;
             }
-            let wake = self.wakes.peek();
-            let timer = self.timers.peek().map(|t| t.0);
-            let (at, _, host) = match (wake, timer) {
-                (None, None) => break Outcome::Stalled,
-                (Some(w), None) => w,
-                (None, Some(t)) => t,
-                (Some(w), Some(t)) => w.min(t),
-            };
-            // Announces come after what else happens at the same instant.
-            let next_announce = self.announces.peek().map(|a| a.0);
-            let announce = next_announce.filter(|a| a.0 < at);
-            let at = announce.map_or(at, |a| a.0);
-            if at > max_time {
-                break Outcome::TimeLimit;
-            }
-            if self.events >= max_events {
-                break Outcome::EventLimit;
-            }
-            self.now = at;
-            if let Some((_, _, host, what)) = announce {
-                self.announces.pop();
-                self.announce_timer(host, what);
-            } else if wake.is_some_and(|w| Some(w) < timer || timer.is_none()) {
-                self.wakes.remove(host);
-                self.wake(host);
-            } else {
-                self.timers.pop();
-                self.timer(host);
-            }
-            self.events += 1;
             if self.events % 65_536 == 0 {
                 progress(&self.progress());
             }
@@ -479,6 +462,44 @@ impl PieceSim {
             Some(hash),
             Some(stats),
         )
+    }
+
+    /// Does what happens next, or says how the run ends.
+    fn step(&mut self, max_time: u64, max_events: u64) -> Option<Outcome> {
+        if self.completed == self.downloaders {
+            return Some(Outcome::Complete);
+        }
+        let wake = self.wakes.peek();
+        let timer = self.timers.peek().map(|t| t.0);
+        let (at, _, host) = match (wake, timer) {
+            (None, None) => return Some(Outcome::Stalled),
+            (Some(w), None) => w,
+            (None, Some(t)) => t,
+            (Some(w), Some(t)) => w.min(t),
+        };
+        // Announces come after what else happens at the same instant.
+        let next_announce = self.announces.peek().map(|a| a.0);
+        let announce = next_announce.filter(|a| a.0 < at);
+        let at = announce.map_or(at, |a| a.0);
+        if at > max_time {
+            return Some(Outcome::TimeLimit);
+        }
+        if self.events >= max_events {
+            return Some(Outcome::EventLimit);
+        }
+        self.now = at;
+        if let Some((_, _, host, what)) = announce {
+            self.announces.pop();
+            self.announce_timer(host, what);
+        } else if wake.is_some_and(|w| Some(w) < timer || timer.is_none()) {
+            self.wakes.remove(host);
+            self.wake(host);
+        } else {
+            self.timers.pop();
+            self.timer(host);
+        }
+        self.events += 1;
+        None
     }
 
     fn progress(&self) -> Progress {
@@ -611,11 +632,16 @@ impl PieceSim {
         }
     }
 
-    /// A host's announce timer is due (unless the host moved it since).
+    /// A host's announce timer is due (unless the host moved it since or
+    /// left).
     fn announce_timer(&mut self, h: u32, what: Announce) {
         let host = &self.hosts[h as usize];
         let now = self.now;
+        if host.gone {
+            return;
+        }
         match what {
+            Announce::Leave => self.leave(h),
             Announce::Periodic if host.periodic_at == now => {
                 if self.announce(h, true) {
                     self.hosts[h as usize].starving_delay = neighbours::STARVING_REANNOUNCE;
@@ -661,8 +687,8 @@ impl PieceSim {
 
     /// A source of `h` may have gone: it looks again after its starving
     /// delay, unless a look is due already. A host with its quota of
-    /// neighbours never starves (nobody leaves in this model), so it is not
-    /// asked.
+    /// neighbours does not starve, so it is not asked; should neighbours
+    /// leave it short, [`PieceSim::leave`] asks it then.
     fn check_starving(&mut self, h: u32) {
         let host = &self.hosts[h as usize];
         if host.complete || host.starving_at != NEVER || !self.is_short(h) {
@@ -735,6 +761,9 @@ impl PieceSim {
     /// The choking timer of `h`: the rechoke, with the optimistic rotation
     /// when that is due too.
     fn timer(&mut self, h: u32) {
+        if self.hosts[h as usize].gone {
+            return;
+        }
         let now = Time::from_nanos(self.now);
         if let Some(rotate) = self.hosts[h as usize].clock.fire(now) {
             self.rechoke(h, rotate);
@@ -812,15 +841,31 @@ impl PieceSim {
 
     /// `d` verified `piece`: its neighbours count it, their interest follows.
     fn verified(&mut self, d: u32, piece: u32) {
+        let now = self.now;
         self.set_have(d, piece);
         let host = &mut self.hosts[d as usize];
         host.held += 1;
         let complete = host.held == self.pieces;
         self.emit(d, Event::PieceVerified { piece });
+        // A host leaving at completion neither serves nor seeds: its
+        // neighbours only count the piece until it goes.
+        let mut leaves_now = false;
         if complete {
             self.hosts[d as usize].complete = true;
             self.completed += 1;
             self.emit(d, Event::DownloadComplete);
+            let at = match self.config.leave.on_completion(Time::from_nanos(now)) {
+                Departure::Now => Some(now),
+                Departure::At(t) => Some(t.as_nanos()),
+                Departure::Never => None,
+            };
+            if let Some(at) = at {
+                // It leaves after what else happens at this instant (the
+                // core peer leaves before anything else reaches it).
+                leaves_now = at == now;
+                self.seq += 1;
+                self.announces.push(Reverse((at, self.seq, d, Announce::Leave)));
+            }
         } else {
             // The neighbour it came from may have nothing more for it.
             self.check_starving(d);
@@ -870,12 +915,17 @@ impl PieceSim {
                 self.fill_slots(u);
             }
         }
+        if leaves_now {
+            take.clear();
+        }
         for &(w, g) in &take {
             self.request(w, d, g);
         }
         if complete {
             // Seeding from now on: every interested neighbour may fill a slot.
-            self.fill_slots(d);
+            if !leaves_now {
+                self.fill_slots(d);
+            }
         } else if !newly.is_empty() {
             // The core peer fills free slots when an `Interested` arrives;
             // only neighbours lacking this piece can have become interested.
@@ -1153,6 +1203,120 @@ impl PieceSim {
         }
     }
 
+    // ----- churn -----------------------------------------------------------------
+
+    /// `x` leaves the swarm as the core peer does: it reports `Left`, the
+    /// tracker forgets it (its `Stopped` announce) and every connection
+    /// closes. Its uploads stop with the downloaders keeping the bytes that
+    /// arrived (as on a choke); each neighbour then does what the core peer
+    /// does when a neighbour goes: forgets it in its choker and its
+    /// availability counts, fills the slot it held, asks the neighbours
+    /// unchoking it, asks the tracker again if short of neighbours, and
+    /// looks whether it is starving.
+    fn leave(&mut self, x: u32) {
+        let xi = x as usize;
+        self.hosts[xi].gone = true;
+        self.emit(x, Event::Left);
+        if let Some(i) = self.announced.iter().position(|&h| h == x) {
+            forget(&mut self.announced, i);
+        }
+        while let Some(f) = self.hosts[xi].flows.last().copied() {
+            let d = self.links[f.link as usize].peer;
+            remove_inflight(&mut self.hosts[d as usize].inflight, f.piece, x);
+            self.cancel(x, d, f.piece, true);
+        }
+        debug_assert!(self.hosts[xi].inflight.is_empty(), "a host leaves complete");
+        // Every neighbour drops the link first, so that none of what they
+        // do next sees `x`: (neighbour, whether it unchoked `x`).
+        let mut left = std::mem::take(&mut self.take);
+        left.clear();
+        for g in self.links_of(x) {
+            let l = self.links[g];
+            let p = l.peer;
+            let pi = p as usize;
+            if l.unchoked {
+                let by = &mut self.hosts[pi].unchoked_by;
+                if let Some(k) = by.iter().position(|&e| e == (x, g as u32)) {
+                    by.swap_remove(k);
+                }
+            }
+            let freed = self.links[l.mirror as usize].unchoked;
+            if freed {
+                self.hosts[pi].unchoked -= 1;
+            }
+            self.hosts[pi].choker.forget(NodeId(x));
+            let (rx, rp) = (xi * self.hrow, pi * self.hrow);
+            for w in 0..self.words {
+                for bit in BitIter(self.have[rx + w] & !self.have[rp + w]) {
+                    self.avail[pi * self.row + w * 64 + bit as usize] -= 1;
+                }
+            }
+            self.drop_link(p, l.mirror);
+            left.push((p, u32::from(freed)));
+        }
+        let host = &mut self.hosts[xi];
+        host.degree = 0;
+        host.unchoked = 0;
+        host.unchoked_by.clear();
+        for &(p, freed) in &left {
+            if freed == 1 {
+                self.fill_slots(p);
+            }
+            for k in 0..self.hosts[p as usize].unchoked_by.len() {
+                let (v, lv) = self.hosts[p as usize].unchoked_by[k];
+                self.request(p, v, lv);
+            }
+            self.reannounce_if_short(p);
+            self.check_starving(p);
+        }
+        self.take = left;
+    }
+
+    /// `h` closes its link `g`: its last link takes the place (the other
+    /// end of that link, the flow on it and the neighbour's list of who
+    /// unchokes it follow).
+    fn drop_link(&mut self, h: u32, g: u32) {
+        let last = self.links_of(h).end - 1;
+        let g = g as usize;
+        if g != last {
+            let moved = self.links[last];
+            self.links[g] = moved;
+            self.windows[g] = self.windows[last];
+            self.links[moved.mirror as usize].mirror = g as u32;
+            for f in &mut self.hosts[h as usize].flows {
+                if f.link as usize == last {
+                    f.link = g as u32;
+                }
+            }
+            if moved.unchoked {
+                for e in &mut self.hosts[moved.peer as usize].unchoked_by {
+                    if *e == (h, last as u32) {
+                        e.1 = g as u32;
+                    }
+                }
+            }
+        }
+        self.hosts[h as usize].degree -= 1;
+    }
+
+    /// A neighbour of `h` went: short of neighbours, `h` asks the tracker
+    /// again soon rather than at its next periodic announce (the core
+    /// peer's early re-announce).
+    fn reannounce_if_short(&mut self, h: u32) {
+        if self.hosts[h as usize].complete || !self.is_short(h) {
+            return;
+        }
+        let host = &self.hosts[h as usize];
+        let last = Time::from_nanos(host.last_announce);
+        let at = neighbours::reannounce_at(Time::from_nanos(self.now), Some(last)).as_nanos();
+        if at < host.periodic_at {
+            self.hosts[h as usize].periodic_at = at;
+            self.seq += 1;
+            self.announces
+                .push(Reverse((at, self.seq, h, Announce::Periodic)));
+        }
+    }
+
     // ----- bits and records ----------------------------------------------------
 
     /// Whether `a` holds a piece `b` lacks (`b` is interested in `a`).
@@ -1237,6 +1401,117 @@ impl Iterator for BitIter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn churn(leave: &str, n: u32) -> PieceSim {
+        let sets = [
+            format!("peers.count={n}"),
+            "file.size=4 MiB".to_string(),
+            format!("swarm.leave={leave}"),
+            "simulator.model=pieces".to_string(),
+        ];
+        let lib = peerlab_scenarios::library::get("swarm-homogeneous").expect("a library scenario");
+        let s = Scenario::from_json(lib, "swarm-homogeneous", &sets).expect("a pieces-model churn scenario");
+        PieceSim::new(&s, "test").expect("it runs")
+    }
+
+    /// What every step must keep: links in pairs that point at each other,
+    /// none to a host that left, the tracker naming only hosts still in
+    /// the swarm, unchoking counted at both ends, flows on links that
+    /// send, and availability counts that match the neighbours' pieces.
+    fn check_consistent(sim: &PieceSim) {
+        for (x, host) in sim.hosts.iter().enumerate() {
+            let x = x as u32;
+            if host.gone {
+                assert!(!sim.announced.contains(&x), "the tracker still lists {x}");
+                assert!(host.flows.is_empty(), "{x} uploads after leaving");
+                continue;
+            }
+            let mut unchoked = 0;
+            let mut unchoked_by = 0;
+            for g in sim.links_of(x) {
+                let l = sim.links[g];
+                let p = l.peer;
+                assert!(!sim.hosts[p as usize].gone, "{x} still links to {p}, which left");
+                assert!(
+                    sim.links_of(p).contains(&(l.mirror as usize)),
+                    "{x}->{p}: mirror out of row"
+                );
+                let back = sim.links[l.mirror as usize];
+                assert_eq!((back.peer, back.mirror as usize), (x, g), "{x}->{p}: mirror");
+                unchoked += u32::from(l.unchoked);
+                unchoked_by += usize::from(back.unchoked);
+                if back.unchoked {
+                    assert!(
+                        host.unchoked_by.contains(&(p, l.mirror)),
+                        "{p} unchokes {x} unlisted"
+                    );
+                }
+                assert_eq!(
+                    l.sending,
+                    host.flows.iter().any(|f| f.link as usize == g),
+                    "{x}->{p}: sending without a flow or the reverse"
+                );
+            }
+            assert_eq!(host.unchoked, unchoked, "{x}: unchoked count");
+            assert_eq!(host.unchoked_by.len(), unchoked_by, "{x}: unchoked_by");
+            for piece in (0..sim.pieces).filter(|&p| !sim.has(x, p)) {
+                let holders = sim
+                    .links_of(x)
+                    .filter(|&g| sim.has(sim.links[g].peer, piece))
+                    .count();
+                assert_eq!(
+                    usize::from(sim.avail[x as usize * sim.row + piece as usize]),
+                    holders,
+                    "{x}: availability of piece {piece}"
+                );
+            }
+        }
+    }
+
+    /// Churn step by step: hosts leave (at completion, or after seeding a
+    /// while), the swarm stays consistent after every step, the tracker
+    /// never names a host that left, and everyone completes.
+    #[test]
+    fn hosts_leave_cleanly_and_the_tracker_forgets_them() {
+        for leave in ["at-completion", "after 100 ms"] {
+            let mut sim = churn(leave, 24);
+            let mut left = 0;
+            let end = loop {
+                if let Some(end) = sim.step(u64::MAX, u64::MAX) {
+                    break end;
+                }
+                check_consistent(&sim);
+                let gone = sim.hosts.iter().filter(|h| h.gone).count();
+                if gone > left {
+                    left = gone;
+                    for asker in 0..sim.hosts.len() as u32 {
+                        let offer = sample(&mut sim.tracker_rng, &sim.announced, asker, true, 50);
+                        assert!(
+                            offer.iter().all(|&p| !sim.hosts[p as usize].gone),
+                            "{leave}: {offer:?}"
+                        );
+                    }
+                }
+            };
+            assert_eq!(end, Outcome::Complete, "{leave}");
+            assert!(left > 0, "{leave}: nobody left");
+        }
+    }
+
+    /// The server leaving at time zero, mid-upload: its flows stop, nobody
+    /// counts its pieces any more and the tracker forgets it.
+    #[test]
+    fn a_host_leaving_mid_upload_leaves_nothing_behind() {
+        let mut sim = churn("at-completion", 16);
+        assert!(
+            !sim.hosts[0].flows.is_empty(),
+            "the server uploads from the start"
+        );
+        sim.leave(0);
+        check_consistent(&sim);
+        assert!(sim.hosts.iter().all(|h| h.inflight.iter().all(|&(_, u)| u != 0)));
+        assert!(sim.hosts[1..].iter().all(|h| h.unchoked_by.is_empty()));
+    }
 
     proptest! {
         /// The indexed heap against a plain model: set, remove and pop in
