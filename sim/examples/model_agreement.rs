@@ -7,8 +7,9 @@
 //!
 //! Run: `cargo run --release -p peerlab-sim --example model_agreement`
 //! (`PEERLAB_GRID_N=32,128` for other sizes, `PEERLAB_GRID_SEEDS=3` for
-//! another number of seeds, `PEERLAB_GRID_MIB=16` for another file; the
-//! runs go to every core). The scenario is `swarm-homogeneous` (every
+//! another number of seeds, `PEERLAB_GRID_MIB=16` for another file,
+//! `PEERLAB_GRID_KNOBS=churn,defaults` for the knob sets whose names
+//! contain one of these; the runs go to every core). The scenario is `swarm-homogeneous` (every
 //! link 20 Mbit/s, unlimited downloads) with 256 KiB pieces.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -37,8 +38,15 @@ fn main() {
     let ns = env_list("PEERLAB_GRID_N", &[32, 128, 512]);
     let seeds = env_list("PEERLAB_GRID_SEEDS", &[3])[0];
     let mib = env_list("PEERLAB_GRID_MIB", &[64])[0];
+    let only: Option<Vec<String>> = std::env::var("PEERLAB_GRID_KNOBS")
+        .ok()
+        .map(|v| v.split(',').map(|x| x.trim().to_string()).collect());
+    let chosen = |k: usize| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|x| KNOBS[k].0.contains(x.as_str())))
+    };
     let mut points = Vec::new();
-    for knobs in 0..KNOBS.len() {
+    for knobs in (0..KNOBS.len()).filter(|&k| chosen(k)) {
         for &n in &ns {
             for seed in 1..=seeds {
                 points.push(Point { knobs, n, mib, seed });
@@ -75,7 +83,7 @@ fn main() {
     println!();
     println!("| knobs | N | messages: time (s) | pieces: time (s) | time | p50 | p90 |");
     println!("|---|---|---|---|---|---|---|");
-    for (k, (name, _)) in KNOBS.iter().enumerate() {
+    for (k, (name, _)) in KNOBS.iter().enumerate().filter(|&(k, _)| chosen(k)) {
         for &n in &ns {
             let rows: Vec<&Outcome> = results
                 .iter()

@@ -8,9 +8,9 @@
 use peerlab_scenarios::{Scenario, library};
 
 /// The knob sets compared: a name and the `--set` overrides of
-/// `swarm-homogeneous`. Super-seeding and churn are listed too: the pieces
-/// model refuses them by name.
-pub const KNOBS: [(&str, &[&str]); 11] = [
+/// `swarm-homogeneous`. Super-seeding is listed too: the pieces model
+/// refuses it by name.
+pub const KNOBS: [(&str, &[&str]); 12] = [
     ("defaults", &[]),
     ("1 slot", &["swarm.unchoke_slots=1"]),
     ("8 slots", &["swarm.unchoke_slots=8"]),
@@ -28,6 +28,7 @@ pub const KNOBS: [(&str, &[&str]); 11] = [
     ),
     ("super-seed", &["swarm.super_seed=true"]),
     ("churn (leave at completion)", &["swarm.leave=at-completion"]),
+    ("churn (leave after 2 s)", &["swarm.leave=after 2 s"]),
 ];
 
 /// Distribution time, p50 and p90 of the peers' completion times (s).
