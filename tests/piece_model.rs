@@ -128,8 +128,8 @@ fn the_pieces_model_takes_a_small_fraction_of_the_events() {
 /// different modes in the two, so single seeds differ by up to ±22% and
 /// seeds 1-3 agree (−0.9%) partly by cancelling out (seeds 1-10: −2.8%).
 /// Should a change of random draws fail that row alone, look there first.
-/// Leaving 2 s after completion leaves nobody before the run ends here
-/// (everyone completes within about a second): it checks the timer only.
+/// Leaving 300 ms after completion takes away only the first finishers'
+/// last uploads here (everyone completes within about a second).
 #[test]
 fn the_two_models_agree_across_the_knob_grid() {
     const FIGURES: [&str; 3] = ["distribution time", "p50", "p90"];

@@ -28,7 +28,7 @@ pub const KNOBS: [(&str, &[&str]); 12] = [
     ),
     ("super-seed", &["swarm.super_seed=true"]),
     ("churn (leave at completion)", &["swarm.leave=at-completion"]),
-    ("churn (leave after 2 s)", &["swarm.leave=after 2 s"]),
+    ("churn (leave after 300 ms)", &["swarm.leave=after 300 ms"]),
 ];
 
 /// Distribution time, p50 and p90 of the peers' completion times (s).
