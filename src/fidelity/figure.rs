@@ -1,7 +1,7 @@
-//! The fidelity figure: one column per row of the matrix, the relative error
+//! The fidelity figure: one line per row of the matrix, the relative error
 //! of the simulator's mean distribution time, median and 90th-percentile
 //! completion against the real network's, and the tolerance as a dashed
-//! line. A row that misses shows above the line at a glance.
+//! line. A row that misses shows right of the line at a glance.
 
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -11,6 +11,9 @@ use super::matrix::Matrix;
 use super::metrics::Metric;
 use super::{RowResult, Verdict};
 use crate::plotting::{Draw, DrawResult, FONT, PALETTE, TickedAxis, marker, round_ticks, tick};
+
+/// The chart: errors across, rows down.
+type RowChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<TickedAxis, TickedAxis>>;
 
 /// The metrics drawn, one marker shape and colour each.
 const DRAWN: [Metric; 3] = [Metric::DistributionTime, Metric::PeerP50, Metric::PeerP90];
@@ -49,18 +52,83 @@ impl Figure {
     }
 }
 
+impl Figure {
+    /// The largest error drawn (at least twice the tolerance), with room.
+    fn x_max(&self) -> f64 {
+        let worst = self
+            .rows
+            .iter()
+            .flat_map(|(_, _, e)| e.iter().flatten().copied())
+            .fold(self.tolerance * 2.0, f64::max);
+        worst * 1.1
+    }
+
+    /// Each row's label: its name, marked when it misses.
+    fn row_labels(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .map(|(name, pass, _)| {
+                if *pass {
+                    name.clone()
+                } else {
+                    format!("{name} ✗")
+                }
+            })
+            .collect()
+    }
+
+    /// The tolerance as a dashed vertical line across every row.
+    fn draw_tolerance<'a, DB: DrawingBackend + 'a>(&self, chart: &mut RowChart<'a, DB>) -> DrawResult<DB> {
+        let (tol, n) = (self.tolerance, self.rows.len().max(1));
+        chart
+            .draw_series(std::iter::once(DashedPathElement::new(
+                vec![(tol, -0.5), (tol, n as f64 - 0.5)],
+                6,
+                4,
+                RED.stroke_width(2),
+            )))?
+            .label(format!("tolerance {}%", tick(tol)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        Ok(())
+    }
+
+    /// One marker per row and metric, the metrics side by side within a
+    /// row's line; errors beyond the axis sit at its end.
+    fn draw_errors<'a, DB: DrawingBackend + 'a>(
+        &self,
+        chart: &mut RowChart<'a, DB>,
+        x_max: f64,
+    ) -> DrawResult<DB> {
+        let n = self.rows.len().max(1);
+        for (k, m) in DRAWN.iter().enumerate() {
+            let color = PALETTE[k];
+            let offset = (1.0 - k as f64) * 0.22;
+            let points: Vec<(f64, f64)> = self
+                .rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, _, e))| e[k].map(|e| (e.min(x_max), (n - 1 - i) as f64 + offset)))
+                .collect();
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(move |p| EmptyElement::at(p) + marker::<DB>(k, (0, 0), color)),
+                )?
+                .label(m.name())
+                .legend(move |(x, y)| marker::<DB>(k, (x + 10, y), color));
+        }
+        Ok(())
+    }
+}
+
 impl Draw for Figure {
     /// Rows down the left (the first at the top), errors across: two
     /// dozen row names stay readable.
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
         let n = self.rows.len().max(1);
-        let worst = self
-            .rows
-            .iter()
-            .flat_map(|(_, _, e)| e.iter().flatten().copied())
-            .fold(self.tolerance * 2.0, f64::max);
-        let x_max = worst * 1.1;
+        let x_max = self.x_max();
         let x = TickedAxis {
             range: 0.0..x_max,
             ticks: round_ticks(0.0, x_max, false),
@@ -70,17 +138,7 @@ impl Draw for Figure {
             range: -0.5..n as f64 - 0.5,
             ticks: (0..n).map(|i| i as f64).collect(),
         };
-        let names: Vec<String> = self
-            .rows
-            .iter()
-            .map(|(name, pass, _)| {
-                if *pass {
-                    name.clone()
-                } else {
-                    format!("{name} ✗")
-                }
-            })
-            .collect();
+        let names = self.row_labels();
         let label_w = names.iter().map(|s| s.chars().count()).max().unwrap_or(4) as u32 * 9 + 20;
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, (FONT, 26))
@@ -105,34 +163,8 @@ impl Draw for Figure {
             .axis_desc_style((FONT, 18))
             .label_style((FONT, 15))
             .draw()?;
-        let tol = self.tolerance;
-        chart
-            .draw_series(std::iter::once(DashedPathElement::new(
-                vec![(tol, -0.5), (tol, n as f64 - 0.5)],
-                6,
-                4,
-                RED.stroke_width(2),
-            )))?
-            .label(format!("tolerance {}%", tick(tol)))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-        for (k, m) in DRAWN.iter().enumerate() {
-            let color = PALETTE[k];
-            let offset = (1.0 - k as f64) * 0.22;
-            let points: Vec<(f64, f64)> = self
-                .rows
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, _, e))| e[k].map(|e| (e.min(x_max), (n - 1 - i) as f64 + offset)))
-                .collect();
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(move |p| EmptyElement::at(p) + marker::<DB>(k, (0, 0), color)),
-                )?
-                .label(m.name())
-                .legend(move |(x, y)| marker::<DB>(k, (x + 10, y), color));
-        }
+        self.draw_tolerance(&mut chart)?;
+        self.draw_errors(&mut chart, x_max)?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
