@@ -53,6 +53,29 @@ pub fn is_snubbed(interested: bool, silent_for: Duration, snub_timeout: Duration
     interested && silent_for >= snub_timeout
 }
 
+/// Whether a neighbour may get an unchoke slot: it is `interested` in us
+/// or, while we super-seed ([`super::super_seed`]), it `lacks_pieces` —
+/// a super-seed shows nobody its pieces before offering them, so nobody
+/// could be interested in it first. Only the answer that counts is asked.
+pub fn is_eligible(
+    super_seeding: bool,
+    interested: impl FnOnce() -> bool,
+    lacks_pieces: impl FnOnce() -> bool,
+) -> bool {
+    if super_seeding {
+        lacks_pieces()
+    } else {
+        interested()
+    }
+}
+
+/// Whether an unchoked neighbour that loses interest in us is choked at
+/// once, its slot going to someone else: yes, except while we super-seed,
+/// where it keeps the slot for the next piece we offer it.
+pub fn chokes_on_lost_interest(super_seeding: bool) -> bool {
+    !super_seeding
+}
+
 /// When a peer rechokes: every `rechoke_interval`, and every
 /// `optimistic_interval` with the optimistic slot rotated.
 #[derive(Clone, Copy, Debug)]
@@ -282,6 +305,32 @@ mod tests {
         assert!(is_snubbed(true, Duration::from_secs(60), t));
         assert!(!is_snubbed(true, Duration::from_secs(59), t));
         assert!(!is_snubbed(false, Duration::from_secs(600), t));
+    }
+
+    #[test]
+    fn a_super_seed_gives_slots_by_lack_of_pieces_and_keeps_them_without_interest() {
+        assert!(is_eligible(
+            false,
+            || true,
+            || unreachable!("only interest counts")
+        ));
+        assert!(!is_eligible(
+            false,
+            || false,
+            || unreachable!("only interest counts")
+        ));
+        assert!(is_eligible(
+            true,
+            || unreachable!("only the lack counts"),
+            || true
+        ));
+        assert!(!is_eligible(
+            true,
+            || unreachable!("only the lack counts"),
+            || false
+        ));
+        assert!(chokes_on_lost_interest(false));
+        assert!(!chokes_on_lost_interest(true));
     }
 
     #[test]

@@ -43,10 +43,10 @@ mod uploading;
 use std::collections::BTreeSet;
 
 use super::SwarmConfig;
-use super::choker::{ChokeClock, Choker};
+use super::choker::{self, ChokeClock, Choker};
 use super::neighbours;
 use super::picker::Picker;
-use super::super_seed::SuperSeed;
+use super::super_seed::{SUPER_SEED_OFFERS, SuperSeed};
 use super::upload::Uploads;
 use crate::backoff::Backoff;
 use crate::download::Download;
@@ -59,9 +59,6 @@ use crate::time::Time;
 use crate::timers::Timers;
 use crate::vec_map::VecMap;
 use announce::{TRACKER_RETRY, TRACKER_RETRY_MAX};
-
-/// Unfinished super-seeding offers per neighbour.
-const SUPER_SEED_OFFERS: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -114,11 +111,7 @@ impl Remote {
     /// Whether the neighbour may get an unchoke slot: it is interested, or,
     /// while we super-seed, it lacks pieces.
     fn eligible(&self, super_seeding: bool) -> bool {
-        if super_seeding {
-            !self.have.is_full()
-        } else {
-            self.peer_interested
-        }
+        choker::is_eligible(super_seeding, || self.peer_interested, || !self.have.is_full())
     }
 }
 
@@ -350,7 +343,7 @@ impl Node for Peer {
                     r.peer_interested = false;
                     !r.am_choking
                 });
-                if unchoked && !self.is_super_seeding() {
+                if unchoked && choker::chokes_on_lost_interest(self.is_super_seeding()) {
                     self.choke(peer);
                     self.choker.forget(peer);
                     self.fill_slots();

@@ -25,6 +25,18 @@ use crate::NodeId;
 use crate::pieces::{Bitfield, PieceLayout};
 use crate::rng::{self, NodeRng};
 
+/// Unfinished offers per neighbour a super-seeding peer keeps (2 keeps a
+/// neighbour's requests flowing while it learns of the next piece).
+pub const SUPER_SEED_OFFERS: u32 = 2;
+
+/// Whether a rechoke keeps `peer` unchoked on top of the choker's choice:
+/// the seed super-seeds (`super_seed`) and `peer` holds an unfinished
+/// offer — the piece is reserved to it, and choking it would strand the
+/// piece until the next rechoke.
+pub fn is_protected(super_seed: Option<&SuperSeed>, peer: NodeId) -> bool {
+    super_seed.is_some_and(|s| s.has_unfinished_offer(peer))
+}
+
 /// Super-seeding state of the initial seed.
 #[derive(Clone, Debug)]
 pub struct SuperSeed {
@@ -143,6 +155,24 @@ impl SuperSeed {
             self.fresh.extend(o);
         }
     }
+
+    /// Neighbour `peer`, which held `held`, went away: its unfinished
+    /// offers go back to the pool ([`SuperSeed::forget_peer`]), and so do
+    /// the pieces of `held` that no remaining neighbour holds
+    /// (`held_elsewhere` says whether one does; [`SuperSeed::lost`]).
+    pub fn on_departure(
+        &mut self,
+        peer: NodeId,
+        held: impl IntoIterator<Item = u32>,
+        mut held_elsewhere: impl FnMut(u32) -> bool,
+    ) {
+        self.forget_peer(peer);
+        for piece in held {
+            if !held_elsewhere(piece) {
+                self.lost(piece);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +239,29 @@ mod tests {
         let next = s.top_up(NodeId(1), &held, &mut rng);
         assert_eq!(next.len(), 2);
         assert!(next.iter().all(|p| !offered.contains(p)));
+    }
+
+    /// A departing neighbour's unfinished offers go back to the pool, and
+    /// so do the pieces it held that no other neighbour holds; an
+    /// unfinished offer protects its neighbour at a rechoke.
+    #[test]
+    fn a_departure_returns_its_offers_and_the_pieces_only_it_held() {
+        let l = PieceLayout::new(4 * 32_768, 32_768, 16_384).unwrap();
+        let none = Bitfield::new(4);
+        for elsewhere in [false, true] {
+            let mut s = SuperSeed::new(l, 4);
+            let mut rng = node_rng(1, NodeId(0));
+            let offered = s.top_up(NodeId(1), &none, &mut rng);
+            assert_eq!(offered.len(), 4);
+            assert!(is_protected(Some(&s), NodeId(1)));
+            assert!(!is_protected(Some(&s), NodeId(2)));
+            assert!(!is_protected(None, NodeId(1)));
+            assert!(s.on_have(NodeId(1), offered[0]));
+            s.on_departure(NodeId(1), [offered[0]], |p| elsewhere && p == offered[0]);
+            assert!(!is_protected(Some(&s), NodeId(1)));
+            let again = s.top_up(NodeId(2), &none, &mut rng);
+            assert_eq!(again.len(), if elsewhere { 3 } else { 4 }, "{again:?}");
+        }
     }
 
     /// A piece nobody holds any more goes back to the pool, unless it is

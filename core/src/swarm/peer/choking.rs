@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::message::Message;
 use crate::node::NodeId;
 use crate::swarm::choker::{Candidate, is_snubbed};
+use crate::swarm::super_seed::is_protected;
 use crate::time::Time;
 
 /// An unchoked neighbour that has asked us for nothing for this long, and
@@ -74,11 +75,7 @@ impl Peer {
             if !self.eligible(r) {
                 continue;
             }
-            if self
-                .super_seed
-                .as_ref()
-                .is_some_and(|s| s.has_unfinished_offer(peer))
-            {
+            if is_protected(self.super_seed.as_ref(), peer) {
                 protected.push(peer);
             }
             candidates.push(Candidate::tit_for_tat(

@@ -72,12 +72,8 @@ impl Peer {
             // Its unfinished offers, and the pieces nobody else holds, go
             // back to the pool: offer them to the neighbours we unchoke
             // (nobody else would ever be offered them).
-            ss.forget_peer(peer);
-            for piece in r.have.iter() {
-                if self.picker.availability(piece) == 0 {
-                    ss.lost(piece);
-                }
-            }
+            let picker = &self.picker;
+            ss.on_departure(peer, r.have.iter(), |piece| picker.availability(piece) > 0);
             let unchoked: Vec<NodeId> = self
                 .remotes
                 .iter()
