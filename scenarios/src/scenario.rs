@@ -619,12 +619,6 @@ impl Scenario {
         if !self.faults.is_empty() {
             return refuse("faults", "faults need the message model");
         }
-        if self.swarm.super_seed {
-            return refuse(
-                "swarm.super_seed",
-                "super-seeding offers pieces by `Have` messages",
-            );
-        }
         if self.swarm.serial_uploads {
             return refuse("swarm.serial_uploads", "serial uploads queue blocks");
         }

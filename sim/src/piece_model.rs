@@ -31,6 +31,18 @@
 //!   what arrived, and each neighbour forgets it (choker, availability
 //!   counts), fills the slot it held, asks the tracker again early when
 //!   short ([`neighbours::reannounce_at`]) and looks whether it starves.
+//!   Super-seeding (`swarm.super_seed`): the server keeps the core's
+//!   [`SuperSeed`] and shows each neighbour only the pieces it offered it
+//!   ([`SuperSeed::top_up`], [`SUPER_SEED_OFFERS`] per neighbour, on
+//!   unchoking it and when it reports an offer held, [`SuperSeed::on_have`]),
+//!   so a neighbour's availability counts and interest follow the offers
+//!   and it asks only for them ([`SuperSeed::may_serve`]); slots go to
+//!   neighbours lacking pieces ([`is_eligible`]), a neighbour that wants
+//!   nothing more keeps its slot ([`chokes_on_lost_interest`]), a rechoke
+//!   keeps those with unfinished offers unchoked ([`is_protected`]), and a
+//!   leaving neighbour's offers and the pieces only it held go back to the
+//!   pool ([`SuperSeed::on_departure`]). Once every piece has left the
+//!   server, it shows its neighbours all its pieces and seeds normally.
 //! - **Dropped.** Messages: a peer knows the instant a neighbour verifies a
 //!   piece, and interest follows holdings at once. A piece moves from one
 //!   uploader to one downloader as one fluid flow (no blocks, no request
@@ -40,8 +52,11 @@
 //!   uploader's uplink is shared equally among the pieces it is sending
 //!   (with unlimited downloads that is exactly the max-min share). A host
 //!   leaving at completion leaves after whatever else happens at that
-//!   instant, where the core peer leaves at once. No
-//!   latency, faults, late starts, super-seeding, serial uploads,
+//!   instant, where the core peer leaves at once. A super-seed's unchoked
+//!   neighbour left with nothing offered (every piece has been offered
+//!   once) keeps its slot until the next rechoke, where the core peer
+//!   unchokes someone on top after half a second of idling. No
+//!   latency, faults, late starts, serial uploads,
 //!   limited downloads, other pipeline depths or send windows: the scenario
 //!   check refuses them by name.
 //!
@@ -58,10 +73,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::time::Duration;
 
-use peerlab_core::pieces::BlockRef;
+use peerlab_core::pieces::{Bitfield, BlockRef};
 use peerlab_core::rng::{self, NodeRng};
-use peerlab_core::swarm::choker::{Candidate, ChokeClock, Choker, is_snubbed};
+use peerlab_core::swarm::choker::{
+    Candidate, ChokeClock, Choker, chokes_on_lost_interest, is_eligible, is_snubbed,
+};
 use peerlab_core::swarm::picker::{least_copied, picks_at_random, rarest};
+use peerlab_core::swarm::super_seed::{SUPER_SEED_OFFERS, SuperSeed, is_protected};
 use peerlab_core::swarm::tracker::{MAX_NUMWANT, forget, sample};
 use peerlab_core::swarm::{Departure, SwarmConfig, neighbours};
 use peerlab_core::{Event, NodeId, PieceLayout, Time};
@@ -167,6 +185,9 @@ struct Host {
 
 /// No such time.
 const NEVER: u64 = u64::MAX;
+
+/// No such host.
+const NOBODY: u32 = u32::MAX;
 
 /// What a host's announce timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -302,10 +323,21 @@ pub(crate) struct PieceSim {
     have: Vec<u64>,
     /// Pieces with a flow towards the host.
     busy: Vec<u64>,
-    /// Per host and piece: how many of its neighbours hold the piece; kept
-    /// up to date only while the host lacks the piece (nothing reads it
-    /// after).
+    /// Per host and piece: how many of its neighbours hold the piece (as
+    /// far as they show it: a super-seed's only once offered); kept up to
+    /// date only while the host lacks the piece (nothing reads it after).
     avail: Vec<u8>,
+    /// The server's super-seeding (`swarm.super_seed`), by the core's
+    /// rules; `None` without.
+    super_seed: Option<SuperSeed>,
+    /// The host whose neighbours see only the pieces it offered them: the
+    /// server while it super-seeds, else [`NOBODY`]. Every reading of what
+    /// a neighbour holds goes through [`PieceSim::shown_word`], which
+    /// compares with this once.
+    hidden: u32,
+    /// Per host, the pieces the hidden host offered it (rows as in
+    /// `have`); empty without super-seeding.
+    shown: Vec<u64>,
     wakes: Wakes,
     /// The hosts' choking timers: (time, sequence, host).
     timers: BinaryHeap<Reverse<(u64, u64, u32)>>,
@@ -397,6 +429,15 @@ impl PieceSim {
             busy: vec![0; n * (words + 1)],
             avail: vec![0; n * ((pieces as usize).next_multiple_of(64) + 64)],
             wakes: Wakes::new(n),
+            super_seed: config
+                .super_seed
+                .then(|| SuperSeed::new(layout, SUPER_SEED_OFFERS)),
+            hidden: if config.super_seed { 0 } else { NOBODY },
+            shown: if config.super_seed {
+                vec![0; n * (words + 1)]
+            } else {
+                Vec::new()
+            },
             timers: BinaryHeap::new(),
             seq: 0,
             now: 0,
@@ -611,24 +652,33 @@ impl PieceSim {
     }
 
     /// A connection opened in a running swarm: each end counts the pieces
-    /// the other holds that it lacks (the core peer's `Bitfield`), and an
-    /// end the other wants something from fills a free slot with it (the
-    /// core peer's `Interested`).
+    /// the other shows that it lacks (the core peer's `Bitfield`: a
+    /// super-seed's is empty), and an end the other wants something from
+    /// fills a free slot with it (the core peer's `Interested`). A
+    /// super-seeding server learns from the newcomer's bitfield which
+    /// pieces have left, and fills its slots with any neighbour lacking
+    /// pieces, as the core peer does on a new connection.
     fn opened(&mut self, h: u32, p: u32, gh: u32, gp: u32) {
         self.trace_record(TAG_LINK, h, &p);
         for (a, b) in [(h, p), (p, h)] {
-            let (ra, rb) = (a as usize * self.hrow, b as usize * self.hrow);
+            let ra = a as usize * self.hrow;
             for w in 0..self.words {
-                for bit in BitIter(self.have[rb + w] & !self.have[ra + w]) {
+                for bit in BitIter(self.shown_word(b, a, w) & !self.have[ra + w]) {
                     self.avail[a as usize * self.row + w * 64 + bit as usize] += 1;
                 }
             }
         }
-        if self.wants(p, h) {
-            self.fill_from(p, &mut [gp]);
+        if self.hidden == h {
+            self.super_seed_bitfield(p);
+        } else if self.hidden == p {
+            self.super_seed_bitfield(h);
         }
-        if self.wants(h, p) {
-            self.fill_from(h, &mut [gh]);
+        for (x, y, gx) in [(p, h, gp), (h, p, gh)] {
+            if x == self.hidden {
+                self.fill_slots(x);
+            } else if self.wants(x, y) {
+                self.fill_from(x, &mut [gx]);
+            }
         }
     }
 
@@ -708,7 +758,9 @@ impl PieceSim {
         first..first + self.hosts[h as usize].degree as usize
     }
 
-    /// The server holds every piece; its neighbours count it and want it.
+    /// The server holds every piece; its neighbours count it and want it
+    /// — unless it super-seeds: then they see nothing until it offers them
+    /// pieces, and it unchokes neighbours that lack pieces.
     fn seed_server(&mut self) {
         let m = self.pieces as usize;
         for p in 0..self.pieces {
@@ -716,10 +768,12 @@ impl PieceSim {
         }
         self.hosts[0].held = self.pieces;
         self.hosts[0].complete = true;
-        for g in self.links_of(0) {
-            let w = self.links[g].peer as usize;
-            for s in &mut self.avail[w * self.row..w * self.row + m] {
-                *s += 1;
+        if self.hidden != 0 {
+            for g in self.links_of(0) {
+                let w = self.links[g].peer as usize;
+                for s in &mut self.avail[w * self.row..w * self.row + m] {
+                    *s += 1;
+                }
             }
         }
         self.fill_slots(0);
@@ -901,15 +955,20 @@ impl PieceSim {
                 newly.push(g as u32);
             }
         }
-        // Neighbours unchoking `d` that hold nothing more for it choke it and
-        // give the slot to someone else (the core peer's `NotInterested`).
-        // Backwards: a choke removes its entry by moving the last one into
-        // its place, which has been looked at already.
+        // A super-seeding server hears of the piece (the core peer's `Have`).
+        if self.hidden == 0 {
+            self.super_seed_have(d, piece);
+        }
+        // Neighbours unchoking `d` that show nothing more for it choke it and
+        // give the slot to someone else (the core peer's `NotInterested`),
+        // unless they super-seed. Backwards: a choke removes its entry by
+        // moving the last one into its place, which has been looked at
+        // already.
         for k in (0..self.hosts[d as usize].unchoked_by.len()).rev() {
             let Some(&(u, lu)) = self.hosts[d as usize].unchoked_by.get(k) else {
                 continue;
             };
-            if self.has(u, piece) && !self.wants(u, d) {
+            if self.shows(u, d, piece) && !self.wants(u, d) && chokes_on_lost_interest(u == self.hidden) {
                 self.choke(u, lu);
                 self.hosts[u as usize].choker.forget(NodeId(d));
                 self.fill_slots(u);
@@ -944,6 +1003,16 @@ impl PieceSim {
         let Some((piece, base)) = self.pick(d, u) else {
             return;
         };
+        // `d` asks a super-seed only for what it was shown, which is what it
+        // is offered (the unit tests check this in release builds too).
+        debug_assert!(
+            u != self.hidden
+                || self
+                    .super_seed
+                    .as_ref()
+                    .is_some_and(|s| s.may_serve(NodeId(d), piece)),
+            "{d} asks the super-seed for piece {piece}, not offered to it"
+        );
         self.advance(u);
         let size = self.layout.piece_size(piece);
         let host = &mut self.hosts[u as usize];
@@ -973,14 +1042,24 @@ impl PieceSim {
     /// the end game).
     fn pick(&mut self, d: u32, u: u32) -> Option<(u32, u32)> {
         let (du, uu) = (d as usize, u as usize);
-        if let Some(k) = self.hosts[du].partial.iter().position(|&(p, _)| self.has(u, p)) {
+        if let Some(k) = self.hosts[du]
+            .partial
+            .iter()
+            .position(|&(p, _)| self.shows(u, d, p))
+        {
             return Some(self.hosts[du].partial.swap_remove(k));
         }
         let random = picks_at_random(self.hosts[du].held, self.config.random_first_pieces);
-        let (mine, theirs) = (du * self.hrow, uu * self.hrow);
+        let mine = du * self.hrow;
+        // What `u` shows `d` (`shown_word`, with the fields borrowed apart).
+        let (shown, theirs) = if u == self.hidden {
+            (&self.shown, mine)
+        } else {
+            (&self.have, uu * self.hrow)
+        };
         let (have, busy, row) = (&self.have, &self.busy, du * self.row);
         let fresh = (0..self.words).flat_map(|w| {
-            let bits = have[theirs + w] & !have[mine + w] & !busy[mine + w];
+            let bits = shown[theirs + w] & !have[mine + w] & !busy[mine + w];
             BitIter(bits).map(move |b| (w * 64) as u32 + b)
         });
         let avail = |p: u32| u32::from(self.avail[row + p as usize]);
@@ -1003,7 +1082,7 @@ impl PieceSim {
         let candidates = host
             .inflight
             .iter()
-            .filter(|&&(p, v)| v != u && self.has(u, p) && !host.inflight.contains(&(p, u)))
+            .filter(|&&(p, v)| v != u && self.shows(u, d, p) && !host.inflight.contains(&(p, u)))
             .map(|&(p, _)| (p, copies(p)));
         let piece = least_copied(candidates, self.config.endgame_copies)?;
         let senders: Vec<u32> = host
@@ -1095,6 +1174,9 @@ impl PieceSim {
         let d = l.peer;
         self.hosts[u as usize].unchoked += 1;
         self.hosts[d as usize].unchoked_by.push((u, lu));
+        if u == self.hidden {
+            self.offer(d);
+        }
         self.request(d, u, lu);
     }
 
@@ -1128,19 +1210,23 @@ impl PieceSim {
         self.check_starving(d);
     }
 
-    /// Unchokes interested, unsnubbed neighbours at random while slots are
-    /// free, as the core's choker fills them.
+    /// Unchokes eligible (interested, or lacking pieces while `h`
+    /// super-seeds: [`is_eligible`]), unsnubbed neighbours at random while
+    /// slots are free, as the core's choker fills them.
     fn fill_slots(&mut self, h: u32) {
         let mut links = std::mem::take(&mut self.order);
         links.clear();
         links.extend(self.links_of(h).map(|g| g as u32));
         let (all, have, hrow, words) = (&self.links, &self.have, self.hrow, self.words);
         let mine = h as usize * hrow;
-        // `self.wants(h, peer)`, written out to borrow the fields apart.
+        let super_seeding = h == self.hidden;
         let qualify = |&g: &u32| {
             let l = all[g as usize];
             let theirs = l.peer as usize * hrow;
-            !l.unchoked && !l.snubbed && (0..words).any(|w| have[mine + w] & !have[theirs + w] != 0)
+            // `self.lacks_any_of(h, peer)`, written out to borrow the fields
+            // apart; unless `h` super-seeds it equals `self.wants(h, peer)`.
+            let lacks = || (0..words).any(|w| have[mine + w] & !have[theirs + w] != 0);
+            !l.unchoked && !l.snubbed && is_eligible(super_seeding, lacks, lacks)
         };
         let host = &mut self.hosts[h as usize];
         let chosen = host
@@ -1162,11 +1248,14 @@ impl PieceSim {
         }
     }
 
-    /// The regular rechoke of `h` by the core's choker.
+    /// The regular rechoke of `h` by the core's choker; a super-seed keeps
+    /// the neighbours with unfinished offers unchoked on top
+    /// ([`is_protected`]).
     fn rechoke(&mut self, h: u32, rotate: bool) {
         let now = self.now;
         let seeding = self.hosts[h as usize].complete;
         let mut candidates = Vec::new();
+        let mut protected = Vec::new();
         for g in self.links_of(h) {
             let l = self.links[g];
             // The snubbing clock starts when `h` becomes interested in the
@@ -1178,7 +1267,11 @@ impl PieceSim {
             let silent = Duration::from_nanos(now.saturating_sub(self.windows[g].last_progress));
             let snubbed = is_snubbed(interested, silent, self.config.snub_timeout);
             self.links[g].snubbed = snubbed;
-            if self.wants(h, l.peer) {
+            if self.eligible(h, l.peer) {
+                let ss = self.super_seed.as_ref().filter(|_| h == 0);
+                if is_protected(ss, NodeId(l.peer)) {
+                    protected.push(NodeId(l.peer));
+                }
                 let w = self.windows[g];
                 candidates.push(Candidate::tit_for_tat(
                     NodeId(l.peer),
@@ -1190,7 +1283,8 @@ impl PieceSim {
             }
         }
         let host = &mut self.hosts[h as usize];
-        let unchoke: BTreeSet<NodeId> = host.choker.rechoke(&candidates, rotate, &mut host.rng);
+        let mut unchoke: BTreeSet<NodeId> = host.choker.rechoke(&candidates, rotate, &mut host.rng);
+        unchoke.extend(protected);
         for g in self.links_of(h) {
             if unchoke.contains(&NodeId(self.links[g].peer)) {
                 self.unchoke(h, g as u32);
@@ -1200,6 +1294,136 @@ impl PieceSim {
             let w = &mut self.windows[g];
             w.down = 0;
             w.up = 0;
+        }
+    }
+
+    // ----- super-seeding ---------------------------------------------------------
+
+    /// The server's link to `d`, if they are neighbours.
+    fn server_link(&self, d: u32) -> Option<u32> {
+        self.links_of(0)
+            .find(|&g| self.links[g].peer == d)
+            .map(|g| g as u32)
+    }
+
+    /// `h`'s pieces as the core's bitfield (what it tells a neighbour).
+    fn bitfield(&self, h: u32) -> Bitfield {
+        let mut bits = Bitfield::new(self.pieces);
+        let row = h as usize * self.hrow;
+        for w in 0..self.words {
+            for b in BitIter(self.have[row + w]) {
+                bits.insert((w * 64) as u32 + b);
+            }
+        }
+        bits
+    }
+
+    /// The super-seeding server offers `d` new pieces up to its quota
+    /// ([`SuperSeed::top_up`]; the core peer sends a `Have` for each): `d`
+    /// sees them from now on, in its availability counts and its interest.
+    /// Allocates (as `top_up` does): once per piece and unchoke, never
+    /// without super-seeding.
+    fn offer(&mut self, d: u32) {
+        if self.hidden != 0 {
+            return;
+        }
+        let holds = self.bitfield(d);
+        let Some(ss) = self.super_seed.as_mut() else {
+            return;
+        };
+        for p in ss.top_up(NodeId(d), &holds, &mut self.hosts[0].rng) {
+            let (w, bit) = (d as usize * self.hrow + p as usize / 64, 1u64 << (p % 64));
+            self.shown[w] |= bit;
+            if self.have[w] & bit == 0 {
+                self.avail[d as usize * self.row + p as usize] += 1;
+            }
+        }
+    }
+
+    /// `d` verified `piece`: if it is the super-seeding server's neighbour,
+    /// the server hears of it (the core's [`SuperSeed::on_have`]), which may
+    /// finish `d`'s offer — then `d`, if unchoked, is offered more and asks
+    /// for it — or end super-seeding.
+    fn super_seed_have(&mut self, d: u32, piece: u32) {
+        let Some(g) = self.server_link(d) else {
+            return; // not a neighbour: the server hears nothing
+        };
+        let Some(ss) = self.super_seed.as_mut() else {
+            return;
+        };
+        let finished = ss.on_have(NodeId(d), piece);
+        if !ss.is_active() {
+            self.end_super_seeding();
+        } else if finished && self.links[g as usize].unchoked {
+            self.offer(d);
+            self.request(d, 0, g);
+        }
+    }
+
+    /// `d` connected to the super-seeding server mid-run: its bitfield
+    /// tells the server which pieces have left ([`SuperSeed::on_bitfield`]),
+    /// which may end super-seeding. A new neighbour holds no offer yet, so
+    /// none is finished.
+    fn super_seed_bitfield(&mut self, d: u32) {
+        let bits = self.bitfield(d);
+        let Some(ss) = self.super_seed.as_mut() else {
+            return;
+        };
+        ss.on_bitfield(NodeId(d), &bits);
+        if !ss.is_active() {
+            self.end_super_seeding();
+        }
+    }
+
+    /// Every piece has left the server once: it shows every neighbour all
+    /// its pieces (the core peer's `end_super_seeding`), which count them;
+    /// it fills its slots, by interest from now on, and the neighbours it
+    /// unchokes ask it for pieces.
+    fn end_super_seeding(&mut self) {
+        self.hidden = NOBODY;
+        for g in self.links_of(0) {
+            let d = self.links[g].peer as usize;
+            let rd = d * self.hrow;
+            for w in 0..self.words {
+                let news = self.have[w] & !self.shown[rd + w] & !self.have[rd + w];
+                for b in BitIter(news) {
+                    self.avail[d * self.row + w * 64 + b as usize] += 1;
+                }
+            }
+        }
+        self.fill_slots(0);
+        for g in self.links_of(0) {
+            let d = self.links[g].peer;
+            self.request(d, 0, g as u32);
+        }
+    }
+
+    /// Neighbour `x` of the super-seeding server left (its link already
+    /// dropped): its unfinished offers, and the pieces no other neighbour
+    /// of the server holds, go back to the pool
+    /// ([`SuperSeed::on_departure`]), and the neighbours the server
+    /// unchokes are offered more and ask for them, as at the core peer.
+    fn super_seed_departure(&mut self, x: u32) {
+        let server = self.links_of(0);
+        let (have, links, hrow, words) = (&self.have, &self.links, self.hrow, self.words);
+        let rx = x as usize * hrow;
+        let held = (0..words).flat_map(|w| BitIter(have[rx + w]).map(move |b| (w * 64) as u32 + b));
+        let elsewhere = |p: u32| {
+            let (w, bit) = (p as usize / 64, 1u64 << (p % 64));
+            links[server.clone()]
+                .iter()
+                .any(|l| have[l.peer as usize * hrow + w] & bit != 0)
+        };
+        let Some(ss) = self.super_seed.as_mut() else {
+            return;
+        };
+        ss.on_departure(NodeId(x), held, elsewhere);
+        for g in self.links_of(0) {
+            if self.links[g].unchoked {
+                let d = self.links[g].peer;
+                self.offer(d);
+                self.request(d, 0, g as u32);
+            }
         }
     }
 
@@ -1245,9 +1469,9 @@ impl PieceSim {
                 self.hosts[pi].unchoked -= 1;
             }
             self.hosts[pi].choker.forget(NodeId(x));
-            let (rx, rp) = (xi * self.hrow, pi * self.hrow);
+            let rp = pi * self.hrow;
             for w in 0..self.words {
-                for bit in BitIter(self.have[rx + w] & !self.have[rp + w]) {
+                for bit in BitIter(self.shown_word(x, p, w) & !self.have[rp + w]) {
                     self.avail[pi * self.row + w * 64 + bit as usize] -= 1;
                 }
             }
@@ -1259,6 +1483,9 @@ impl PieceSim {
         host.unchoked = 0;
         host.unchoked_by.clear();
         for &(p, freed) in &left {
+            if p == self.hidden {
+                self.super_seed_departure(x);
+            }
             if freed == 1 {
                 self.fill_slots(p);
             }
@@ -1319,15 +1546,53 @@ impl PieceSim {
 
     // ----- bits and records ----------------------------------------------------
 
-    /// Whether `a` holds a piece `b` lacks (`b` is interested in `a`).
+    /// Whether `a` shows a piece `b` lacks (`b` is interested in `a`).
     fn wants(&self, a: u32, b: u32) -> bool {
-        let (x, y) = (a as usize * self.hrow, b as usize * self.hrow);
-        self.have[x..x + self.words]
+        let y = b as usize * self.hrow;
+        let (shown, x) = if a == self.hidden {
+            (&self.shown, y)
+        } else {
+            (&self.have, a as usize * self.hrow)
+        };
+        shown[x..x + self.words]
             .iter()
             .zip(&self.have[y..y + self.words])
             .any(|(a, b)| a & !b != 0)
     }
 
+    /// Word `w` of the pieces `a` shows `b`: those it holds, or, while `a`
+    /// super-seeds, those it offered `b` (the core peer's empty `Bitfield`
+    /// and the `Have`s of its offers).
+    fn shown_word(&self, a: u32, b: u32, w: usize) -> u64 {
+        if a == self.hidden {
+            self.shown[b as usize * self.hrow + w]
+        } else {
+            self.have[a as usize * self.hrow + w]
+        }
+    }
+
+    /// Whether `a` shows `b` that it holds `piece`.
+    fn shows(&self, a: u32, b: u32, piece: u32) -> bool {
+        self.shown_word(a, b, piece as usize / 64) & (1 << (piece % 64)) != 0
+    }
+
+    /// Whether `peer` lacks one of `h`'s pieces (for a super-seed, which
+    /// holds every piece: whether it lacks pieces at all).
+    fn lacks_any_of(&self, h: u32, peer: u32) -> bool {
+        let (x, y) = (h as usize * self.hrow, peer as usize * self.hrow);
+        (0..self.words).any(|w| self.have[x + w] & !self.have[y + w] != 0)
+    }
+
+    /// Whether `peer` may get an unchoke slot at `h` ([`is_eligible`]).
+    fn eligible(&self, h: u32, peer: u32) -> bool {
+        is_eligible(
+            h == self.hidden,
+            || self.wants(h, peer),
+            || self.lacks_any_of(h, peer),
+        )
+    }
+
+    #[cfg(test)]
     fn has(&self, h: u32, piece: u32) -> bool {
         self.have[h as usize * self.hrow + piece as usize / 64] & (1 << (piece % 64)) != 0
     }
@@ -1402,23 +1667,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn churn(leave: &str, n: u32) -> PieceSim {
-        let sets = [
+    fn swarm(n: u32, more: &[&str]) -> PieceSim {
+        let mut sets = vec![
             format!("peers.count={n}"),
             "file.size=4 MiB".to_string(),
-            format!("swarm.leave={leave}"),
             "simulator.model=pieces".to_string(),
         ];
+        sets.extend(more.iter().map(|s| s.to_string()));
         let lib = peerlab_scenarios::library::get("swarm-homogeneous").expect("a library scenario");
-        let s = Scenario::from_json(lib, "swarm-homogeneous", &sets).expect("a pieces-model churn scenario");
+        let s = Scenario::from_json(lib, "swarm-homogeneous", &sets).expect("a pieces-model scenario");
         PieceSim::new(&s, "test").expect("it runs")
+    }
+
+    fn churn(leave: &str, n: u32) -> PieceSim {
+        swarm(n, &[&format!("swarm.leave={leave}")])
     }
 
     /// What every step must keep: links in pairs that point at each other,
     /// none to a host that left, the tracker naming only hosts still in
     /// the swarm, unchoking counted at both ends, flows on links that
-    /// send, and availability counts that match the neighbours' pieces.
+    /// send, and availability counts that match the pieces the neighbours
+    /// show. While the server super-seeds, what it shows a neighbour and
+    /// the neighbour lacks is exactly its unfinished offer, and it sends
+    /// only offered pieces ([`SuperSeed::may_serve`]).
     fn check_consistent(sim: &PieceSim) {
+        if let Some(ss) = sim.super_seed.as_ref().filter(|s| s.is_active()) {
+            assert_eq!(sim.hidden, 0, "super-seeding, the server's pieces are hidden");
+            for g in sim.links_of(0) {
+                let d = sim.links[g].peer;
+                let offered = (0..sim.pieces).filter(|&p| sim.shows(0, d, p) && !sim.has(d, p));
+                let mut any = false;
+                for p in offered {
+                    any = true;
+                    assert!(ss.may_serve(NodeId(d), p), "{d} is shown {p}, not offered it");
+                }
+                assert_eq!(any, ss.has_unfinished_offer(NodeId(d)), "{d}: offers");
+            }
+            for f in &sim.hosts[0].flows {
+                let d = NodeId(sim.links[f.link as usize].peer);
+                assert!(ss.may_serve(d, f.piece), "the server sends {d:?} {}", f.piece);
+            }
+        } else {
+            assert_eq!(sim.hidden, NOBODY, "not super-seeding, nothing is hidden");
+        }
         for (x, host) in sim.hosts.iter().enumerate() {
             let x = x as u32;
             if host.gone {
@@ -1457,7 +1748,7 @@ mod tests {
             for piece in (0..sim.pieces).filter(|&p| !sim.has(x, p)) {
                 let holders = sim
                     .links_of(x)
-                    .filter(|&g| sim.has(sim.links[g].peer, piece))
+                    .filter(|&g| sim.shows(sim.links[g].peer, x, piece))
                     .count();
                 assert_eq!(
                     usize::from(sim.avail[x as usize * sim.row + piece as usize]),
@@ -1511,6 +1802,38 @@ mod tests {
         check_consistent(&sim);
         assert!(sim.hosts.iter().all(|h| h.inflight.iter().all(|&(_, u)| u != 0)));
         assert!(sim.hosts[1..].iter().all(|h| h.unchoked_by.is_empty()));
+    }
+
+    /// Super-seeding step by step, with and without churn: at the start
+    /// the server unchokes a full set of neighbours and offers each
+    /// [`SUPER_SEED_OFFERS`] pieces, which only they see; the swarm stays
+    /// consistent after every step (neighbours see only what they were
+    /// offered, the server sends only offered pieces); super-seeding ends
+    /// and everyone completes.
+    #[test]
+    fn a_super_seed_shows_each_neighbour_only_its_offers() {
+        for leave in ["stay", "at-completion", "after 100 ms"] {
+            let mut sim = swarm(24, &["swarm.super_seed=true", &format!("swarm.leave={leave}")]);
+            let slots = sim.hosts[0].choker.max_unchoked();
+            assert_eq!(sim.hosts[0].unchoked, slots, "{leave}");
+            for d in 1..24 {
+                let shown = (0..sim.pieces).filter(|&p| sim.shows(0, d, p)).count() as u32;
+                let unchoked = sim.server_link(d).is_some_and(|g| sim.links[g as usize].unchoked);
+                let want = if unchoked { SUPER_SEED_OFFERS } else { 0 };
+                assert_eq!(shown, want, "{leave}: {d} is shown {shown} pieces");
+            }
+            check_consistent(&sim);
+            let mut ended = false;
+            let end = loop {
+                if let Some(end) = sim.step(u64::MAX, u64::MAX) {
+                    break end;
+                }
+                check_consistent(&sim);
+                ended |= sim.hidden == NOBODY;
+            };
+            assert_eq!(end, Outcome::Complete, "{leave}");
+            assert!(ended, "{leave}: super-seeding never ended");
+        }
     }
 
     proptest! {
