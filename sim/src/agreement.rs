@@ -8,8 +8,7 @@
 use peerlab_scenarios::{Scenario, library};
 
 /// The knob sets compared: a name and the `--set` overrides of
-/// `swarm-homogeneous`. Super-seeding is listed too: the pieces model
-/// refuses it by name.
+/// `swarm-homogeneous`.
 pub const KNOBS: [(&str, &[&str]); 12] = [
     ("defaults", &[]),
     ("1 slot", &["swarm.unchoke_slots=1"]),
