@@ -469,6 +469,36 @@ impl Scenario {
 
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_file()?;
+        self.relay.validate()?;
+        if let Err(e) = self.layout_unchecked() {
+            return Err(("file".into(), e.to_string()));
+        }
+        self.validate_numbers()?;
+        let names = self.validate_hosts()?;
+        self.swarm.validate()?;
+        self.validate_pieces_model()?;
+        self.validate_static_tracker(&names)?;
+        if self.protocol == Protocol::Relay {
+            let peers: Vec<(usize, String)> = self
+                .hosts_unchecked()
+                .into_iter()
+                .enumerate()
+                .filter(|(_, h)| matches!(h.role, Role::Peer | Role::Relay))
+                .map(|(i, h)| (i, h.name))
+                .collect();
+            crate::relay::validate_names(self, &peers)?;
+        }
+        // Faults may be aimed at any host, the tracker included.
+        let all_hosts: std::collections::BTreeSet<String> =
+            self.hosts_unchecked().into_iter().map(|h| h.name).collect();
+        self.validate_faults(&all_hosts)?;
+        Ok(())
+    }
+
+    /// The file's sizes: nothing empty, pieces under 4 GiB, blocks a BEP 3
+    /// peer accepts.
+    fn validate_file(&self) -> Result<(), (String, String)> {
         let field = |f: &str, m: String| Err((f.to_string(), m));
         if self.file.size.0 == 0 {
             return field("file.size", "the file must not be empty".into());
@@ -489,10 +519,13 @@ impl Scenario {
                 ),
             );
         }
-        self.relay.validate()?;
-        if let Err(e) = self.layout_unchecked() {
-            return field("file", e.to_string());
-        }
+        Ok(())
+    }
+
+    /// The network, the server's rate, the pipeline, the limits and how
+    /// many downloaders there are.
+    fn validate_numbers(&self) -> Result<(), (String, String)> {
+        let field = |f: &str, m: String| Err((f.to_string(), m));
         if !(self.network.goodput > 0.0 && self.network.goodput <= 1.0) {
             return field(
                 "network.goodput",
@@ -532,6 +565,13 @@ impl Scenario {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// Every peer's rates, name and start, and the server's start; returns
+    /// the names of the server and the peers.
+    fn validate_hosts(&self) -> Result<std::collections::BTreeSet<String>, (String, String)> {
+        let field = |f: &str, m: String| Err((f.to_string(), m));
         let mut names = std::collections::BTreeSet::from(["server".to_string()]);
         let peers_end = 1 + self.peers.count as usize + self.peers.hosts.len();
         for (i, h) in self.hosts_unchecked().iter().enumerate().take(peers_end).skip(1) {
@@ -573,24 +613,7 @@ impl Scenario {
                 "no peer may be named \"tracker\" in a swarm: that is the tracker".into(),
             );
         }
-        self.swarm.validate()?;
-        self.validate_pieces_model()?;
-        self.validate_static_tracker(&names)?;
-        if self.protocol == Protocol::Relay {
-            let peers: Vec<(usize, String)> = self
-                .hosts_unchecked()
-                .into_iter()
-                .enumerate()
-                .filter(|(_, h)| matches!(h.role, Role::Peer | Role::Relay))
-                .map(|(i, h)| (i, h.name))
-                .collect();
-            crate::relay::validate_names(self, &peers)?;
-        }
-        // Faults may be aimed at any host, the tracker included.
-        let all_hosts: std::collections::BTreeSet<String> =
-            self.hosts_unchecked().into_iter().map(|h| h.name).collect();
-        self.validate_faults(&all_hosts)?;
-        Ok(())
+        Ok(names)
     }
 
     fn after_the_end(&self, at: Duration) -> String {
