@@ -1530,10 +1530,10 @@ impl PieceSim {
     /// again soon rather than at its next periodic announce (the core
     /// peer's early re-announce).
     fn reannounce_if_short(&mut self, h: u32) {
-        if self.hosts[h as usize].complete || !self.is_short(h) {
+        let host = &self.hosts[h as usize];
+        if !neighbours::reannounces_when_short(host.complete, host.degree as usize, self.config.max_peers) {
             return;
         }
-        let host = &self.hosts[h as usize];
         let last = Time::from_nanos(host.last_announce);
         let at = neighbours::reannounce_at(Time::from_nanos(self.now), Some(last)).as_nanos();
         if at < host.periodic_at {

@@ -35,6 +35,13 @@ pub fn dial_quota(max_peers: u32) -> usize {
     (max_peers as usize / 2).max(1)
 }
 
+/// Whether a peer that lost neighbours asks the tracker for more (at
+/// [`reannounce_at`]): while it still downloads and is short of its
+/// dialling quota with `held` neighbours.
+pub fn reannounces_when_short(completed: bool, held: usize, max_peers: u32) -> bool {
+    !completed && is_short(held, max_peers)
+}
+
 /// Whether a peer holding `held` neighbours (attempts in flight included)
 /// is short of its dialling quota: it dials more, and asks the tracker
 /// for more when it has nobody left to try.

@@ -67,7 +67,9 @@ impl Peer {
 
     /// Asks the tracker for more peers soon if we are short of neighbours.
     pub(super) fn maybe_reannounce(&mut self, now: Time) {
-        if self.gone || self.completed || !neighbours::is_short(self.remotes.len(), self.config.max_peers) {
+        if self.gone
+            || !neighbours::reannounces_when_short(self.completed, self.remotes.len(), self.config.max_peers)
+        {
             return;
         }
         let at = neighbours::reannounce_at(now, self.last_announce);
