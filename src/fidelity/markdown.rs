@@ -62,7 +62,7 @@ fn write_run_time(md: &mut String, records: &[&RunRecord], args: &FidelityArgs) 
     let _ = writeln!(
         md,
         "{} {real} runs took {} of wall time ({} with the simulator's runs); \
-         CPU pressure (share of a run's time some task waited for a CPU): {}; {left_out} runs \
+         CPU pressure (share of a run's time some task waited for a CPU): {}; {left_out} {} \
          left out for more than {:.0}%.\n",
         real_runs.len(),
         human::secs(real_wall),
@@ -74,6 +74,7 @@ fn write_run_time(md: &mut String, records: &[&RunRecord], args: &FidelityArgs) 
             let max = pressures.iter().copied().fold(0.0, f64::max);
             format!("mean {:.1}%, max {:.1}%", s.mean * 100.0, max * 100.0)
         },
+        if left_out == 1 { "run" } else { "runs" },
         args.max_cpu_pressure * 100.0
     );
 }
