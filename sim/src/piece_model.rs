@@ -48,7 +48,11 @@
 //!   uploader to one downloader as one fluid flow (no blocks, no request
 //!   pipeline, no socket buffer, no two uploaders sharing one piece outside
 //!   the end game); a flow choked half-way leaves its bytes with the
-//!   downloader, which finishes the piece from another neighbour. An
+//!   downloader, which finishes the piece from another neighbour (a flow
+//!   choked before its first byte leaves nothing, and the piece goes back
+//!   to rarest first, as the core picker's `release` does). A rechoke
+//!   counts the bytes its host's flows have carried so far, as the core
+//!   peer counts every block as it goes. An
 //!   uploader's uplink is shared equally among the pieces it is sending
 //!   (with unlimited downloads that is exactly the max-min share). A host
 //!   leaving at completion leaves after whatever else happens at that
@@ -138,6 +142,10 @@ struct Flow {
     /// Payload bytes of the piece the downloader already had when the flow
     /// started (a piece finished after a choke, or an end-game copy).
     base: u32,
+    /// Payload bytes of the flow already counted in the rechoke windows
+    /// ([`Window`]): a rechoke counts what its flows have carried so far,
+    /// as the core peer counts every block when it goes.
+    counted: u32,
     /// The uploader's service counter when the flow started and the value
     /// at which it ends (wire bytes).
     start: f64,
@@ -856,9 +864,9 @@ impl PieceSim {
         let link = self.links[f.link as usize];
         let d = link.peer;
         let bytes = self.layout.piece_size(f.piece) - f.base;
-        self.windows[f.link as usize].up += u64::from(bytes);
+        self.windows[f.link as usize].up += u64::from(bytes - f.counted);
         let back = &mut self.windows[link.mirror as usize];
-        back.down += u64::from(bytes);
+        back.down += u64::from(bytes - f.counted);
         back.last_progress = now;
         // Bytes from a snubbing neighbour end the snub, as every block does
         // at the core peer.
@@ -1021,6 +1029,7 @@ impl PieceSim {
             link: lu,
             piece,
             base,
+            counted: 0,
             start,
             end: start + f64::from(size - base) * self.wire,
         });
@@ -1134,10 +1143,11 @@ impl PieceSim {
         let link = &mut self.links[f.link as usize];
         link.sending = false;
         let mirror = link.mirror;
-        self.windows[f.link as usize].up += u64::from(sent);
+        let fresh = u64::from(sent.saturating_sub(f.counted));
+        self.windows[f.link as usize].up += fresh;
         self.reschedule(v);
         let back = &mut self.windows[mirror as usize];
-        back.down += u64::from(sent);
+        back.down += fresh;
         if sent > 0 {
             back.last_progress = self.now;
             self.links[mirror as usize].snubbed = false;
@@ -1155,7 +1165,11 @@ impl PieceSim {
             let others = self.hosts[d as usize].inflight.iter().any(|&(p, _)| p == piece);
             if !others {
                 self.clear_busy(d, piece);
-                self.hosts[d as usize].partial.push((piece, f.base + sent));
+                // A piece with nothing of it held goes back to the pool of
+                // new pieces (the core picker's `release`).
+                if f.base + sent > 0 {
+                    self.hosts[d as usize].partial.push((piece, f.base + sent));
+                }
             }
         } else if sent > 0 {
             self.emit(d, Event::BlockDiscarded { from, block });
@@ -1253,6 +1267,7 @@ impl PieceSim {
     /// ([`is_protected`]).
     fn rechoke(&mut self, h: u32, rotate: bool) {
         let now = self.now;
+        self.count_progress(h);
         let seeding = self.hosts[h as usize].complete;
         let mut candidates = Vec::new();
         let mut protected = Vec::new();
@@ -1295,6 +1310,45 @@ impl PieceSim {
             w.down = 0;
             w.up = 0;
         }
+    }
+
+    /// Counts in the rechoke windows what the flows `h` sends and receives
+    /// have carried so far.
+    fn count_progress(&mut self, h: u32) {
+        self.advance(h);
+        for k in 0..self.hosts[h as usize].flows.len() {
+            self.count_flow(h, k);
+        }
+        for i in 0..self.hosts[h as usize].inflight.len() {
+            let (piece, v) = self.hosts[h as usize].inflight[i];
+            self.advance(v);
+            let links = &self.links;
+            let k = self.hosts[v as usize]
+                .flows
+                .iter()
+                .position(|f| f.piece == piece && links[f.link as usize].peer == h)
+                .expect("a flow in a downloader's in-flight list exists at its uploader");
+            self.count_flow(v, k);
+        }
+    }
+
+    /// Counts the payload flow `k` of `u` (brought up to date) has carried
+    /// since it was last counted.
+    fn count_flow(&mut self, u: u32, k: usize) {
+        let host = &self.hosts[u as usize];
+        let f = host.flows[k];
+        let sent = self.payload_sent(host.service, &f);
+        if sent <= f.counted {
+            return;
+        }
+        self.hosts[u as usize].flows[k].counted = sent;
+        let fresh = u64::from(sent - f.counted);
+        self.windows[f.link as usize].up += fresh;
+        let mirror = self.links[f.link as usize].mirror as usize;
+        let back = &mut self.windows[mirror];
+        back.down += fresh;
+        back.last_progress = self.now;
+        self.links[mirror].snubbed = false;
     }
 
     // ----- super-seeding ---------------------------------------------------------

@@ -354,7 +354,7 @@ impl Node for Peer {
                     r.peer_choking = true;
                 }
                 self.download.forget_peer(peer);
-                self.picker.release(peer);
+                self.picker.release(peer, &self.download);
                 self.request_all();
                 self.check_starving(now);
             }

@@ -104,15 +104,36 @@ impl Picker {
         }
     }
 
-    /// `peer` no longer sends us anything (choked us or went away).
-    pub fn release(&mut self, peer: NodeId) {
+    /// `peer` no longer sends us anything (choked us or went away), and
+    /// `download` has forgotten the requests it held. A piece left with
+    /// nothing stored and nothing requested goes back to the pool of new
+    /// pieces: it was only asked for, so finishing it first (step 2) would
+    /// send the next neighbour, often the seed, after a piece chosen for
+    /// the one that just choked us instead of the rarest.
+    pub fn release(&mut self, peer: NodeId, download: &Download) {
+        if let Some(piece) = self.current.remove(&peer) {
+            self.owner.remove(&piece);
+        }
+        let owner = &self.owner;
+        self.active
+            .retain(|p| owner.contains_key(p) || !download.is_untouched(*p));
+    }
+
+    /// A block of `piece` was stored: the piece is in progress (it may
+    /// have gone back to the pool on a [`Self::release`] while the block
+    /// was on its way).
+    pub fn touch(&mut self, piece: u32) {
+        self.active.insert(piece);
+    }
+
+    fn unassign(&mut self, peer: NodeId) {
         if let Some(piece) = self.current.remove(&peer) {
             self.owner.remove(&piece);
         }
     }
 
     fn assign(&mut self, peer: NodeId, piece: u32) {
-        self.release(peer);
+        self.unassign(peer);
         if let Some(old) = self.owner.insert(piece, peer) {
             self.current.remove(&old);
         }
@@ -145,7 +166,7 @@ impl Picker {
             if let Some(b) = download.next_block_in(piece) {
                 return Some(b);
             }
-            self.release(peer);
+            self.unassign(peer);
         }
         // 2. A started piece without a sender.
         let orphan = self
@@ -365,6 +386,64 @@ mod tests {
         d.mark_requested(b1, NodeId(12));
         // Neighbours 11 and 12 are not stalled: nothing left to duplicate.
         assert_eq!(picker.stalled_block(&d, NodeId(13), &full, stalled), None);
+    }
+
+    /// A neighbour that chokes us takes its requests with it. A piece with
+    /// a block of it stored is finished first, from whoever holds it; one
+    /// that was only asked for goes back to rarest first, so the next
+    /// neighbour (often the seed) is not asked for a common piece.
+    #[test]
+    fn a_piece_only_asked_for_goes_back_to_the_pool_on_a_choke() {
+        let l = layout(8);
+        let mut rng = node_rng(1, NodeId(1));
+        let full = Bitfield::full(8);
+        // Neighbour 10 holds pieces 0 and 1; the seed (11) holds
+        // everything, and pieces 2..=7 nobody else holds.
+        let holder = Bitfield::of(8, &[0, 1]);
+        let known = || {
+            let mut p = Picker::new(8, 0, 2);
+            p.add_peer(&full);
+            p.add_peer(&holder);
+            p
+        };
+        let mut picker = known();
+        let mut d = Download::new(l, Bitfield::new(8));
+        // 10 is asked for a whole piece, and another piece is started at 10.
+        let a = picker.next_block(&d, NodeId(10), &holder, &mut rng).unwrap();
+        d.mark_requested(a, NodeId(10));
+        let a2 = picker.next_block(&d, NodeId(10), &holder, &mut rng).unwrap();
+        d.mark_requested(a2, NodeId(10));
+        assert_eq!(a.piece, a2.piece);
+        let b = picker.next_block(&d, NodeId(10), &holder, &mut rng).unwrap();
+        assert_ne!(b.piece, a.piece);
+        d.mark_requested(b, NodeId(10));
+        assert!(matches!(d.on_block(NodeId(10), b), BlockOutcome::Accepted { .. }));
+        // 10 chokes us: its requests are gone.
+        d.forget_peer(NodeId(10));
+        picker.release(NodeId(10), &d);
+        // The seed is asked to finish the started piece first...
+        let next = picker.next_block(&d, NodeId(11), &full, &mut rng).unwrap();
+        assert_eq!(
+            next.piece, b.piece,
+            "a piece with a block stored is finished first"
+        );
+        d.mark_requested(next, NodeId(11));
+        // ...and then for the rarest piece, not the one only asked of 10.
+        let then = picker.next_block(&d, NodeId(11), &full, &mut rng).unwrap();
+        assert!(then.piece >= 2, "asked the seed for common piece {}", then.piece);
+        // Ownership dropped without the release, the piece only asked for
+        // still counts as started and would come first.
+        let mut kept = known();
+        let mut d = Download::new(l, Bitfield::new(8));
+        let a = kept.next_block(&d, NodeId(10), &holder, &mut rng).unwrap();
+        d.mark_requested(a, NodeId(10));
+        d.forget_peer(NodeId(10));
+        kept.unassign(NodeId(10));
+        assert_eq!(
+            kept.next_block(&d, NodeId(11), &full, &mut rng).unwrap().piece,
+            a.piece,
+            "without the release, the common piece would be asked of the seed"
+        );
     }
 
     #[test]

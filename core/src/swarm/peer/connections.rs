@@ -63,8 +63,8 @@ impl Peer {
         };
         self.outbox.event(Event::Disconnected { peer });
         self.picker.remove_peer(&r.have);
-        self.picker.release(peer);
         self.download.forget_peer(peer);
+        self.picker.release(peer, &self.download);
         self.choker.forget(peer);
         self.uploads.disconnected(peer);
         self.send_blocks(now);

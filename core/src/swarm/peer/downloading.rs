@@ -199,6 +199,7 @@ impl Peer {
             BlockOutcome::Accepted {
                 also_requested_from, ..
             } => {
+                self.picker.touch(block.piece);
                 self.stats.downloaded += u64::from(block.len);
                 for &other in &also_requested_from {
                     self.stats.cancels_sent += 1;
