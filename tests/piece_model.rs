@@ -119,7 +119,7 @@ fn the_pieces_model_takes_a_small_fraction_of_the_events() {
 /// the 64 MiB reference file, on distribution time, p50 and p90 of the
 /// peers' completion times, each the mean over seeds 1-3: within 3% on
 /// average over the knob sets, and within 5% for every one (here the
-/// pieces model is 2.5% optimistic to 2.8% pessimistic; super-seeding,
+/// pieces model is 2.3% optimistic to 2.8% pessimistic; super-seeding,
 /// where the server's uplink sets the pace, agrees within 0.3%); a knob
 /// set it does not model would have to be refused by name.
 /// docs/simulator.md has the whole grid (N = 32 to 512).
