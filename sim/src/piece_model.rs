@@ -860,17 +860,10 @@ impl PieceSim {
     // ----- pieces ---------------------------------------------------------------
 
     fn deliver(&mut self, u: u32, f: Flow) {
-        let now = self.now;
         let link = self.links[f.link as usize];
         let d = link.peer;
         let bytes = self.layout.piece_size(f.piece) - f.base;
-        self.windows[f.link as usize].up += u64::from(bytes - f.counted);
-        let back = &mut self.windows[link.mirror as usize];
-        back.down += u64::from(bytes - f.counted);
-        back.last_progress = now;
-        // Bytes from a snubbing neighbour end the snub, as every block does
-        // at the core peer.
-        self.links[link.mirror as usize].snubbed = false;
+        self.count_payload(f.link, u64::from(bytes - f.counted), true);
         remove_inflight(&mut self.hosts[d as usize].inflight, f.piece, u);
         self.emit(
             d,
@@ -1140,18 +1133,9 @@ impl PieceSim {
         let f = host.flows[k];
         let sent = self.payload_sent(host.service, &f);
         self.hosts[v as usize].flows.remove(k);
-        let link = &mut self.links[f.link as usize];
-        link.sending = false;
-        let mirror = link.mirror;
-        let fresh = u64::from(sent.saturating_sub(f.counted));
-        self.windows[f.link as usize].up += fresh;
+        self.links[f.link as usize].sending = false;
         self.reschedule(v);
-        let back = &mut self.windows[mirror as usize];
-        back.down += fresh;
-        if sent > 0 {
-            back.last_progress = self.now;
-            self.links[mirror as usize].snubbed = false;
-        }
+        self.count_payload(f.link, u64::from(sent.saturating_sub(f.counted)), sent > 0);
         let block = BlockRef {
             piece,
             offset: f.base,
@@ -1342,13 +1326,22 @@ impl PieceSim {
             return;
         }
         self.hosts[u as usize].flows[k].counted = sent;
-        let fresh = u64::from(sent - f.counted);
-        self.windows[f.link as usize].up += fresh;
-        let mirror = self.links[f.link as usize].mirror as usize;
+        self.count_payload(f.link, u64::from(sent - f.counted), true);
+    }
+
+    /// Counts `bytes` of payload sent on the uploader's link `g` in both
+    /// ends' rechoke windows and, if bytes `arrived`, as progress at the
+    /// downloader, which ends a snub there as every block does at the core
+    /// peer.
+    fn count_payload(&mut self, g: u32, bytes: u64, arrived: bool) {
+        self.windows[g as usize].up += bytes;
+        let mirror = self.links[g as usize].mirror as usize;
         let back = &mut self.windows[mirror];
-        back.down += fresh;
-        back.last_progress = self.now;
-        self.links[mirror].snubbed = false;
+        back.down += bytes;
+        if arrived {
+            back.last_progress = self.now;
+            self.links[mirror].snubbed = false;
+        }
     }
 
     // ----- super-seeding ---------------------------------------------------------

@@ -111,9 +111,7 @@ impl Picker {
     /// send the next neighbour, often the seed, after a piece chosen for
     /// the one that just choked us instead of the rarest.
     pub fn release(&mut self, peer: NodeId, download: &Download) {
-        if let Some(piece) = self.current.remove(&peer) {
-            self.owner.remove(&piece);
-        }
+        self.unassign(peer);
         let owner = &self.owner;
         self.active
             .retain(|p| owner.contains_key(p) || !download.is_untouched(*p));
