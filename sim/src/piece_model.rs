@@ -18,8 +18,9 @@
 //!   half a second, doubling, [`neighbours::is_starving`]);
 //!   choking by the core's [`Choker`] on its [`ChokeClock`] (tit-for-tat
 //!   windows ranked by [`Candidate::tit_for_tat`], the optimistic slot,
-//!   [`is_snubbed`], a snub ended by any byte received), slots that fall
-//!   free filled at once by [`Choker::fill`], and a neighbour that wants
+//!   [`is_snubbed`], a snub ended by any byte received), slots shut until
+//!   [`slots_open_at`] and then, and whenever they fall free, filled at once
+//!   by [`Choker::fill`], and a neighbour that wants
 //!   nothing more choked and forgotten; piece selection in the core
 //!   picker's order — a started piece nobody sends first, then a new one by
 //!   [`rarest`] (at random while [`picks_at_random`]), then the end game's
@@ -80,7 +81,7 @@ use std::time::Duration;
 use peerlab_core::pieces::{Bitfield, BlockRef};
 use peerlab_core::rng::{self, NodeRng};
 use peerlab_core::swarm::choker::{
-    Candidate, ChokeClock, Choker, chokes_on_lost_interest, is_eligible, is_snubbed,
+    Candidate, ChokeClock, Choker, chokes_on_lost_interest, is_eligible, is_snubbed, slots_open_at,
 };
 use peerlab_core::swarm::picker::{least_copied, picks_at_random, rarest};
 use peerlab_core::swarm::super_seed::{SUPER_SEED_OFFERS, SuperSeed, is_protected};
@@ -102,6 +103,8 @@ const EPSILON: f64 = 1e-3;
 const TAG_FLOW: u8 = 10;
 /// Trace record tag of a connection opened after time zero.
 const TAG_LINK: u8 = 11;
+/// The host of the timer entry at which every host's slots open.
+const SLOTS_OPEN: u32 = u32::MAX;
 
 /// One end of a connection, as the host holding it sees it. The links of
 /// all hosts sit in one vector, each host's together, so the pass over a
@@ -351,6 +354,10 @@ pub(crate) struct PieceSim {
     timers: BinaryHeap<Reverse<(u64, u64, u32)>>,
     seq: u64,
     now: u64,
+    /// When the hosts' unchoke slots open (all start at zero), and the
+    /// hosts that wanted to fill theirs before.
+    slots_open: u64,
+    shut: Vec<u32>,
     /// The tracker's random stream (its id follows the peers').
     tracker_rng: NodeRng,
     /// Every host, in the order they announced.
@@ -449,6 +456,8 @@ impl PieceSim {
             timers: BinaryHeap::new(),
             seq: 0,
             now: 0,
+            slots_open: slots_open_at(Time::ZERO).as_nanos(),
+            shut: Vec::new(),
             tracker_rng: rng::node_rng(scenario.seed, NodeId(n as u32)),
             announced: Vec::with_capacity(n),
             announces: BinaryHeap::new(),
@@ -467,6 +476,8 @@ impl PieceSim {
         };
         sim.connect_swarm();
         sim.seed_server();
+        sim.seq += 1;
+        sim.timers.push(Reverse((sim.slots_open, sim.seq, SLOTS_OPEN)));
         for h in 0..n as u32 {
             sim.schedule_timer(h);
             // As the core peer on its tracker's answer.
@@ -823,6 +834,12 @@ impl PieceSim {
     /// The choking timer of `h`: the rechoke, with the optimistic rotation
     /// when that is due too.
     fn timer(&mut self, h: u32) {
+        if h == SLOTS_OPEN {
+            for h in std::mem::take(&mut self.shut) {
+                self.fill_slots(h);
+            }
+            return;
+        }
         if self.hosts[h as usize].gone {
             return;
         }
@@ -1212,6 +1229,9 @@ impl PieceSim {
     /// super-seeds: [`is_eligible`]), unsnubbed neighbours at random while
     /// slots are free, as the core's choker fills them.
     fn fill_slots(&mut self, h: u32) {
+        if self.keeps_shut(h) {
+            return;
+        }
         let mut links = std::mem::take(&mut self.order);
         links.clear();
         links.extend(self.links_of(h).map(|g| g as u32));
@@ -1236,9 +1256,24 @@ impl PieceSim {
         self.order = links;
     }
 
+    /// Whether the slots of `h` are still shut (the core's
+    /// [`slots_open_at`]); it fills them all when they open.
+    fn keeps_shut(&mut self, h: u32) -> bool {
+        if self.now >= self.slots_open {
+            return false;
+        }
+        if !self.shut.contains(&h) {
+            self.shut.push(h);
+        }
+        true
+    }
+
     /// Unchokes links of `h` from `waiting` (choked, unsnubbed, interested)
     /// at random while slots are free, as the core's choker fills them.
     fn fill_from(&mut self, h: u32, waiting: &mut [u32]) {
+        if self.keeps_shut(h) {
+            return;
+        }
         let host = &mut self.hosts[h as usize];
         let chosen = host.choker.fill(host.unchoked, waiting, |_| true, &mut host.rng);
         for &g in &waiting[..chosen] {
@@ -1806,6 +1841,13 @@ mod tests {
         }
     }
 
+    /// Steps `sim` until the hosts' unchoke slots have opened.
+    fn open_slots(sim: &mut PieceSim) {
+        while sim.now < sim.slots_open || !sim.shut.is_empty() {
+            assert_eq!(sim.step(u64::MAX, u64::MAX), None);
+        }
+    }
+
     /// Churn step by step: hosts leave (at completion, or after seeding a
     /// while), the swarm stays consistent after every step, the tracker
     /// never names a host that left, and everyone completes.
@@ -1836,11 +1878,12 @@ mod tests {
         }
     }
 
-    /// The server leaving at time zero, mid-upload: its flows stop, nobody
+    /// The server leaving as its slots open, mid-upload: its flows stop, nobody
     /// counts its pieces any more and the tracker forgets it.
     #[test]
     fn a_host_leaving_mid_upload_leaves_nothing_behind() {
         let mut sim = churn("at-completion", 16);
+        open_slots(&mut sim);
         assert!(
             !sim.hosts[0].flows.is_empty(),
             "the server uploads from the start"
@@ -1851,8 +1894,8 @@ mod tests {
         assert!(sim.hosts[1..].iter().all(|h| h.unchoked_by.is_empty()));
     }
 
-    /// Super-seeding step by step, with and without churn: at the start
-    /// the server unchokes a full set of neighbours and offers each
+    /// Super-seeding step by step, with and without churn: once its slots
+    /// open the server unchokes a full set of neighbours and offers each
     /// [`SUPER_SEED_OFFERS`] pieces, which only they see; the swarm stays
     /// consistent after every step (neighbours see only what they were
     /// offered, the server sends only offered pieces); super-seeding ends
@@ -1861,6 +1904,8 @@ mod tests {
     fn a_super_seed_shows_each_neighbour_only_its_offers() {
         for leave in ["stay", "at-completion", "after 100 ms"] {
             let mut sim = swarm(24, &["swarm.super_seed=true", &format!("swarm.leave={leave}")]);
+            assert_eq!(sim.hosts[0].unchoked, 0, "{leave}: slots shut at the start");
+            open_slots(&mut sim);
             let slots = sim.hosts[0].choker.max_unchoked();
             assert_eq!(sim.hosts[0].unchoked, slots, "{leave}");
             for d in 1..24 {

@@ -139,6 +139,9 @@ pub struct PeerStats {
 pub struct Peer {
     /// The time of the input being handled.
     now: Time,
+    /// When the node (re)started: its slots stay shut until
+    /// [`slots_open_at`](crate::swarm::choker::slots_open_at) this.
+    started: Time,
     id: NodeId,
     tracker: NodeId,
     /// Storage failed: we stop downloading.
@@ -223,6 +226,7 @@ impl Peer {
             completed,
             config,
             now: Time::ZERO,
+            started: Time::ZERO,
         }
     }
 
@@ -275,6 +279,7 @@ impl Node for Peer {
 
     fn handle_start(&mut self, now: Time) {
         self.now = now;
+        self.started = now;
         // A (re)start: connections, requests and choking state are gone;
         // verified pieces are kept.
         self.outbox.clear();

@@ -5,7 +5,7 @@ use super::{Peer, Remote, Timer};
 use crate::event::Event;
 use crate::message::Message;
 use crate::node::NodeId;
-use crate::swarm::choker::{Candidate, is_snubbed};
+use crate::swarm::choker::{Candidate, is_snubbed, slots_open_at};
 use crate::swarm::super_seed::is_protected;
 use crate::time::Time;
 
@@ -125,6 +125,15 @@ impl Peer {
         let waits = |r: &Remote| r.am_choking && !r.snubbed && r.eligible(super_seeding);
         let waiting = self.remotes.values().filter(|r| waits(r)).count();
         if waiting == 0 {
+            return;
+        }
+        let open = slots_open_at(self.started);
+        if self.now < open {
+            // Slots stay shut while the swarm connects; then they go at
+            // random among everyone waiting, not to whoever was first.
+            if self.timers.get(Timer::IdleSlots).is_none() {
+                self.timers.set(Timer::IdleSlots, open);
+            }
             return;
         }
         let remotes = &self.remotes;

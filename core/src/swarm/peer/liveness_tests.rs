@@ -11,6 +11,7 @@ use super::*;
 use crate::node::Command;
 use crate::pieces::BlockRef;
 use crate::swarm::Leave;
+use crate::swarm::choker::slots_open_at;
 use crate::testing::{dialled, outputs as drain};
 
 const TRACKER: NodeId = NodeId(100);
@@ -240,6 +241,7 @@ fn slots_left_idle_go_to_a_waiting_neighbour() {
     p.handle_message(busy, Message::Interested, Time::ZERO);
     p.handle_message(quiet, Message::Interested, Time::ZERO);
     p.handle_message(waiting, Message::Interested, Time::ZERO);
+    run_until(&mut p, slots_open_at(Time::ZERO));
     drain(&mut p);
     let unchoked = p.unchoked();
     assert_eq!(unchoked.len(), 2);
@@ -250,7 +252,8 @@ fn slots_left_idle_go_to_a_waiting_neighbour() {
         .find(|q| !holders.contains(q))
         .unwrap();
     let asker = holders.remove(0);
-    for t in (100..=400).step_by(100) {
+    // Unchoked when the slots opened, at 50 ms.
+    for t in (100..=500).step_by(100) {
         let block = BlockRef {
             piece: 0,
             offset: 0,
@@ -262,7 +265,7 @@ fn slots_left_idle_go_to_a_waiting_neighbour() {
         drain(&mut p);
     }
     assert!(!p.unchoked().contains(&left_out), "nobody idle for 500 ms yet");
-    run_until(&mut p, ms(500));
+    run_until(&mut p, ms(550));
     assert!(
         p.unchoked().contains(&left_out),
         "the silent neighbour's slot is given away: {:?}",
@@ -284,9 +287,14 @@ fn a_super_seed_offers_again_what_a_departed_neighbour_never_reported() {
     let mut seed = Peer::new(NodeId(0), TRACKER, two, Bitfield::full(2), config, 5);
     seed.handle_start(Time::ZERO);
     let (first, other) = (NodeId(1), NodeId(2));
-    for q in [first, other] {
-        seed.handle_connection(q, ConnectionEvent::Opened, Time::ZERO);
-        seed.handle_message(q, Message::Bitfield(Bitfield::new(2)), Time::ZERO);
+    // The first connects as the seed starts and has its slots once they
+    // open; the other connects later.
+    let open = slots_open_at(Time::ZERO);
+    let mut out = Vec::new();
+    for (q, at) in [(first, Time::ZERO), (other, open)] {
+        out.extend(run_until(&mut seed, at).into_iter().map(|(_, o)| o));
+        seed.handle_connection(q, ConnectionEvent::Opened, at);
+        seed.handle_message(q, Message::Bitfield(Bitfield::new(2)), at);
     }
     let offers = |out: &[Output], q: NodeId| -> usize {
         sent_to(out, q)
@@ -294,11 +302,54 @@ fn a_super_seed_offers_again_what_a_departed_neighbour_never_reported() {
             .filter(|m| matches!(m, Message::Have { .. }))
             .count()
     };
-    let out = drain(&mut seed);
+    out.extend(drain(&mut seed));
     assert_eq!((offers(&out, first), offers(&out, other)), (2, 0), "{out:?}");
     // The first downloads both and leaves without a word.
     seed.handle_connection(first, ConnectionEvent::Closed, ms(100));
     let out = drain(&mut seed);
     assert!(seed.is_super_seeding());
     assert_eq!(offers(&out, other), 2, "offered to the other: {out:?}");
+}
+
+/// A seed that has just started keeps its slots shut while its neighbours
+/// connect, then fills them at random among everyone waiting: filled as
+/// interest arrived they would go to the first to connect, a race between
+/// processes on a real network and the host listed first in the simulator.
+#[test]
+fn a_starting_seed_gives_its_slots_at_random_once_the_swarm_has_connected() {
+    let neighbours: Vec<NodeId> = (10..20).map(NodeId).collect();
+    let open = slots_open_at(Time::ZERO);
+    let mut late_ones_chosen = 0;
+    for seed in 1..=8 {
+        let mut p = Peer::new(
+            NodeId(0),
+            TRACKER,
+            layout(),
+            Bitfield::full(8),
+            SwarmConfig::default(),
+            seed,
+        );
+        p.handle_start(Time::ZERO);
+        for (k, &q) in neighbours.iter().enumerate() {
+            let at = ms(4 * k as u64); // one every 4 ms, all before 50 ms
+            run_until(&mut p, at);
+            p.handle_connection(q, ConnectionEvent::Opened, at);
+            p.handle_message(q, Message::Bitfield(Bitfield::new(8)), at);
+            p.handle_message(q, Message::Interested, at);
+            assert!(p.unchoked().is_empty(), "seed {seed}: nobody before {open}");
+        }
+        run_until(&mut p, open);
+        let unchoked = p.unchoked();
+        assert_eq!(
+            unchoked.len(),
+            5,
+            "seed {seed}: four slots and the optimistic one"
+        );
+        late_ones_chosen += unchoked.iter().filter(|q| !neighbours[..5].contains(q)).count();
+    }
+    // First come, first served would never choose the last five.
+    assert!(
+        late_ones_chosen >= 8,
+        "{late_ones_chosen} of 40 slots went to the last five"
+    );
 }

@@ -5,6 +5,7 @@
 use super::*;
 use crate::node::Command;
 use crate::pieces::BlockRef;
+use crate::swarm::choker::slots_open_at;
 use crate::testing::{dialled, outputs as drain};
 
 const TRACKER: NodeId = NodeId(100);
@@ -219,12 +220,14 @@ fn a_serial_uploader_serves_first_the_neighbour_whose_pieces_are_common() {
     for peer in [x, a, b] {
         p.handle_message(peer, Message::Interested, Time::ZERO);
     }
+    let open = slots_open_at(Time::ZERO);
+    p.handle_timeout(open);
     drain(&mut p);
     assert!([x, a, b].iter().all(|q| p.unchoked().contains(q)));
     // X asks first and is served at once; A and B ask while it is.
     for (peer, piece) in [(x, 7), (a, 5), (b, 6)] {
         for i in 0..4 {
-            p.handle_message(peer, Message::Request(layout.block(piece, i)), Time::ZERO);
+            p.handle_message(peer, Message::Request(layout.block(piece, i)), open);
         }
     }
     let mut served = Vec::new();
@@ -244,7 +247,7 @@ fn a_serial_uploader_serves_first_the_neighbour_whose_pieces_are_common() {
         }
         for (to, piece) in blocks {
             served.push((to.0, piece));
-            p.handle_sent(to, Time::ZERO);
+            p.handle_sent(to, open);
         }
     }
     let pieces: Vec<(u32, u32)> = served.chunks(4).map(|c| c[0]).collect();
@@ -274,7 +277,13 @@ fn tit_for_tat_keeps_the_four_best_senders_and_rotates_the_optimistic_slot() {
         p.handle_message(r, Message::Interested, Time::ZERO);
     }
     drain(&mut p);
-    assert_eq!(p.unchoked().len(), 5, "free slots are filled at once");
+    assert!(
+        p.unchoked().is_empty(),
+        "slots stay shut while the swarm connects"
+    );
+    p.handle_timeout(slots_open_at(Time::ZERO));
+    drain(&mut p);
+    assert_eq!(p.unchoked().len(), 5, "then every free slot is filled");
     let mut optimistic = Vec::new();
     for round in 1..=6u64 {
         let now = Time::from_secs(10 * round);
