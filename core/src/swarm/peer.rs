@@ -67,7 +67,8 @@ enum Timer {
     Starving,
     /// Whether a neighbour holding our requests went silent.
     Silence,
-    /// Whether an unchoked neighbour left its slot idle.
+    /// Whether an unchoked neighbour left its slot idle; also when the
+    /// slots of a node that has just started open.
     IdleSlots,
     Leave,
 }
