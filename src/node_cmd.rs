@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::{human, scenario_arg};
 
 /// The events file in a node's data directory.
-pub const EVENTS_FILE: &str = "events.jsonl";
+pub use peerlab_net::metainfo_file::EVENTS_FILE;
 
 /// Arguments of `peerlab node`.
 #[derive(Debug, Args)]

@@ -310,7 +310,9 @@ fn metainfo_create_round_trip() {
 }
 
 /// A server and a client started by hand with `peerlab node`, as on two
-/// machines: the client's file is the server's.
+/// machines: the client's file is the server's. Both log at debug level to
+/// a standard error where every write fails (`/dev/full`, as a full disk
+/// under a node's log): a node whose log cannot be written keeps working.
 #[test]
 fn two_nodes_by_hand() {
     let dir = scratch("by-hand");
@@ -344,15 +346,20 @@ fn two_nodes_by_hand() {
         "file.size=3 MiB",
         "--addresses",
         "addrs.txt",
+        "-vv",
     ];
     let spawn = |extra: &[&str]| {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
         Command::new(env!("CARGO_BIN_EXE_peerlab"))
             .args(common)
             .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(full))
             .spawn()
             .expect("node starts")
     };

@@ -164,7 +164,7 @@ struct Slot {
 
 impl Slot {
     fn log_path(&self) -> PathBuf {
-        self.dir.join("node.log")
+        self.dir.join(peerlab_net::metainfo_file::LOG_FILE)
     }
 
     /// The complete lines appended to its events file since the last call.
