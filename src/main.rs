@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the CLI talks to people
 
 mod compare;
+mod disk;
 mod fidelity;
 mod human;
 mod metainfo_cmd;

@@ -356,6 +356,16 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| args.data.join(&metainfo.name));
         Storage::open_seed(&file, &metainfo)?
     } else {
+        // What an earlier run already wrote (the file is sparse until then).
+        let present = std::fs::metadata(args.data.join(&metainfo.name)).map_or(0, |m| {
+            use std::os::unix::fs::MetadataExt;
+            m.len().min(m.blocks().saturating_mul(512))
+        });
+        crate::disk::ensure_room(
+            &args.data,
+            metainfo.length.saturating_sub(present),
+            &format!("the download of {:?}", metainfo.name),
+        )?;
         Storage::open(&args.data, &metainfo, layout)?
     };
     let have = (role != Role::Server).then(|| storage.verified().clone());

@@ -501,3 +501,82 @@ fn bad_address_files_and_hosts_are_named() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A run or a download that cannot fit on its disk fails at once, with the
+/// numbers, and leaves nothing behind: a `100 TiB` run writes no source, a
+/// downloader given a 100 TiB metainfo creates no (sparse) file.
+#[test]
+fn a_run_or_download_that_cannot_fit_fails_at_once() {
+    let dir = scratch("no-room");
+    let work = dir.join("work");
+    let out = peerlab(
+        &dir,
+        &[
+            "run",
+            "lab-client-server",
+            "--on",
+            "loopback",
+            "--set",
+            "peers.count=1",
+            "--set",
+            "file.size=100 TiB",
+            "--set",
+            "file.piece_size=128 MiB",
+            "--work-dir",
+            work.to_str().expect("utf-8 path"),
+            "--quiet",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs 200.0 TiB") && out.stderr.contains("free"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !work.join("source").join("file.bin").exists(),
+        "a source was written"
+    );
+
+    let (length, piece): (u64, u64) = (100 << 40, 2 << 30);
+    let digests = vec![format!("\"{}\"", "a".repeat(40)); (length / piece) as usize].join(",");
+    std::fs::write(
+        dir.join("huge.json"),
+        format!(r#"{{"name":"huge.bin","length":{length},"piece_length":{piece},"pieces":[{digests}]}}"#),
+    )
+    .expect("metainfo");
+    std::fs::write(dir.join("a.txt"), "server = 127.0.0.1:1\np1 = 127.0.0.1:2\n").expect("addresses");
+    let out = peerlab(
+        &dir,
+        &[
+            "node",
+            "--scenario",
+            "lab-client-server",
+            "--set",
+            "peers.count=1",
+            "--set",
+            "file.size=100 TiB",
+            "--set",
+            "file.piece_size=2 GiB",
+            "--host",
+            "p1",
+            "--data",
+            "d",
+            "--addresses",
+            "a.txt",
+            "--metainfo",
+            "huge.json",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the download of \"huge.bin\" needs"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !dir.join("d").join("huge.bin").exists(),
+        "a sparse file was created"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
