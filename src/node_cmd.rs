@@ -388,6 +388,9 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     }
     let start = hosts[index].start;
     let result = runtime.block_on(async {
+        // Before listening: a driver signals only nodes that listen, and
+        // SIGUSR1 unhandled would end the process.
+        misbehave_on_signals(&args.host);
         let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
             return Ok(()); // stopped while waiting to start
         };
@@ -576,6 +579,31 @@ fn write_events(
 
 /// Completes on Ctrl-C, SIGTERM, or (with `with_parent`) when the parent
 /// process is gone.
+/// The fault `corrupt` on a real network: SIGUSR1 makes this node send
+/// corrupt blocks ([`peerlab_net::misbehave`]), SIGUSR2 honest ones again.
+fn misbehave_on_signals(host: &str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, on) in [
+        (SignalKind::user_defined1(), true),
+        (SignalKind::user_defined2(), false),
+    ] {
+        let Ok(mut s) = signal(kind) else {
+            tracing::warn!(
+                host,
+                "cannot listen for SIGUSR1/SIGUSR2: the corrupt fault will not apply"
+            );
+            continue;
+        };
+        let host = host.to_string();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                tracing::info!(host = %host, corrupting = on, "misbehaviour switched");
+                peerlab_net::misbehave::set_corrupting(on);
+            }
+        });
+    }
+}
+
 async fn shutdown_signal(with_parent: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let parent = nix::unistd::getppid();

@@ -91,6 +91,37 @@ fn loopback_like_sim(name: &str, scenario: &str, sets: &[&str], extra: &[&str]) 
     (report, dir)
 }
 
+/// A peer that sends corrupt blocks (the fault `corrupt`, SIGUSR1 to its
+/// process) on loopback: every honest peer completes with the source's
+/// bytes, each bans the liar, and the junk is bounded (at most three failed
+/// pieces per downloader); the simulator bans it the same way.
+#[test]
+fn a_corrupting_peer_is_banned_on_loopback() {
+    let sets = [
+        "peers.count=8",
+        "file.size=4 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "corrupt", "host": "p3", "at": "0 s"}]"#,
+    ];
+    let (report, dir) = loopback_like_sim("liar", "swarm-homogeneous", &sets, &[]);
+    let sim = read_json(&dir.join("sim.json"));
+    for r in [&report, &sim] {
+        let c = &r["counters"];
+        assert_eq!(
+            c["peers_banned"], 7,
+            "{}: every other peer bans p3: {c}",
+            r["backend"]
+        );
+        let corrupt = c["pieces_corrupt"].as_u64().expect("pieces_corrupt");
+        assert!(
+            (1..=7 * 3).contains(&corrupt),
+            "{}: {corrupt} corrupt pieces",
+            r["backend"]
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn client_server_eight_clients_on_loopback() {
     let (report, dir) = loopback_like_sim(

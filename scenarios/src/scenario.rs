@@ -12,7 +12,7 @@ use peerlab_core::static_tracker::StaticTrackerConfig;
 use peerlab_core::swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::faults::Fault;
+use crate::faults::{Fault, FaultKind};
 use crate::overrides::apply_override;
 use crate::relay::RelayOptions;
 use crate::swarm::SwarmOptions;
@@ -859,6 +859,14 @@ impl Scenario {
                     ),
                 ));
             }
+            if matches!(f.kind, FaultKind::Corrupt | FaultKind::Honest)
+                && hosts.iter().any(|h| h.name == f.host && h.role == Role::Tracker)
+            {
+                return Err((
+                    format!("faults[{i}].kind"),
+                    "the tracker sends no blocks: corrupt a server or a peer".into(),
+                ));
+            }
             f.check()
                 .map_err(|(field, message)| (format!("faults[{i}].{field}"), message))?;
         }
@@ -1055,6 +1063,20 @@ mod tests {
             let json = OK.replace("\"slow\"", &serde_json::to_string(good).unwrap());
             assert!(parse(&json, &[]).is_ok(), "{good:?}");
         }
+    }
+
+    /// A corrupting host sends blocks: the tracker cannot be one.
+    #[test]
+    fn the_tracker_cannot_corrupt() {
+        let swarm = r#"{ "protocol": "swarm", "file": { "size": "1 MiB" },
+            "server": { "upload": "10 Mbit/s" },
+            "peers": { "count": 2, "upload": "10 Mbit/s", "download": "10 Mbit/s" } }"#;
+        let fault = |host: &str| {
+            format!(r#"faults=[{{"kind": "corrupt", "host": "{host}", "at": "1 s", "for": "1 s"}}]"#)
+        };
+        assert!(parse(swarm, &[&fault("p1")]).is_ok());
+        let e = parse(swarm, &[&fault("tracker")]).unwrap_err();
+        assert_eq!(e.field, "faults[0].kind", "{e}");
     }
 
     /// Sizes that would make a run endless or exhaust memory name the field.

@@ -406,6 +406,14 @@ impl Fleet {
                 self.slots[i].signal(Signal::SIGCONT);
                 Ok(false)
             }
+            FaultKind::Corrupt => {
+                self.slots[i].signal(Signal::SIGUSR1);
+                Ok(true)
+            }
+            FaultKind::Honest => {
+                self.slots[i].signal(Signal::SIGUSR2);
+                Ok(false)
+            }
             FaultKind::LinkDown | FaultKind::LinkUp | FaultKind::Bandwidth => {
                 bail!("a {} fault on {name} needs --on mininet", kind.name())
             }

@@ -313,7 +313,7 @@ pub fn schedule(scenario: &Scenario) -> Vec<(Duration, FaultKind, usize, usize)>
 pub fn counts_as_fault(kind: FaultKind) -> bool {
     !matches!(
         kind,
-        FaultKind::Restart | FaultKind::Join | FaultKind::Resume | FaultKind::LinkUp
+        FaultKind::Restart | FaultKind::Join | FaultKind::Resume | FaultKind::LinkUp | FaultKind::Honest
     )
 }
 
