@@ -65,6 +65,9 @@
 //! replaces it (the node hears `Closed`, then `Opened`): the peer dials only
 //! when it holds no connection, so the old one is dead on its side (it
 //! restarted, or closed and came back before the close reached this node).
+//! A connection is that peer's only if it comes from the peer's address in
+//! the address book (any port): a peer id used from another address is
+//! refused, so nobody elsewhere can take over a live peer's connection.
 //!
 //! **Backpressure.** Each connection's writer has a queue of
 //! [`NodeIo::queue_limit`] messages. Queued blocks are only references —
@@ -249,6 +252,8 @@ struct Driver {
     tasks: JoinSet<()>,
     /// Every connection task alive, and its peer once known.
     conns: BTreeMap<ConnId, (AbortHandle, Option<NodeId>)>,
+    /// Where each connection a peer dialed comes from, until its handshake.
+    inbound_from: BTreeMap<ConnId, std::net::IpAddr>,
     next_conn: ConnId,
     links: BTreeMap<NodeId, Links>,
     inputs: VecDeque<Input>,
@@ -301,6 +306,7 @@ impl Driver {
             reports,
             tasks: JoinSet::new(),
             conns: BTreeMap::new(),
+            inbound_from: BTreeMap::new(),
             next_conn: 0,
             links: BTreeMap::new(),
             inputs: VecDeque::new(),
@@ -519,6 +525,7 @@ impl Driver {
     }
 
     fn abort(&mut self, conn: ConnId) {
+        self.inbound_from.remove(&conn);
         if let Some((abort, _)) = self.conns.remove(&conn) {
             abort.abort();
         }
@@ -562,6 +569,7 @@ impl Driver {
                 let span = tracing::debug_span!("conn", conn, %addr, dir = "in");
                 let abort = self.tasks.spawn(task.instrument(span));
                 self.conns.insert(conn, (abort, None));
+                self.inbound_from.insert(conn, addr.ip());
             }
             Report::Handshaked {
                 conn,
@@ -594,6 +602,7 @@ impl Driver {
                 self.settle().await;
             }
             Report::Closed { conn, reason } => {
+                self.inbound_from.remove(&conn);
                 let Some((_, peer)) = self.conns.remove(&conn) else {
                     return; // aborted or detached by the loop
                 };
@@ -623,6 +632,15 @@ impl Driver {
     ) {
         if peer == self.me || !self.book.contains_key(&peer) {
             tracing::warn!(%peer, "closing connection: peer id names a node not in the address book");
+            let _ = decide.send(Decision::Reject);
+            return;
+        }
+        // A peer id is good only from its owner's address: another host
+        // using it would otherwise replace the real peer's connection.
+        if let Some(from) = self.inbound_from.remove(&conn)
+            && self.book.get(&peer).is_some_and(|a| a.ip() != from)
+        {
+            tracing::warn!(%peer, %from, "closing connection: peer id used from an address not its own");
             let _ = decide.send(Decision::Reject);
             return;
         }

@@ -221,6 +221,18 @@ async fn malformed_frames_close_only_their_connection() {
             "{refused:?} is refused"
         );
     }
+    // A known peer id from an address that is not its own (127.0.0.2: the
+    // address book says 127.0.0.1) is an impostor.
+    assert!(
+        handshaken_from(
+            [127, 0, 0, 2],
+            server_addr,
+            Handshake::new(hash, peer_id(stranger))
+        )
+        .await
+        .is_none(),
+        "a peer id used from another address is refused"
+    );
 
     // One bad connection open while the client downloads.
     let mut raw = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
@@ -248,7 +260,20 @@ async fn malformed_frames_close_only_their_connection() {
 /// Connects, sends `handshake`, and returns the socket once the peer's
 /// handshake arrived, or `None` if the peer closed first.
 async fn handshaken(addr: std::net::SocketAddr, handshake: Handshake) -> Option<TcpStream> {
-    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    handshaken_from([127, 0, 0, 1], addr, handshake).await
+}
+
+/// [`handshaken`] from the loopback address `from`.
+async fn handshaken_from(
+    from: [u8; 4],
+    addr: std::net::SocketAddr,
+    handshake: Handshake,
+) -> Option<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback address");
+    let mut raw = socket.connect(addr).await.expect("connect");
     let mut out = Vec::new();
     wire::encode_handshake(&handshake, &mut out);
     raw.write_all(&out).await.expect("send handshake");
