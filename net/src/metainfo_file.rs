@@ -453,8 +453,9 @@ pub fn load(path: &Path) -> Result<Metainfo, MetainfoError> {
     })
 }
 
-/// Parses the JSON text of a metainfo file.
-fn parse(text: &[u8]) -> Result<Metainfo, InvalidMetainfo> {
+/// Parses the JSON text of a metainfo file (what [`load`] reads) and
+/// [`validate`]s it.
+pub fn parse(text: &[u8]) -> Result<Metainfo, InvalidMetainfo> {
     let mut de = serde_json::Deserializer::from_slice(text);
     let json: MetainfoJson = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = match e.path().to_string() {
