@@ -577,8 +577,6 @@ fn write_events(
     Ok(())
 }
 
-/// Completes on Ctrl-C, SIGTERM, or (with `with_parent`) when the parent
-/// process is gone.
 /// The fault `corrupt` on a real network: SIGUSR1 makes this node send
 /// corrupt blocks ([`peerlab_net::misbehave`]), SIGUSR2 honest ones again.
 fn misbehave_on_signals(host: &str) {
@@ -604,6 +602,8 @@ fn misbehave_on_signals(host: &str) {
     }
 }
 
+/// Completes on Ctrl-C, SIGTERM, or (with `with_parent`) when the parent
+/// process is gone.
 async fn shutdown_signal(with_parent: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let parent = nix::unistd::getppid();
