@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the CLI talks to people
 
 mod compare;
+mod disk;
 mod fidelity;
 mod human;
 mod metainfo_cmd;
@@ -14,6 +15,7 @@ mod scenario_arg;
 mod sweep;
 mod trace_file;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -115,8 +117,27 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .init();
+}
+
+/// Standard error for the log, where a failed write is dropped: a node whose
+/// log cannot be written (a full disk under `node.log`, a closed pipe) keeps
+/// running, since its events file, not its log, is what a run reads. Writing
+/// through `std::io::stderr` instead, the logging library reported the
+/// failure on stderr again, and that failure panicked (exit 101).
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 fn replay(path: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -177,7 +198,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An unwritable stderr (a full disk under a node's log) must not
+            // turn the error into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(1)
         }
     }

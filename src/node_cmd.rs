@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::{human, scenario_arg};
 
 /// The events file in a node's data directory.
-pub const EVENTS_FILE: &str = "events.jsonl";
+pub use peerlab_net::metainfo_file::EVENTS_FILE;
 
 /// Arguments of `peerlab node`.
 #[derive(Debug, Args)]
@@ -356,6 +356,16 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| args.data.join(&metainfo.name));
         Storage::open_seed(&file, &metainfo)?
     } else {
+        // What an earlier run already wrote (the file is sparse until then).
+        let present = std::fs::metadata(args.data.join(&metainfo.name)).map_or(0, |m| {
+            use std::os::unix::fs::MetadataExt;
+            m.len().min(m.blocks().saturating_mul(512))
+        });
+        crate::disk::ensure_room(
+            &args.data,
+            metainfo.length.saturating_sub(present),
+            &format!("the download of {:?}", metainfo.name),
+        )?;
         Storage::open(&args.data, &metainfo, layout)?
     };
     let have = (role != Role::Server).then(|| storage.verified().clone());
@@ -378,6 +388,9 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     }
     let start = hosts[index].start;
     let result = runtime.block_on(async {
+        // Before listening: a driver signals only nodes that listen, and
+        // SIGUSR1 unhandled would end the process.
+        misbehave_on_signals(&args.host);
         let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
             return Ok(()); // stopped while waiting to start
         };
@@ -562,6 +575,31 @@ fn write_events(
         file.write_all(&line)?;
     }
     Ok(())
+}
+
+/// The fault `corrupt` on a real network: SIGUSR1 makes this node send
+/// corrupt blocks ([`peerlab_net::misbehave`]), SIGUSR2 honest ones again.
+fn misbehave_on_signals(host: &str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, on) in [
+        (SignalKind::user_defined1(), true),
+        (SignalKind::user_defined2(), false),
+    ] {
+        let Ok(mut s) = signal(kind) else {
+            tracing::warn!(
+                host,
+                "cannot listen for SIGUSR1/SIGUSR2: the corrupt fault will not apply"
+            );
+            continue;
+        };
+        let host = host.to_string();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                tracing::info!(host = %host, corrupting = on, "misbehaviour switched");
+                peerlab_net::misbehave::set_corrupting(on);
+            }
+        });
+    }
 }
 
 /// Completes on Ctrl-C, SIGTERM, or (with `with_parent`) when the parent

@@ -92,6 +92,37 @@ fn a_negative_size_is_named() {
     assert!(err.contains("negative"), "{err}");
 }
 
+/// Host names become directories on the real backends: one that is a path
+/// is refused before anything is written, on every backend.
+#[test]
+fn a_host_name_that_is_a_path_is_refused() {
+    let dir = scratch("host-path");
+    let file = dir.join("scenario.json");
+    let json = GOOD.replace(
+        "\"count\": 3,",
+        "\"count\": 3, \"hosts\": [{ \"name\": \"../escaped\" }],",
+    );
+    std::fs::write(&file, json).expect("write scenario");
+    for on in ["sim", "loopback"] {
+        let work = dir.join(format!("work-{on}"));
+        let out = peerlab(&[
+            "run",
+            file.to_str().expect("utf-8 path"),
+            "--on",
+            on,
+            "--work-dir",
+            work.to_str().expect("utf-8 path"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{on}: {err}");
+        assert!(err.contains("peers.hosts[0].name"), "{on}: {err}");
+        assert!(
+            !dir.join("escaped").exists(),
+            "{on}: wrote outside the work directory"
+        );
+    }
+}
+
 #[test]
 fn a_missing_protocol_is_named() {
     let (code, err) = run_json("noproto", &GOOD.replace("\"protocol\": \"client-server\",", ""));

@@ -91,6 +91,37 @@ fn loopback_like_sim(name: &str, scenario: &str, sets: &[&str], extra: &[&str]) 
     (report, dir)
 }
 
+/// A peer that sends corrupt blocks (the fault `corrupt`, SIGUSR1 to its
+/// process) on loopback: every honest peer completes with the source's
+/// bytes, each bans the liar, and the junk is bounded (at most three failed
+/// pieces per downloader); the simulator bans it the same way.
+#[test]
+fn a_corrupting_peer_is_banned_on_loopback() {
+    let sets = [
+        "peers.count=8",
+        "file.size=4 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "corrupt", "host": "p3", "at": "0 s"}]"#,
+    ];
+    let (report, dir) = loopback_like_sim("liar", "swarm-homogeneous", &sets, &[]);
+    let sim = read_json(&dir.join("sim.json"));
+    for r in [&report, &sim] {
+        let c = &r["counters"];
+        assert_eq!(
+            c["peers_banned"], 7,
+            "{}: every other peer bans p3: {c}",
+            r["backend"]
+        );
+        let corrupt = c["pieces_corrupt"].as_u64().expect("pieces_corrupt");
+        assert!(
+            (1..=7 * 3).contains(&corrupt),
+            "{}: {corrupt} corrupt pieces",
+            r["backend"]
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn client_server_eight_clients_on_loopback() {
     let (report, dir) = loopback_like_sim(
@@ -310,7 +341,9 @@ fn metainfo_create_round_trip() {
 }
 
 /// A server and a client started by hand with `peerlab node`, as on two
-/// machines: the client's file is the server's.
+/// machines: the client's file is the server's. Both log at debug level to
+/// a standard error where every write fails (`/dev/full`, as a full disk
+/// under a node's log): a node whose log cannot be written keeps working.
 #[test]
 fn two_nodes_by_hand() {
     let dir = scratch("by-hand");
@@ -344,15 +377,20 @@ fn two_nodes_by_hand() {
         "file.size=3 MiB",
         "--addresses",
         "addrs.txt",
+        "-vv",
     ];
     let spawn = |extra: &[&str]| {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
         Command::new(env!("CARGO_BIN_EXE_peerlab"))
             .args(common)
             .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(full))
             .spawn()
             .expect("node starts")
     };
@@ -491,6 +529,85 @@ fn bad_address_files_and_hosts_are_named() {
         out.stderr.contains("faults[0]") && out.stderr.contains("--on mininet"),
         "{}",
         out.stderr
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A run or a download that cannot fit on its disk fails at once, with the
+/// numbers, and leaves nothing behind: a `100 TiB` run writes no source, a
+/// downloader given a 100 TiB metainfo creates no (sparse) file.
+#[test]
+fn a_run_or_download_that_cannot_fit_fails_at_once() {
+    let dir = scratch("no-room");
+    let work = dir.join("work");
+    let out = peerlab(
+        &dir,
+        &[
+            "run",
+            "lab-client-server",
+            "--on",
+            "loopback",
+            "--set",
+            "peers.count=1",
+            "--set",
+            "file.size=100 TiB",
+            "--set",
+            "file.piece_size=128 MiB",
+            "--work-dir",
+            work.to_str().expect("utf-8 path"),
+            "--quiet",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs 200.0 TiB") && out.stderr.contains("free"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !work.join("source").join("file.bin").exists(),
+        "a source was written"
+    );
+
+    let (length, piece): (u64, u64) = (100 << 40, 2 << 30);
+    let digests = vec![format!("\"{}\"", "a".repeat(40)); (length / piece) as usize].join(",");
+    std::fs::write(
+        dir.join("huge.json"),
+        format!(r#"{{"name":"huge.bin","length":{length},"piece_length":{piece},"pieces":[{digests}]}}"#),
+    )
+    .expect("metainfo");
+    std::fs::write(dir.join("a.txt"), "server = 127.0.0.1:1\np1 = 127.0.0.1:2\n").expect("addresses");
+    let out = peerlab(
+        &dir,
+        &[
+            "node",
+            "--scenario",
+            "lab-client-server",
+            "--set",
+            "peers.count=1",
+            "--set",
+            "file.size=100 TiB",
+            "--set",
+            "file.piece_size=2 GiB",
+            "--host",
+            "p1",
+            "--data",
+            "d",
+            "--addresses",
+            "a.txt",
+            "--metainfo",
+            "huge.json",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the download of \"huge.bin\" needs"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !dir.join("d").join("huge.bin").exists(),
+        "a sparse file was created"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

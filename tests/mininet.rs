@@ -176,6 +176,27 @@ fn swarm_four_peers_on_mininet() {
     assert_eq!(peers(&mn).len(), 4);
 }
 
+/// A peer sending corrupt blocks on Mininet: the honest peers ban it and
+/// complete, as in the simulator.
+#[test]
+fn a_corrupting_peer_is_banned_on_mininet() {
+    if !available("a_corrupting_peer_is_banned_on_mininet") {
+        return;
+    }
+    let (mn, sim) = mininet_and_sim(
+        "liar",
+        "swarm-homogeneous",
+        &[
+            "peers.count=4",
+            "file.size=2 MiB",
+            "file.piece_size=64 KiB",
+            r#"faults=[{"kind": "corrupt", "host": "p2", "at": "0 s"}]"#,
+        ],
+    );
+    assert_eq!(mn["counters"]["peers_banned"], 3, "{mn}");
+    assert_eq!(sim["counters"]["peers_banned"], 3, "{sim}");
+}
+
 #[test]
 fn relay_on_mininet() {
     if !available("relay_on_mininet") {

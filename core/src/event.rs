@@ -9,7 +9,9 @@ use crate::NodeId;
 use crate::message::AnnounceEvent;
 use crate::pieces::BlockRef;
 
-/// Something observable that happened at a node.
+/// Something observable that happened at a node. New variants go last: a
+/// simulator's trace hash folds in each event's variant index, so inserting
+/// one earlier would change every pinned hash without changing behaviour.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[non_exhaustive]
 pub enum Event {
@@ -143,6 +145,13 @@ pub enum Event {
     /// Swarm: the node left the swarm (churn): it told the tracker and
     /// closed every connection.
     Left,
+    /// A neighbour was shown to send bad data ([`crate::swarm::blame`]): the
+    /// connection to it is closed and it is neither accepted nor dialled
+    /// again.
+    PeerBanned {
+        /// The neighbour.
+        peer: NodeId,
+    },
 }
 
 /// The ways a peer can break the protocol.

@@ -65,6 +65,9 @@
 //! replaces it (the node hears `Closed`, then `Opened`): the peer dials only
 //! when it holds no connection, so the old one is dead on its side (it
 //! restarted, or closed and came back before the close reached this node).
+//! A connection is that peer's only if it comes from the peer's address in
+//! the address book (any port): a peer id used from another address is
+//! refused, so nobody elsewhere can take over a live peer's connection.
 //!
 //! **Backpressure.** Each connection's writer has a queue of
 //! [`NodeIo::queue_limit`] messages. Queued blocks are only references —
@@ -76,6 +79,11 @@
 //! the loop through one bounded channel, and a reader waits for room before
 //! reading more from its socket, so a node busy with its disk slows its
 //! senders down through TCP flow control rather than buffering.
+//!
+//! **Limits.** At most [`NodeIo::max_half_open`] incoming connections may
+//! be in their handshake at once and [`NodeIo::max_connections`] open in
+//! all; past either, an incoming connection is closed unread, so a flood of
+//! half-sent handshakes costs a bounded number of read buffers.
 //!
 //! # Shutdown
 //!
@@ -111,6 +119,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = peerlab_core::node::CONNECT_TIMEOU
 /// The default [`NodeIo::queue_limit`]: far more than any protocol keeps
 /// outstanding (a client pipelines 64 requests).
 pub const DEFAULT_QUEUE_LIMIT: usize = 4096;
+
+/// The default [`NodeIo::max_half_open`]: connections that peers opened and
+/// have not finished their handshake (each holds a read buffer until it
+/// does, or for up to the handshake timeout).
+pub const DEFAULT_MAX_HALF_OPEN: usize = 256;
+
+/// The default [`NodeIo::max_connections`]: far above any swarm's
+/// `max_peers`, far below what exhausts memory or descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 
 /// Reports from connection tasks the loop may lag behind by.
 const REPORT_QUEUE: usize = 256;
@@ -148,6 +165,13 @@ pub struct NodeIo {
     /// [`crate::tracker_http::client`]. `None` (the default): every node is
     /// a peer-wire peer.
     pub http_tracker: Option<NodeId>,
+    /// Most connections peers opened that have not finished their
+    /// handshake; more are closed at once (a flood of half-sent handshakes
+    /// costs at most this many read buffers).
+    pub max_half_open: usize,
+    /// Most connections at once, either way; more incoming ones are closed
+    /// at once.
+    pub max_connections: usize,
 }
 
 impl NodeIo {
@@ -165,6 +189,8 @@ impl NodeIo {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             queue_limit: DEFAULT_QUEUE_LIMIT,
             http_tracker: None,
+            max_half_open: DEFAULT_MAX_HALF_OPEN,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -245,10 +271,16 @@ struct Driver {
     ctx: Arc<ConnCtx>,
     listener: Option<TcpListener>,
     queue_limit: usize,
+    max_half_open: usize,
+    max_connections: usize,
+    /// Incoming connections closed for the limits, for the log.
+    refused: u64,
     reports: mpsc::Receiver<Report>,
     tasks: JoinSet<()>,
     /// Every connection task alive, and its peer once known.
     conns: BTreeMap<ConnId, (AbortHandle, Option<NodeId>)>,
+    /// Where each connection a peer dialed comes from, until its handshake.
+    inbound_from: BTreeMap<ConnId, std::net::IpAddr>,
     next_conn: ConnId,
     links: BTreeMap<NodeId, Links>,
     inputs: VecDeque<Input>,
@@ -298,9 +330,13 @@ impl Driver {
             }),
             listener: Some(io.listener),
             queue_limit: io.queue_limit.max(1),
+            max_half_open: io.max_half_open.max(1),
+            max_connections: io.max_connections.max(1),
+            refused: 0,
             reports,
             tasks: JoinSet::new(),
             conns: BTreeMap::new(),
+            inbound_from: BTreeMap::new(),
             next_conn: 0,
             links: BTreeMap::new(),
             inputs: VecDeque::new(),
@@ -519,6 +555,7 @@ impl Driver {
     }
 
     fn abort(&mut self, conn: ConnId) {
+        self.inbound_from.remove(&conn);
         if let Some((abort, _)) = self.conns.remove(&conn) {
             abort.abort();
         }
@@ -556,12 +593,28 @@ impl Driver {
     async fn on_report(&mut self, report: Report) {
         match report {
             Report::Accepted { stream, addr } => {
+                if self.inbound_from.len() >= self.max_half_open || self.conns.len() >= self.max_connections {
+                    // Closed unread: a flood costs nothing past the limits.
+                    if self.refused % 1000 == 0 {
+                        tracing::warn!(
+                            %addr,
+                            half_open = self.inbound_from.len(),
+                            open = self.conns.len(),
+                            refused = self.refused + 1,
+                            "closing incoming connections: too many open or still in their handshake"
+                        );
+                    }
+                    self.refused += 1;
+                    drop(stream);
+                    return;
+                }
                 let conn = self.next_conn;
                 self.next_conn += 1;
                 let task = conn::run(Arc::clone(&self.ctx), conn, stream, Direction::Inbound);
                 let span = tracing::debug_span!("conn", conn, %addr, dir = "in");
                 let abort = self.tasks.spawn(task.instrument(span));
                 self.conns.insert(conn, (abort, None));
+                self.inbound_from.insert(conn, addr.ip());
             }
             Report::Handshaked {
                 conn,
@@ -594,6 +647,7 @@ impl Driver {
                 self.settle().await;
             }
             Report::Closed { conn, reason } => {
+                self.inbound_from.remove(&conn);
                 let Some((_, peer)) = self.conns.remove(&conn) else {
                     return; // aborted or detached by the loop
                 };
@@ -623,6 +677,15 @@ impl Driver {
     ) {
         if peer == self.me || !self.book.contains_key(&peer) {
             tracing::warn!(%peer, "closing connection: peer id names a node not in the address book");
+            let _ = decide.send(Decision::Reject);
+            return;
+        }
+        // A peer id is good only from its owner's address: another host
+        // using it would otherwise replace the real peer's connection.
+        if let Some(from) = self.inbound_from.remove(&conn)
+            && self.book.get(&peer).is_some_and(|a| a.ip() != from)
+        {
+            tracing::warn!(%peer, %from, "closing connection: peer id used from an address not its own");
             let _ = decide.send(Decision::Reject);
             return;
         }

@@ -25,6 +25,7 @@ pub mod bencode;
 pub mod conn;
 pub mod driver;
 pub mod metainfo_file;
+pub mod misbehave;
 pub mod storage;
 pub mod tracker_http;
 pub mod wire;

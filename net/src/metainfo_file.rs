@@ -148,7 +148,8 @@ impl InvalidMetainfo {
 /// Checks that `metainfo` describes a file the real backend can store and
 /// verify, and returns its digest kind: `name` is one plain file name (no
 /// directory, so that a metainfo from the network cannot write outside the
-/// data directory), `length` and `piece_length` are not zero, and there is
+/// data directory) and not one of the [`RESERVED_NAMES`] a node gives its own
+/// files there, `length` and `piece_length` are not zero, and there is
 /// exactly one digest per piece, all 20 bytes (SHA-1) or all 32 (SHA-256).
 pub fn validate(metainfo: &Metainfo) -> Result<HashKind, InvalidMetainfo> {
     check_name(&metainfo.name)?;
@@ -202,11 +203,25 @@ fn check_name(name: &str) -> Result<(), InvalidMetainfo> {
         "is not a file name"
     } else if name.contains(['/', '\\', '\0']) {
         "must be a plain file name, without a directory"
+    } else if RESERVED_NAMES.contains(&name) || name.ends_with(crate::storage::RESUME_SUFFIX) {
+        "is a name a node gives its own files in the data directory (its events, its log, \
+         a download's resume journal): rename the file"
     } else {
         return Ok(());
     };
     Err(InvalidMetainfo::new("name", format!("{name:?} {problem}")))
 }
+
+/// What a node writes next to the file in its data directory: its events
+/// (one JSON line each) and, run by `peerlab run` on a real backend, its log.
+/// A metainfo may not name its file so.
+pub const RESERVED_NAMES: [&str; 2] = [EVENTS_FILE, LOG_FILE];
+
+/// A node's events in its data directory.
+pub const EVENTS_FILE: &str = "events.jsonl";
+
+/// A node's log in its data directory, when `peerlab run` starts it.
+pub const LOG_FILE: &str = "node.log";
 
 /// Why a metainfo could not be created, saved or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -438,8 +453,9 @@ pub fn load(path: &Path) -> Result<Metainfo, MetainfoError> {
     })
 }
 
-/// Parses the JSON text of a metainfo file.
-fn parse(text: &[u8]) -> Result<Metainfo, InvalidMetainfo> {
+/// Parses the JSON text of a metainfo file (what [`load`] reads) and
+/// [`validate`]s it.
+pub fn parse(text: &[u8]) -> Result<Metainfo, InvalidMetainfo> {
     let mut de = serde_json::Deserializer::from_slice(text);
     let json: MetainfoJson = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = match e.path().to_string() {
@@ -639,6 +655,12 @@ mod tests {
             (ok.replace(r#""length":10"#, r#""length":"ten""#), "length"),
             (ok.replace(r#","piece_length":4"#, ""), "(top level)"),
             (ok.replace(r#""name":"f""#, r#""name":"../f""#), "name"),
+            (ok.replace(r#""name":"f""#, r#""name":"events.jsonl""#), "name"),
+            (ok.replace(r#""name":"f""#, r#""name":"node.log""#), "name"),
+            (
+                ok.replace(r#""name":"f""#, r#""name":"g.peerlab-resume""#),
+                "name",
+            ),
             (ok.replace(r#""length":10"#, r#""length":0"#), "length"),
             (ok.replace(r#""piece_length":4"#, r#""piece_length":5"#), "pieces"),
             (ok.replacen(&d, &"g".repeat(40), 1), "pieces[0]"),

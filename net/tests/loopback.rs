@@ -12,6 +12,7 @@ use peerlab_core::client_server::{Client, ClientServerConfig, Server};
 use peerlab_core::static_tracker::{Peer, StaticTrackerConfig, TrackerFile};
 use peerlab_core::{Bitfield, Event, NodeId};
 use peerlab_net::conn::peer_id;
+use peerlab_net::driver::DEFAULT_MAX_HALF_OPEN;
 use peerlab_net::metainfo_file::info_hash;
 use peerlab_net::storage::Storage;
 use peerlab_net::wire::{self, Handshake};
@@ -221,6 +222,58 @@ async fn malformed_frames_close_only_their_connection() {
             "{refused:?} is refused"
         );
     }
+    // A known peer id from an address that is not its own (127.0.0.2: the
+    // address book says 127.0.0.1) is an impostor.
+    assert!(
+        handshaken_from(
+            [127, 0, 0, 2],
+            server_addr,
+            Handshake::new(hash, peer_id(stranger))
+        )
+        .await
+        .is_none(),
+        "a peer id used from another address is refused"
+    );
+
+    // A flood of half-sent handshakes: past the node's limit of
+    // connections still in their handshake, each is closed unread at once
+    // (the others wait for the handshake timeout); once the flood goes,
+    // the node serves as before.
+    let extra = 20;
+    let mut flood = Vec::new();
+    for _ in 0..DEFAULT_MAX_HALF_OPEN + extra {
+        let mut raw = TcpStream::connect(server_addr).await.expect("connect");
+        raw.write_all(&[19, b'B', b'i', b't'])
+            .await
+            .expect("send a quarter handshake");
+        flood.push(raw);
+    }
+    // Read every socket at once, for less than the 5 s handshake timeout.
+    let mut reads = tokio::task::JoinSet::new();
+    for mut raw in flood {
+        reads.spawn(async move {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(1), raw.read(&mut byte)).await;
+            assert!(
+                !matches!(read, Ok(Ok(n)) if n > 0),
+                "the node answered half a handshake"
+            );
+            // Closed (EOF or reset) rather than still waiting.
+            (read.is_ok(), raw)
+        });
+    }
+    let mut closed = 0;
+    let mut held = Vec::new();
+    while let Some(done) = reads.join_next().await {
+        let (was_closed, raw) = done.expect("read task");
+        closed += usize::from(was_closed);
+        held.push(raw);
+    }
+    assert_eq!(
+        closed, extra,
+        "connections past the half-open limit are closed at once"
+    );
+    drop(held);
 
     // One bad connection open while the client downloads.
     let mut raw = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
@@ -248,7 +301,20 @@ async fn malformed_frames_close_only_their_connection() {
 /// Connects, sends `handshake`, and returns the socket once the peer's
 /// handshake arrived, or `None` if the peer closed first.
 async fn handshaken(addr: std::net::SocketAddr, handshake: Handshake) -> Option<TcpStream> {
-    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    handshaken_from([127, 0, 0, 1], addr, handshake).await
+}
+
+/// [`handshaken`] from the loopback address `from`.
+async fn handshaken_from(
+    from: [u8; 4],
+    addr: std::net::SocketAddr,
+    handshake: Handshake,
+) -> Option<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback address");
+    let mut raw = socket.connect(addr).await.expect("connect");
     let mut out = Vec::new();
     wire::encode_handshake(&handshake, &mut out);
     raw.write_all(&out).await.expect("send handshake");

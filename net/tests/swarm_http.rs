@@ -19,7 +19,7 @@ use peerlab_net::storage::Storage;
 use peerlab_net::tracker_http::query::percent_encode;
 use peerlab_net::tracker_http::{TrackerIo, run_tracker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 const TRACKER: NodeId = NodeId(0);
@@ -201,10 +201,20 @@ async fn peers_retry_a_tracker_that_comes_up_late() {
         .expect("tracker task");
 }
 
-/// One raw HTTP/1.1 request; the response's status code and body.
+/// One raw HTTP/1.1 request from 127.0.0.3 (peer #3's address in the
+/// tests' address book); the response's status code and body.
 async fn get(addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
+    get_from([127, 0, 0, 3], addr, target).await
+}
+
+/// One raw HTTP/1.1 request from the loopback address `from`.
+async fn get_from(from: [u8; 4], addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
     let exchange = async {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("bind a loopback address");
+        let mut s = socket.connect(addr).await.expect("connect");
         let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.expect("send");
         let mut resp = Vec::new();
@@ -249,12 +259,13 @@ fn failure_reason(body: &[u8]) -> String {
 async fn raw_http_announces_get_compact_peers_or_a_clear_failure_reason() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    // The tracker never dials its peers: made-up addresses do.
+    // The tracker never dials its peers, and checks they announce from
+    // their own address: peer i at 127.0.0.i.
     let book: BTreeMap<NodeId, SocketAddr> = (1..=3)
         .map(|i| {
             (
                 NodeId(i),
-                SocketAddr::from(([10, 0, 0, i as u8], 6880 + i as u16)),
+                SocketAddr::from(([127, 0, 0, i as u8], 6880 + i as u16)),
             )
         })
         .chain([(TRACKER, addr)])
@@ -265,7 +276,13 @@ async fn raw_http_announces_get_compact_peers_or_a_clear_failure_reason() {
     let (_tracker, _stop) = spawn_tracker(listener, &book, hash, tx);
 
     for i in [1, 2] {
-        let (status, body) = get(addr, &query(&hash, NodeId(i), 6880 + i as u16, "started", "50")).await;
+        let from = [127, 0, 0, i as u8];
+        let (status, body) = get_from(
+            from,
+            addr,
+            &query(&hash, NodeId(i), 6880 + i as u16, "started", "50"),
+        )
+        .await;
         assert_eq!(status, 200);
         assert!(
             bencode::decode(&body)
@@ -287,7 +304,7 @@ async fn raw_http_announces_get_compact_peers_or_a_clear_failure_reason() {
     peers.sort();
     assert_eq!(
         peers,
-        [&[10, 0, 0, 1, 0x1a, 0xe1][..], &[10, 0, 0, 2, 0x1a, 0xe2][..]]
+        [&[127, 0, 0, 1, 0x1a, 0xe1][..], &[127, 0, 0, 2, 0x1a, 0xe2][..]]
     );
     // numwant bounds the reply.
     let (_, body) = get(addr, &query(&hash, NodeId(3), 6883, "", "1")).await;
@@ -318,6 +335,16 @@ async fn raw_http_announces_get_compact_peers_or_a_clear_failure_reason() {
         let reason = failure_reason(&body);
         assert!(reason.contains(want), "{target}: {reason:?} should say {want:?}");
     }
+    // Nobody announces for another peer, `stopped` least of all: #1 is
+    // still listed after a stop sent from #3's address.
+    let stop_1 = query(&hash, NodeId(1), 6881, "stopped", "50");
+    let (_, body) = get(addr, &stop_1).await;
+    assert!(
+        failure_reason(&body).contains("#1 announces from 127.0.0.3"),
+        "{body:?}"
+    );
+    let (_, body) = get(addr, &good).await;
+    assert!(body.starts_with(b"d8:intervali30e5:peers12:"), "{body:?}");
     let (status, body) = get(addr, "/scrape").await;
     assert_eq!(status, 404);
     assert!(failure_reason(&body).contains("/announce"));

@@ -19,6 +19,7 @@ means. The driver:
    common epoch a moment ahead, so all downloads start together and no
    node's start-up is timed;
 3. applies the faults at their times: hang = SIGSTOP, resume = SIGCONT,
+   corrupt = SIGUSR1, honest = SIGUSR2,
    crash = SIGKILL, restart = the same command again, leave = SIGTERM,
    join = start again, link-down/up = `ip link set IF down/up` on the
    switch side, bandwidth = new htb rates on both sides;
@@ -232,6 +233,10 @@ class Run:
             self.signal(i, signal.SIGSTOP)
         elif kind == "resume":
             self.signal(i, signal.SIGCONT)
+        elif kind == "corrupt":
+            self.signal(i, signal.SIGUSR1)
+        elif kind == "honest":
+            self.signal(i, signal.SIGUSR2)
         elif kind in ("link-down", "link-up"):
             # The wire is cut at the switch: the host keeps its address and
             # routes, so its kernel retransmits into the cut (SYNs, segments)

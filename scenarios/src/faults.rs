@@ -6,7 +6,8 @@
 //!   { "kind": "hang",      "host": "p1",     "at": "3 s", "for": "5 s" },
 //!   { "kind": "crash",     "host": "server", "at": "8 s", "for": "2 s" },
 //!   { "kind": "link-down", "host": "p2",     "at": "1 s", "for": "500 ms" },
-//!   { "kind": "bandwidth", "host": "p3",     "at": "4 s", "upload": "1 Mbit/s" }
+//!   { "kind": "bandwidth", "host": "p3",     "at": "4 s", "upload": "1 Mbit/s" },
+//!   { "kind": "corrupt",   "host": "p4",     "at": "0 s" }
 //! ]
 //! ```
 
@@ -41,6 +42,13 @@ pub enum FaultKind {
     Leave,
     /// A departed host joins again.
     Join,
+    /// The host misbehaves: every block it sends carries wrong bytes, so
+    /// each piece holding one fails its hash check at the receiver (a real
+    /// node flips the bytes it reads from its file; the simulator fails the
+    /// piece). With `for`, it is honest again after that long.
+    Corrupt,
+    /// A corrupting host sends good blocks again.
+    Honest,
 }
 
 impl FaultKind {
@@ -51,6 +59,7 @@ impl FaultKind {
             FaultKind::Hang => Some(FaultKind::Resume),
             FaultKind::LinkDown => Some(FaultKind::LinkUp),
             FaultKind::Leave => Some(FaultKind::Join),
+            FaultKind::Corrupt => Some(FaultKind::Honest),
             _ => None,
         }
     }
@@ -67,6 +76,8 @@ impl FaultKind {
             FaultKind::Bandwidth => "bandwidth",
             FaultKind::Leave => "leave",
             FaultKind::Join => "join",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::Honest => "honest",
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct Counters {
     pub faults: u64,
     /// Failovers to another source or relay.
     pub failovers: u64,
+    /// Neighbours banned for sending bad data (each ban by each downloader).
+    #[serde(default)]
+    pub peers_banned: u64,
 }
 
 /// Simulator-only statistics.
@@ -271,6 +274,7 @@ impl ReportBuilder {
             }
             Event::PieceVerified { .. } => self.stats[i].pieces_verified += 1,
             Event::PieceCorrupt { .. } => self.counters.pieces_corrupt += 1,
+            Event::PeerBanned { .. } => self.counters.peers_banned += 1,
             Event::DownloadComplete => {
                 self.stats[i].completed.get_or_insert(at);
             }

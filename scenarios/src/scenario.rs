@@ -12,11 +12,56 @@ use peerlab_core::static_tracker::StaticTrackerConfig;
 use peerlab_core::swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::faults::Fault;
+use crate::faults::{Fault, FaultKind};
 use crate::overrides::apply_override;
 use crate::relay::RelayOptions;
 use crate::swarm::SwarmOptions;
 use crate::units::{Dur, Rate, Size};
+
+/// Smallest block and piece: every block is a message on the wire and an
+/// event in the simulator, so 1-byte blocks would make a run endless.
+pub const MIN_BLOCK: u64 = 1024;
+
+/// Most pieces a file may have: each host keeps a bitfield and counts per
+/// piece (1 TiB in 256 KiB pieces is 4 Mi pieces: usually a typo).
+pub const MAX_PIECES: u64 = 1 << 20;
+
+/// Longest host name.
+pub const MAX_HOST_NAME: usize = 64;
+
+/// Largest scenario file read (a scenario listing 100,000 hosts one per line
+/// takes about 5 MiB).
+pub const MAX_SCENARIO_BYTES: u64 = 16 << 20;
+
+/// Whether `name` may name a host: it becomes a directory on the real
+/// backends (`hosts/<name>`), a Mininet host and a log label, so it is 1 to
+/// [`MAX_HOST_NAME`] ASCII letters, digits, `-`, `_` and `.`, starting with a
+/// letter or a digit (no path separators, no `..`, nothing hidden, no
+/// control characters). The error says why not.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let shown = name.escape_debug();
+    if name.is_empty() || name.len() > MAX_HOST_NAME {
+        return Err(format!(
+            "the name \"{shown}\" must have 1 to {MAX_HOST_NAME} characters"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "the name \"{shown}\" must start with a letter or a digit"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "the name \"{shown}\" holds {:?}: host names are letters, digits, '-', '_' and '.' \
+             (each becomes a directory)",
+            c
+        ));
+    }
+    Ok(())
+}
 
 /// The distribution protocol a scenario runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -419,13 +464,30 @@ pub struct Host {
 
 impl Scenario {
     /// Reads a scenario file and applies `--set path=value` overrides.
+    /// At most [`MAX_SCENARIO_BYTES`] are read: `/dev/zero` or a huge file
+    /// given by mistake is an error, not an endless read.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+        use std::io::Read;
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let err = |message: String| ScenarioError {
             origin: origin.clone(),
             field: String::new(),
-            message: format!("cannot read the scenario file: {e}"),
-        })?;
+            message,
+        };
+        let file =
+            std::fs::File::open(path).map_err(|e| err(format!("cannot read the scenario file: {e}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SCENARIO_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(format!("cannot read the scenario file: {e}")))?;
+        if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+            return Err(err(format!(
+                "the scenario file is larger than {}: is it the right file?",
+                Size(MAX_SCENARIO_BYTES)
+            )));
+        }
+        let text =
+            String::from_utf8(bytes).map_err(|e| err(format!("the scenario file is not UTF-8 text: {e}")))?;
         Scenario::from_json(&text, &origin, overrides)
     }
 
@@ -496,26 +558,43 @@ impl Scenario {
         Ok(())
     }
 
-    /// The file's sizes: nothing empty, pieces under 4 GiB, blocks a BEP 3
-    /// peer accepts.
+    /// The file's sizes: nothing empty, pieces between [`MIN_BLOCK`] and
+    /// 4 GiB and at most [`MAX_PIECES`] of them, blocks a BEP 3 peer
+    /// accepts and no smaller than [`MIN_BLOCK`].
     fn validate_file(&self) -> Result<(), (String, String)> {
         let field = |f: &str, m: String| Err((f.to_string(), m));
         if self.file.size.0 == 0 {
             return field("file.size", "the file must not be empty".into());
         }
-        if self.file.piece_size.0 == 0 {
-            return field("file.piece_size", "pieces must not be empty".into());
+        if self.file.piece_size.0 < MIN_BLOCK {
+            return field(
+                "file.piece_size",
+                format!("pieces must hold at least {}", Size(MIN_BLOCK)),
+            );
         }
         if self.file.piece_size.0 > u64::from(u32::MAX) {
             return field("file.piece_size", "pieces must be smaller than 4 GiB".into());
         }
         let max_block = u64::from(peerlab_core::pieces::MAX_BLOCK_SIZE);
-        if self.file.block_size.0 == 0 || self.file.block_size.0 > max_block {
+        if self.file.block_size.0 < MIN_BLOCK || self.file.block_size.0 > max_block {
             return field(
                 "file.block_size",
                 format!(
-                    "blocks must be between 1 B and {} (BEP 3 peers refuse larger requests)",
+                    "blocks must be between {} (every block is a message and an event) and {} \
+                     (BEP 3 peers refuse larger requests)",
+                    Size(MIN_BLOCK),
                     Size(max_block)
+                ),
+            );
+        }
+        let pieces = self.file.size.0.div_ceil(self.file.piece_size.0);
+        if pieces > MAX_PIECES {
+            return field(
+                "file.size",
+                format!(
+                    "{} in pieces of {} makes {pieces} pieces, more than the {MAX_PIECES} \
+                     supported: is the size right? Otherwise raise file.piece_size",
+                    self.file.size, self.file.piece_size
                 ),
             );
         }
@@ -593,6 +672,9 @@ impl Scenario {
                     &at("download"),
                     "missing: give the group's `download` or one for this peer".into(),
                 );
+            }
+            if let Err(why) = check_host_name(&h.name) {
+                return field(&at("name"), why);
             }
             if !names.insert(h.name.clone()) {
                 return field(&at("name"), format!("the name {:?} is used twice", h.name));
@@ -777,6 +859,14 @@ impl Scenario {
                     ),
                 ));
             }
+            if matches!(f.kind, FaultKind::Corrupt | FaultKind::Honest)
+                && hosts.iter().any(|h| h.name == f.host && h.role == Role::Tracker)
+            {
+                return Err((
+                    format!("faults[{i}].kind"),
+                    "the tracker sends no blocks: corrupt a server or a peer".into(),
+                ));
+            }
             f.check()
                 .map_err(|(field, message)| (format!("faults[{i}].{field}"), message))?;
         }
@@ -945,6 +1035,75 @@ mod tests {
         assert_eq!(e.field, "peers.download");
         let e = parse(&OK.replace("\"slow\"", "\"p1\""), &[]).unwrap_err();
         assert_eq!(e.field, "peers.hosts[0].name");
+    }
+
+    /// Host names become directories on the real backends: a name that
+    /// would leave the work directory, hide or carry control characters is
+    /// refused when the scenario loads, naming the field.
+    #[test]
+    fn host_names_that_could_be_paths_are_refused() {
+        for bad in [
+            "../../x",
+            "/abs/dir",
+            "..",
+            ".",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "a\nb",
+            "",
+            "caf\u{e9}",
+            &"x".repeat(65),
+        ] {
+            let json = OK.replace("\"slow\"", &serde_json::to_string(bad).unwrap());
+            let e = parse(&json, &[]).unwrap_err();
+            assert_eq!(e.field, "peers.hosts[0].name", "{bad:?}: {e}");
+        }
+        for good in ["slow-2", "p_1.eu", "7", &"x".repeat(64)] {
+            let json = OK.replace("\"slow\"", &serde_json::to_string(good).unwrap());
+            assert!(parse(&json, &[]).is_ok(), "{good:?}");
+        }
+    }
+
+    /// A corrupting host sends blocks: the tracker cannot be one.
+    #[test]
+    fn the_tracker_cannot_corrupt() {
+        let swarm = r#"{ "protocol": "swarm", "file": { "size": "1 MiB" },
+            "server": { "upload": "10 Mbit/s" },
+            "peers": { "count": 2, "upload": "10 Mbit/s", "download": "10 Mbit/s" } }"#;
+        let fault = |host: &str| {
+            format!(r#"faults=[{{"kind": "corrupt", "host": "{host}", "at": "1 s", "for": "1 s"}}]"#)
+        };
+        assert!(parse(swarm, &[&fault("p1")]).is_ok());
+        let e = parse(swarm, &[&fault("tracker")]).unwrap_err();
+        assert_eq!(e.field, "faults[0].kind", "{e}");
+    }
+
+    /// Sizes that would make a run endless or exhaust memory name the field.
+    #[test]
+    fn absurd_sizes_are_refused() {
+        let e = parse(OK, &["file.block_size=1"]).unwrap_err();
+        assert_eq!(e.field, "file.block_size", "{e}");
+        let e = parse(OK, &["file.piece_size=1"]).unwrap_err();
+        assert_eq!(e.field, "file.piece_size", "{e}");
+        let e = parse(OK, &["file.size=1 TiB"]).unwrap_err();
+        assert_eq!(e.field, "file.size", "{e}");
+        assert!(e.message.contains("4194304 pieces"), "{e}");
+        assert!(parse(OK, &["file.size=1 TiB", "file.piece_size=4 MiB"]).is_ok());
+        assert!(parse(OK, &["file.block_size=1 KiB", "file.piece_size=1 KiB"]).is_ok());
+    }
+
+    /// A scenario file is read up to a bound.
+    #[test]
+    fn a_huge_scenario_file_is_refused_without_reading_it_all() {
+        let dir = std::env::temp_dir().join(format!("peerlab-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.json");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_SCENARIO_BYTES + 1).unwrap(); // sparse
+        let e = Scenario::load(&big, &[]).unwrap_err();
+        assert!(e.message.contains("larger than"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -164,7 +164,7 @@ struct Slot {
 
 impl Slot {
     fn log_path(&self) -> PathBuf {
-        self.dir.join("node.log")
+        self.dir.join(peerlab_net::metainfo_file::LOG_FILE)
     }
 
     /// The complete lines appended to its events file since the last call.
@@ -404,6 +404,14 @@ impl Fleet {
             }
             FaultKind::Resume => {
                 self.slots[i].signal(Signal::SIGCONT);
+                Ok(false)
+            }
+            FaultKind::Corrupt => {
+                self.slots[i].signal(Signal::SIGUSR1);
+                Ok(true)
+            }
+            FaultKind::Honest => {
+                self.slots[i].signal(Signal::SIGUSR2);
                 Ok(false)
             }
             FaultKind::LinkDown | FaultKind::LinkUp | FaultKind::Bandwidth => {

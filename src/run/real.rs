@@ -247,10 +247,25 @@ pub fn prepare(args: &RunArgs, scenario: &Scenario, backend: &str) -> Result<Pre
             work.display()
         );
     }
+    // The source and one copy per downloader, all under the work directory.
+    let size = scenario.file.size.0;
+    let copies = u64::from(scenario.downloaders()) + 1;
+    crate::disk::ensure_room(
+        &work,
+        size.saturating_mul(copies),
+        &format!(
+            "this run ({copies} copies of the {} file: the source and every download)",
+            human::bytes(size)
+        ),
+    )?;
     std::fs::create_dir_all(work.join("source"))
         .with_context(|| format!("cannot create the work directory {}", work.display()))?;
     let source = work.join("source").join(FILE_NAME);
-    write_source(&source, scenario.file.size.0, scenario.seed)?;
+    if let Err(e) = write_source(&source, size, scenario.seed) {
+        // Leave no partial source behind (a full disk stays full otherwise).
+        let _ = std::fs::remove_file(&source);
+        return Err(e);
+    }
     let meta = metainfo_file::create_metainfo(&source, scenario.layout().piece_len(), HashKind::Sha1)?;
     let metainfo = metainfo_file::save(&meta, &metainfo_file::metainfo_path(&source))?;
     let scenario_path = work.join("scenario.json");
@@ -298,7 +313,7 @@ pub fn schedule(scenario: &Scenario) -> Vec<(Duration, FaultKind, usize, usize)>
 pub fn counts_as_fault(kind: FaultKind) -> bool {
     !matches!(
         kind,
-        FaultKind::Restart | FaultKind::Join | FaultKind::Resume | FaultKind::LinkUp
+        FaultKind::Restart | FaultKind::Join | FaultKind::Resume | FaultKind::LinkUp | FaultKind::Honest
     )
 }
 

@@ -12,14 +12,14 @@
 //!   were interested) gets no regular slot.
 //!
 //! Between rechokes the peer fills slots that fall free (an unchoked peer
-//! lost interest or left) at once, so its uplink does not idle for 10 s.
-//! - Except in its first [`START_GRACE`] (50 ms): a node that has just
-//!   started leaves its slots shut while its neighbours connect, then fills
-//!   them at random among all who wait. Filled as interest arrives, they
-//!   would go to whoever connected first: on a real network a race between
-//!   processes, in the simulator the host listed first, and in a swarm whose
-//!   fast peers are listed first the seed's first pieces would all go to
-//!   them in the simulator and to anyone on a real network.
+//! lost interest or left) at once, so its uplink does not idle for 10 s,
+//! except in its first [`START_GRACE`] (50 ms): a node that has just started
+//! leaves its slots shut while its neighbours connect, then fills them at
+//! random among all who wait. Filled as interest arrives, they would go to
+//! whoever connected first: on a real network the winner of a race between
+//! processes, in the simulator the host listed first, so that in a swarm
+//! whose fast peers are listed first the seed's first pieces would all go to
+//! them in the simulator and to anyone on a real network.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -21,6 +21,7 @@
 //! - [`peer`]: the peer node tying them together. The initial seed is the
 //!   same node started with a full bitfield.
 
+pub mod blame;
 pub mod choker;
 pub mod metainfo;
 pub mod neighbours;

@@ -2,6 +2,7 @@
 //! a seed and a few leechers trading pieces, with a leecher killed and
 //! restarted, one hung, or a seed that sends corrupt blocks.
 
+use super::blame::STRIKES_TO_BAN;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -256,7 +257,9 @@ fn a_hung_leechers_requests_move_elsewhere_and_the_others_finish_without_it() {
 
 /// A second seed sends corrupt blocks. Every piece holding one of its
 /// blocks fails its check and is fetched again, every other passes, and
-/// every leecher still completes.
+/// every leecher still completes. Each leecher bans the liar once it is
+/// shown (a piece all its own, or three shared ones) and stores no block
+/// from it afterwards; nobody honest is banned.
 #[test]
 fn pieces_with_corrupt_blocks_fail_their_check_and_are_fetched_again() {
     let bad = NodeId(9);
@@ -281,6 +284,31 @@ fn pieces_with_corrupt_blocks_fail_their_check_and_are_fetched_again() {
     assert!(corrupt > 0, "the bad seed sent nobody a block");
     for peer in leechers(3) {
         assert_eq!(net.disk(peer).verified, (0..PIECES).collect(), "{peer}");
+        let mut banned_at = None;
+        let mut failed = 0;
+        for (i, (_, out)) in net.outputs_of(peer).enumerate() {
+            match out {
+                Output::Event(Event::PeerBanned { peer: who }) => {
+                    assert_eq!(*who, bad, "{peer} banned an honest peer");
+                    assert!(banned_at.replace(i).is_none(), "{peer} banned {bad} twice");
+                }
+                Output::Event(Event::PieceCorrupt { .. }) => failed += 1,
+                Output::Command(Command::StoreBlock { from, .. }) if *from == bad => {
+                    assert!(
+                        banned_at.is_none(),
+                        "{peer} stored a block from {bad} after banning it"
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            failed <= STRIKES_TO_BAN,
+            "{peer}: {failed} pieces failed, more than the strikes that ban"
+        );
+        if failed > 0 {
+            assert!(banned_at.is_some(), "{peer}: {failed} bad pieces and no ban");
+        }
     }
     assert_no_violation(&net);
 }

@@ -43,6 +43,7 @@ mod uploading;
 use std::collections::BTreeSet;
 
 use super::SwarmConfig;
+use super::blame::Blame;
 use super::choker::{self, ChokeClock, Choker};
 use super::neighbours;
 use super::picker::Picker;
@@ -52,7 +53,7 @@ use crate::backoff::Backoff;
 use crate::download::Download;
 use crate::event::{Event, ViolationKind};
 use crate::message::{AnnounceEvent, Message};
-use crate::node::{ConnectionEvent, Node, NodeId, Outbox, Output, StorageResult};
+use crate::node::{Command, ConnectionEvent, Node, NodeId, Outbox, Output, StorageResult};
 use crate::pieces::{Bitfield, PieceLayout};
 use crate::rng::{self, NodeRng};
 use crate::time::Time;
@@ -67,7 +68,8 @@ enum Timer {
     Starving,
     /// Whether a neighbour holding our requests went silent.
     Silence,
-    /// Whether an unchoked neighbour left its slot idle.
+    /// Whether an unchoked neighbour left its slot idle; also when the
+    /// slots of a node that has just started open.
     IdleSlots,
     Leave,
 }
@@ -159,6 +161,8 @@ pub struct Peer {
     /// When a neighbour holding the upload window counts as stalled.
     upload_deadline: Option<Time>,
     choker: Choker,
+    /// Strikes and bans for pieces that failed their check.
+    blame: Blame,
     /// When to rechoke (none before the start).
     choke_clock: Option<ChokeClock>,
     super_seed: Option<SuperSeed>,
@@ -205,6 +209,7 @@ impl Peer {
             download: Download::new(layout, have),
             picker: Picker::new(layout.pieces(), config.random_first_pieces, config.endgame_copies),
             choker: Choker::new(config.unchoke_slots),
+            blame: Blame::default(),
             choke_clock: None,
             super_seed,
             uploads: Uploads::new(layout),
@@ -293,6 +298,7 @@ impl Node for Peer {
             self.config.endgame_copies,
         );
         self.choker = Choker::new(self.config.unchoke_slots);
+        self.blame = Blame::default();
         self.uploads = Uploads::new(self.layout);
         self.upload_deadline = None;
         self.timers = Timers::default();
@@ -386,9 +392,16 @@ impl Node for Peer {
         match result {
             StorageResult::Verified { piece } => self.on_verified(piece, now),
             StorageResult::Corrupt { piece } => {
-                self.download.on_verified(piece, false);
+                let sources = self.download.on_verified(piece, false);
                 self.picker.piece_done(piece);
                 self.outbox.event(Event::PieceCorrupt { piece });
+                for peer in self.blame.piece_failed(&sources) {
+                    self.outbox.event(Event::PeerBanned { peer });
+                    self.candidates.retain(|&c| c != peer);
+                    if self.remotes.contains_key(&peer) || self.connecting.contains(&peer) {
+                        self.outbox.command(Command::Disconnect { peer });
+                    }
+                }
                 self.request_all();
             }
             StorageResult::WriteFailed { piece, reason } => {

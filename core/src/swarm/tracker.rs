@@ -4,7 +4,11 @@
 //! the interval after which to announce again.
 //!
 //! It never sees a piece. Sampling is O(numwant) per announce, so a tracker
-//! of a 10,000-peer swarm costs little.
+//! of a 10,000-peer swarm costs little. A peer not heard from for
+//! [`EXPIRY_INTERVALS`] announce intervals (it crashed, or its `stopped`
+//! never arrived) is forgotten at the next announce, so the tracker stops
+//! handing out peers that are gone; peers re-announce every interval, so a
+//! running peer is never forgotten.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -19,11 +23,17 @@ use crate::time::Time;
 /// trackers commonly cap `numwant` at 200).
 pub const MAX_NUMWANT: u32 = 200;
 
+/// Announce intervals after its last announce that a silent peer is
+/// forgotten (as common trackers do, e.g. opentracker's 2 intervals).
+pub const EXPIRY_INTERVALS: u32 = 2;
+
 /// What the tracker knows of one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     index: usize,
     left: u64,
+    /// When it last announced.
+    last: Time,
 }
 
 /// The tracker node.
@@ -34,8 +44,10 @@ pub struct Tracker {
     rng: NodeRng,
     /// Peers in the swarm, in a vector for O(1) random access…
     order: Vec<NodeId>,
-    /// …and by id.
+    /// …and by id…
     entries: BTreeMap<NodeId, Entry>,
+    /// …and by last announce, oldest first.
+    by_last: BTreeSet<(Time, NodeId)>,
     outbox: Outbox,
 }
 
@@ -49,6 +61,7 @@ impl Tracker {
             rng: rng::node_rng(seed, id),
             order: Vec::new(),
             entries: BTreeMap::new(),
+            by_last: BTreeSet::new(),
             outbox: Outbox::default(),
         }
     }
@@ -63,19 +76,36 @@ impl Tracker {
         self.entries.values().filter(|e| e.left == 0).count()
     }
 
-    fn upsert(&mut self, peer: NodeId, left: u64) {
+    fn upsert(&mut self, peer: NodeId, left: u64, now: Time) {
         match self.entries.get_mut(&peer) {
-            Some(e) => e.left = left,
+            Some(e) => {
+                self.by_last.remove(&(e.last, peer));
+                e.left = left;
+                e.last = now;
+            }
             None => {
                 self.entries.insert(
                     peer,
                     Entry {
                         index: self.order.len(),
                         left,
+                        last: now,
                     },
                 );
                 self.order.push(peer);
             }
+        }
+        self.by_last.insert((now, peer));
+    }
+
+    /// Forgets the peers silent for [`EXPIRY_INTERVALS`] intervals by `now`.
+    fn expire(&mut self, now: Time) {
+        let silent_for = self.interval * EXPIRY_INTERVALS;
+        while let Some(&(last, peer)) = self.by_last.first() {
+            if now.saturating_since(last) <= silent_for {
+                return;
+            }
+            self.remove(peer);
         }
     }
 
@@ -83,6 +113,7 @@ impl Tracker {
         let Some(e) = self.entries.remove(&peer) else {
             return;
         };
+        self.by_last.remove(&(e.last, peer));
         if let Some(moved) = forget(&mut self.order, e.index)
             && let Some(m) = self.entries.get_mut(&moved)
         {
@@ -139,12 +170,13 @@ impl Node for Tracker {
         // A restarted tracker has forgotten the swarm; peers re-announce.
         self.order.clear();
         self.entries.clear();
+        self.by_last.clear();
         self.outbox.clear();
     }
 
     fn handle_connection(&mut self, _peer: NodeId, _event: ConnectionEvent, _now: Time) {}
 
-    fn handle_message(&mut self, from: NodeId, msg: Message, _now: Time) {
+    fn handle_message(&mut self, from: NodeId, msg: Message, now: Time) {
         match msg {
             Message::Announce {
                 peer,
@@ -163,11 +195,12 @@ impl Node for Tracker {
                     self.outbox.command(Command::Disconnect { peer: from });
                     return;
                 }
+                self.expire(now);
                 if event == AnnounceEvent::Stopped {
                     self.remove(peer);
                     return;
                 }
-                self.upsert(peer, left);
+                self.upsert(peer, left, now);
                 let peers = self.sample(peer, numwant.min(MAX_NUMWANT));
                 let interval_s = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX).max(1);
                 self.outbox
@@ -220,6 +253,16 @@ mod tests {
     }
 
     fn announce(t: &mut Tracker, peer: u32, event: AnnounceEvent, numwant: u32) -> Option<Vec<NodeId>> {
+        announce_at(t, peer, event, numwant, Time::ZERO)
+    }
+
+    fn announce_at(
+        t: &mut Tracker,
+        peer: u32,
+        event: AnnounceEvent,
+        numwant: u32,
+        now: Time,
+    ) -> Option<Vec<NodeId>> {
         t.handle_message(
             NodeId(peer),
             Message::Announce {
@@ -230,7 +273,7 @@ mod tests {
                 downloaded: 0,
                 numwant,
             },
-            Time::ZERO,
+            now,
         );
         let mut reply = None;
         while let Some(o) = t.poll_output() {
@@ -267,6 +310,33 @@ mod tests {
         assert!(c.iter().all(|p| p.0 >= 190 && p.0 != 195));
         let capped = announce(&mut t, 1000, AnnounceEvent::Started, 10_000).unwrap();
         assert_eq!(capped.len(), 10);
+    }
+
+    /// A peer silent for two intervals is no longer handed out; one that
+    /// re-announces within them stays.
+    #[test]
+    fn peers_silent_for_two_intervals_are_forgotten() {
+        let mut t = Tracker::new(NodeId(999), Duration::from_secs(30), 7);
+        let s = Time::from_secs;
+        announce_at(&mut t, 1, AnnounceEvent::Started, 50, s(0));
+        announce_at(&mut t, 2, AnnounceEvent::Started, 50, s(0));
+        announce_at(&mut t, 1, AnnounceEvent::Periodic, 50, s(50));
+        // 60 s after its announce, peer 2 is still listed...
+        let at_60 = announce_at(&mut t, 3, AnnounceEvent::Started, 50, s(60)).unwrap();
+        assert_eq!(
+            at_60.iter().collect::<BTreeSet<_>>(),
+            BTreeSet::from([&NodeId(1), &NodeId(2)])
+        );
+        // ...and forgotten after that; 1 (51 s ago) and 3 stay.
+        let at_61 = announce_at(&mut t, 4, AnnounceEvent::Started, 50, s(61)).unwrap();
+        assert_eq!(
+            at_61.iter().collect::<BTreeSet<_>>(),
+            BTreeSet::from([&NodeId(1), &NodeId(3)])
+        );
+        assert_eq!(t.swarm_size(), 3);
+        // A forgotten peer that announces again is listed again.
+        announce_at(&mut t, 2, AnnounceEvent::Periodic, 50, s(70));
+        assert_eq!(t.swarm_size(), 4);
     }
 
     #[test]

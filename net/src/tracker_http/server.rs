@@ -161,7 +161,7 @@ impl TrackerLoop {
                 accepted = io.listener.accept() => match accepted {
                     Ok((stream, addr)) if conns.len() < io.max_connections => {
                         let span = tracing::debug_span!("http", %addr);
-                        conns.spawn(serve(stream, Arc::clone(&shared)).instrument(span));
+                        conns.spawn(serve(stream, addr, Arc::clone(&shared)).instrument(span));
                     }
                     Ok((_, addr)) => tracing::warn!(%addr, "refusing an HTTP connection: {} already open", conns.len()),
                     Err(e) => {
@@ -230,11 +230,11 @@ async fn sleep_until(wake: Option<Instant>) {
     }
 }
 
-/// Serves one HTTP/1 connection (keep-alive) to its end.
-async fn serve(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+/// Serves one HTTP/1 connection (keep-alive) from `remote` to its end.
+async fn serve(stream: tokio::net::TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+        async move { Ok::<_, Infallible>(handle(req, remote, &shared).await) }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -248,8 +248,11 @@ async fn serve(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// Answers one request.
-async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+/// Answers one request from `remote`. A peer announces only for itself:
+/// from the address the address book gives it (the port may differ, as the
+/// announce comes from an ephemeral one), so nobody can announce `stopped`,
+/// or anything else, for another peer from elsewhere.
+async fn handle(req: Request<Incoming>, remote: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return failure(StatusCode::METHOD_NOT_ALLOWED, "only GET /announce is served");
     }
@@ -278,6 +281,13 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             "unknown peer: {peer} is not in the tracker's address book"
         ));
     };
+    if addr.ip() != remote.ip() {
+        return refuse(format!(
+            "{peer} announces from {}, not from its address in the tracker's address book ({})",
+            remote.ip(),
+            addr.ip()
+        ));
+    }
     if addr.port() != query.port {
         return refuse(format!(
             "port {} is not {peer}'s port in the tracker's address book ({})",

@@ -32,6 +32,11 @@ pub(super) struct HostState {
     pub(super) disk: BTreeSet<u32>,
     /// Current access-link capacities (bytes/s, goodput applied).
     pub(super) capacity: (f64, f64),
+    /// The host sends corrupt blocks (fault `corrupt`).
+    pub(super) corrupt: bool,
+    /// Pieces holding a block stored from a corrupting host since their
+    /// last check: they fail it.
+    pub(super) tainted: BTreeSet<u32>,
 }
 
 impl HostState {
@@ -54,6 +59,8 @@ impl HostState {
                 BTreeSet::new()
             },
             capacity,
+            corrupt: false,
+            tainted: BTreeSet::new(),
         }
     }
 }
@@ -156,8 +163,8 @@ impl MessageSim {
         held.insert(at, Held { origin, event });
     }
 
-    /// Applies a fault to `host` now; crash, hang, link-down, bandwidth and
-    /// leave count in the report as faults, recoveries do not.
+    /// Applies a fault to `host` now; crash, hang, link-down, bandwidth,
+    /// leave and corrupt count in the report as faults, recoveries do not.
     pub(super) fn apply_fault(
         &mut self,
         host: u32,
@@ -173,6 +180,7 @@ impl MessageSim {
                 | FaultKind::LinkDown
                 | FaultKind::Bandwidth
                 | FaultKind::Leave
+                | FaultKind::Corrupt
         );
         if disruptive {
             self.report.count_fault();
@@ -204,6 +212,8 @@ impl MessageSim {
                 self.allocator.set_capacity(host, cap.0, cap.1);
                 self.touch_host(host);
             }
+            FaultKind::Corrupt => self.hosts[h].corrupt = true,
+            FaultKind::Honest => self.hosts[h].corrupt = false,
         }
     }
 
@@ -249,6 +259,9 @@ impl MessageSim {
         }
         h.up = false;
         h.hung = false;
+        // A new process starts honest, and forgets unchecked blocks.
+        h.corrupt = false;
+        h.tainted.clear();
         h.held.clear();
         h.incarnation += 1;
         self.node_timer[host as usize] = None;

@@ -81,11 +81,20 @@ impl MessageSim {
             Command::Connect { peer } => self.connect(node, peer.0),
             Command::Disconnect { peer } => self.disconnect(node, peer.0),
             // The simulator models no disk: blocks are "stored" at once and
-            // every piece passes its check (corruption is a fault to inject).
-            Command::StoreBlock { .. } => {}
+            // a piece passes its check unless a block of it came from a host
+            // sending corrupt blocks (fault `corrupt`) when it was stored.
+            Command::StoreBlock { from, block } => {
+                if self.hosts.get(from.0 as usize).is_some_and(|h| h.corrupt) {
+                    self.hosts[node as usize].tainted.insert(block.piece);
+                }
+            }
             Command::VerifyPiece { piece } => {
                 let inc = self.inc(node);
-                let result = StorageResult::Verified { piece };
+                let result = if self.hosts[node as usize].tainted.remove(&piece) {
+                    StorageResult::Corrupt { piece }
+                } else {
+                    StorageResult::Verified { piece }
+                };
                 self.schedule(self.now, SimEvent::Storage { node, inc, result });
             }
             other => tracing::warn!(node, ?other, "command not modelled by the simulator"),

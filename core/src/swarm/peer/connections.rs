@@ -21,6 +21,7 @@ impl Peer {
             };
             if p == self.id
                 || p == self.tracker
+                || self.blame.is_banned(p)
                 || self.remotes.contains_key(&p)
                 || self.connecting.contains(&p)
             {
@@ -98,7 +99,7 @@ impl Peer {
         match event {
             ConnectionEvent::Opened => {
                 let outgoing = self.connecting.remove(&peer);
-                if self.gone || self.stopped && !self.completed {
+                if self.gone || self.stopped && !self.completed || self.blame.is_banned(peer) {
                     self.outbox.command(Command::Disconnect { peer });
                     return;
                 }

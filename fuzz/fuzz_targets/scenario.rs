@@ -1,0 +1,7 @@
+//! Fuzz target `scenario` (see `fuzz/entry.rs`).
+#![no_main]
+
+#[path = "../entry.rs"]
+mod entry;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| entry::run("scenario", data));
