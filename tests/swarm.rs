@@ -294,7 +294,7 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
 /// to several neighbours on the wire and a receiver's finite downlink does
 /// not leave the uplink idle between blocks. Mininet ran the tuned profile
 /// at N = 8 in 10.3 s with 20 Mbit/s downlinks and 9.9 s with unlimited
-/// ones; without the window the simulator takes 26.0 s and 9.2 s.
+/// ones; without the window the simulator takes 26.6 s and 9.2 s.
 #[test]
 fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
     let tuned = |extra: &[&str]| {
@@ -354,8 +354,8 @@ fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
 /// All of that holds with `network.send_window=0`, a transport that holds
 /// nothing back, which is what the tuned profile was tuned for. With the
 /// default send window (what a real TCP does, docs/simulator.md) its serial
-/// uploads interleave on the wire and the profile loses its edge: 1.142 x
-/// the bound on the heterogeneous swarm against the defaults' 1.072, and at
+/// uploads interleave on the wire and the profile loses its edge: 1.122 x
+/// the bound on the heterogeneous swarm against the defaults' 1.076, and at
 /// N = 64 the 500 ms rechoke costs time instead of gaining.
 /// This test pins both, the second loosely (at most 1.20), until the
 /// profile is tuned again for a buffering transport.
