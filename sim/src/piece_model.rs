@@ -91,6 +91,7 @@ use peerlab_core::{Event, NodeId, PieceLayout, Time};
 use peerlab_scenarios::report::SimStats;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Scenario, ScenarioError, SimModel};
 
+use crate::bandwidth::MAX_ACK_SHARE;
 use crate::engine::{Observer, Progress, TAG_EVENT, TraceSink};
 use crate::trace::TraceHasher;
 
@@ -158,6 +159,9 @@ struct Flow {
 #[derive(Debug)]
 struct Host {
     /// Uplink in wire bytes per second (goodput applied).
+    capacity: f64,
+    /// What of it the host's flows share: `capacity` less what the
+    /// acknowledgements of the host's downloads take.
     upload: f64,
     flows: Vec<Flow>,
     /// Processor sharing: wire bytes each of the host's flows has been given
@@ -380,6 +384,12 @@ pub(crate) struct PieceSim {
     newly: Vec<u32>,
     /// …and links in a random order.
     order: Vec<u32>,
+    /// Uplink bytes a host's acknowledgements take per byte it receives
+    /// (`network.ack_load`).
+    ack_load: f64,
+    /// Hosts whose downloads changed rate in this step: their uplinks are
+    /// set again once the step is done.
+    acks_changed: Vec<u32>,
 }
 
 impl PieceSim {
@@ -406,6 +416,7 @@ impl PieceSim {
             .iter()
             .enumerate()
             .map(|(i, h)| Host {
+                capacity: h.upload.bytes_per_sec() * g,
                 upload: h.upload.bytes_per_sec() * g,
                 flows: Vec::new(),
                 service: 0.0,
@@ -472,6 +483,8 @@ impl PieceSim {
             take: Vec::new(),
             newly: Vec::new(),
             order: Vec::new(),
+            ack_load: scenario.network.ack_load,
+            acks_changed: Vec::new(),
             scenario: scenario.clone(),
         };
         sim.connect_swarm();
@@ -558,6 +571,7 @@ impl PieceSim {
             self.timers.pop();
             self.timer(host);
         }
+        self.settle_acks();
         self.events += 1;
         None
     }
@@ -831,6 +845,60 @@ impl PieceSim {
         self.wakes.set(h, at, self.seq);
     }
 
+    /// The flows of `u` changed: each of its downloaders, and `gone` (the
+    /// downloader of a flow that ended), now receives at another rate.
+    fn rates_changed(&mut self, u: u32, gone: Option<u32>) {
+        if self.ack_load == 0.0 {
+            return;
+        }
+        let links = &self.links;
+        let downloaders = self.hosts[u as usize]
+            .flows
+            .iter()
+            .map(|f| links[f.link as usize].peer);
+        self.acks_changed.extend(downloaders.chain(gone));
+    }
+
+    /// Sets the uplink of each host whose downloads changed rate: its
+    /// capacity less `ack_load` times what it receives, as the message
+    /// model's links reserve it. What a host receives is counted at the
+    /// senders' full uplinks (each flow of `u` at `capacity / flows`), as
+    /// the message model counts it at the rates found without
+    /// acknowledgements, so that one host's change stops at its
+    /// downloaders.
+    fn settle_acks(&mut self) {
+        if self.acks_changed.is_empty() {
+            return;
+        }
+        let mut changed = std::mem::take(&mut self.acks_changed);
+        changed.sort_unstable();
+        changed.dedup();
+        for &d in &changed {
+            let host = &self.hosts[d as usize];
+            if !host.capacity.is_finite() {
+                continue;
+            }
+            let received: f64 = host
+                .inflight
+                .iter()
+                .map(|&(_, u)| {
+                    let u = &self.hosts[u as usize];
+                    u.capacity / u.flows.len() as f64
+                })
+                .sum();
+            let reserved = (self.ack_load * received).min(MAX_ACK_SHARE * host.capacity);
+            let upload = host.capacity - reserved;
+            if upload == host.upload {
+                continue;
+            }
+            self.advance(d);
+            self.hosts[d as usize].upload = upload;
+            self.reschedule(d);
+        }
+        changed.clear();
+        self.acks_changed = changed;
+    }
+
     /// The choking timer of `h`: the rechoke, with the optimistic rotation
     /// when that is due too.
     fn timer(&mut self, h: u32) {
@@ -868,6 +936,10 @@ impl PieceSim {
             self.links[f.link as usize].sending = false;
         }
         self.reschedule(u);
+        for f in &done {
+            let d = self.links[f.link as usize].peer;
+            self.rates_changed(u, Some(d));
+        }
         for &f in &done {
             self.deliver(u, f);
         }
@@ -1045,6 +1117,7 @@ impl PieceSim {
         });
         self.links[lu as usize].sending = true;
         self.reschedule(u);
+        self.rates_changed(u, None);
         let w = d as usize * self.hrow + piece as usize / 64;
         let bit = 1u64 << (piece % 64);
         if self.busy[w] & bit == 0 {
@@ -1152,6 +1225,7 @@ impl PieceSim {
         self.hosts[v as usize].flows.remove(k);
         self.links[f.link as usize].sending = false;
         self.reschedule(v);
+        self.rates_changed(v, Some(d));
         self.count_payload(f.link, u64::from(sent.saturating_sub(f.counted)), sent > 0);
         let block = BlockRef {
             piece,

@@ -126,6 +126,10 @@ pub(crate) struct MessageSim {
     /// and send buffer (`network.send_window`). `None`: once its own last
     /// byte has left the uplink.
     send_window: Option<u64>,
+    /// Unit tests: after every reallocation, check the rates against an
+    /// allocation of every busy direction from scratch.
+    #[cfg(test)]
+    verify_rates: bool,
 }
 
 impl std::fmt::Debug for MessageSim {
@@ -175,7 +179,7 @@ impl MessageSim {
             link_mark: vec![0; 2 * hosts.len()],
             chan_mark: Vec::new(),
             dirty: false,
-            allocator: Allocator::new(&caps),
+            allocator: Allocator::new(&caps).with_ack_load(scenario.network.ack_load),
             flows: Vec::new(),
             flow_chans: Vec::new(),
             rates: Vec::new(),
@@ -189,6 +193,8 @@ impl MessageSim {
             liveness: None,
             send_window: Some(scenario.network.send_window.0).filter(|&w| w > 0),
             scenario: scenario.clone(),
+            #[cfg(test)]
+            verify_rates: false,
         };
         for (node, host) in hosts.iter().enumerate() {
             let node = node as u32;

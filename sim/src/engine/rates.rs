@@ -44,8 +44,11 @@ impl MessageSim {
         // A stalled direction loads nothing, but its links are walked all
         // the same: when it stalls, the share it gave up goes to the others
         // on those links.
+        // The receiver's uplink too: the direction's acknowledgements take
+        // some of it (`network.ack_load`).
         let (_, from, to) = self.endpoints(chan);
-        for link in [2 * from, 2 * to + 1] {
+        let acks = (self.allocator.ack_load() > 0.0).then_some(2 * to);
+        for link in [2 * from, 2 * to + 1].into_iter().chain(acks) {
             if self.link_mark[link as usize] != epoch && self.allocator.capacity(link).is_finite() {
                 stack.push(link);
             }
@@ -84,6 +87,10 @@ impl MessageSim {
             }
             self.dirty_links.push(link);
         }
+        // Its acknowledgements no longer load the receiver's uplink.
+        if self.allocator.ack_load() > 0.0 {
+            self.dirty_links.push(2 * to);
+        }
     }
 
     /// A host's links changed state or capacity.
@@ -98,7 +105,8 @@ impl MessageSim {
     ///
     /// Only the changed links' component is recomputed: the busy directions
     /// reachable from them through links of finite capacity (an unlimited
-    /// link couples nobody). Every busy
+    /// link couples nobody), a direction reaching its receiver's uplink
+    /// through its acknowledgements. Every busy
     /// direction on a finite link of the component is in it, so the fair
     /// shares found are exactly those of a recomputation from scratch.
     pub(super) fn reallocate(&mut self) {
@@ -116,9 +124,14 @@ impl MessageSim {
                 continue;
             }
             self.link_mark[link as usize] = epoch;
-            for i in 0..self.link_flows[link as usize].len() {
-                let chan = self.link_flows[link as usize][i];
-                self.visit(chan, epoch, &mut component, &mut stack);
+            // An uplink's share depends on what its host receives, whose
+            // acknowledgements it carries: those directions are in too.
+            let received = (link % 2 == 0 && self.allocator.ack_load() > 0.0).then_some(link + 1);
+            for l in std::iter::once(link).chain(received) {
+                for i in 0..self.link_flows[l as usize].len() {
+                    let chan = self.link_flows[l as usize][i];
+                    self.visit(chan, epoch, &mut component, &mut stack);
+                }
             }
         }
         component.sort_unstable();
@@ -160,12 +173,76 @@ impl MessageSim {
                 self.schedule(now + t, SimEvent::FlowDone { chan, version });
             }
         }
+        #[cfg(test)]
+        if self.verify_rates {
+            self.assert_rates_as_from_scratch();
+        }
+    }
+
+    /// Checks every busy direction's rate against an allocation of all of
+    /// them at once (unit tests).
+    #[cfg(test)]
+    fn assert_rates_as_from_scratch(&self) {
+        let chans: Vec<u32> = (0..self.chan_mark.len() as u32)
+            .filter(|&c| channel(&self.conns, c).active)
+            .filter(|&c| {
+                let (_, from, to) = self.endpoints(c);
+                !self.stalled(from) && !self.stalled(to)
+            })
+            .collect();
+        let flows: Vec<_> = chans
+            .iter()
+            .map(|&c| {
+                let (_, from, to) = self.endpoints(c);
+                (from, to)
+            })
+            .collect();
+        let mut rates = Vec::new();
+        self.allocator.clone().allocate(&flows, &mut rates);
+        for (&c, &expected) in chans.iter().zip(&rates) {
+            let rate = channel(&self.conns, c).rate;
+            assert!(
+                (rate - expected).abs() <= 1e-9 * expected,
+                "at {:?} direction {c} {:?} has rate {rate}, from scratch {expected}",
+                self.now,
+                self.endpoints(c),
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::engine::testkit::*;
+
+    /// A swarm of mixed uplinks, peers staying: every reallocation, however
+    /// small the part of the network it recomputes, gives the rates an
+    /// allocation of every busy direction from scratch gives, with each
+    /// receiver's acknowledgements charged to its uplink (a direction's
+    /// rate then depends on what its sender receives).
+    #[test]
+    fn recomputing_a_component_gives_the_rates_of_a_recomputation_from_scratch() {
+        let json = r#"{
+            "protocol": "swarm",
+            "seed": 3,
+            "file": { "size": "2 MiB", "piece_size": "64 KiB", "block_size": "16 KiB" },
+            "server": { "upload": "10 Mbit/s", "download": "unlimited" },
+            "peers": { "count": 8, "upload": "5 Mbit/s", "download": "20 Mbit/s",
+                       "hosts": [ { "name": "fast", "upload": "40 Mbit/s" },
+                                  { "name": "wide", "download": "unlimited" } ] },
+            "network": { "latency": "2 ms" },
+            "limits": { "max_time": "5 min" }
+        }"#;
+        let s = scenario(json, &[]);
+        assert!(
+            s.network.ack_load > 0.0,
+            "acknowledgements are charged by default"
+        );
+        let mut sim = crate::engine::MessageSim::new(&s, "unit test").expect("runnable");
+        sim.verify_rates = true;
+        let r = sim.run(|_| {});
+        assert_eq!(r.outcome, peerlab_scenarios::Outcome::Complete);
+    }
 
     /// `CS` with one 2 Mbit/s (250 kB/s) client, `slow`, besides `p1`.
     fn with_slow_client() -> String {
