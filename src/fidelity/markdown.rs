@@ -163,17 +163,19 @@ fn write_method(md: &mut String, matrix: &Matrix, args: &FidelityArgs) {
 fn write_constants(md: &mut String) {
     let _ = writeln!(
         md,
-        "The simulator has two constants measured against Mininet, the same for every row \
-         (`network.goodput` and `network.send_window` in a scenario): the goodput factor \
-         {} (the share of a link left for peerlab's frames once TCP/IP/Ethernet headers are \
-         paid) and the send window {} (how far ahead of the wire a sender's TCP takes \
-         payload: a block counts as sent, and the sender may hand over the next, once at \
-         most this much queued before it is still to leave). docs/simulator.md says how \
-         each was measured. One more constant is shared rather than measured: a connection \
+        "The simulator has three constants measured against Mininet, the same for every row \
+         (`network.goodput`, `network.send_window` and `network.ack_load` in a scenario): the \
+         goodput factor {} (the share of a link left for peerlab's frames once \
+         TCP/IP/Ethernet headers are paid), the send window {} (how far ahead of the wire a \
+         sender's TCP takes payload: a block counts as sent, and the sender may hand over \
+         the next, once at most this much queued before it is still to leave) and the \
+         acknowledgement load {} (the uplink a host's TCP acknowledgements and requests take \
+         per byte it receives). docs/simulator.md says how each was measured. One more constant is shared rather than measured: a connection \
          opens once the other process answers within {} s (`CONNECT_TIMEOUT`, the real \
          backend's default), or fails.\n",
         peerlab_scenarios::CALIBRATED_GOODPUT,
         peerlab_scenarios::CALIBRATED_SEND_WINDOW,
+        peerlab_scenarios::CALIBRATED_ACK_LOAD,
         peerlab_core::node::CONNECT_TIMEOUT.as_secs(),
     );
 }
