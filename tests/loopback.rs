@@ -118,6 +118,8 @@ fn a_corrupting_peer_is_banned_on_loopback() {
             "{}: {corrupt} corrupt pieces",
             r["backend"]
         );
+        assert_eq!(c["corrupt_bytes"], corrupt * 64 * 1024, "{}: {c}", r["backend"]);
+        common::assert_liar_banned_by_each(r, "p3", 64 * 1024);
     }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -195,6 +195,9 @@ fn a_corrupting_peer_is_banned_on_mininet() {
     );
     assert_eq!(mn["counters"]["peers_banned"], 3, "{mn}");
     assert_eq!(sim["counters"]["peers_banned"], 3, "{sim}");
+    for r in [&mn, &sim] {
+        common::assert_liar_banned_by_each(r, "p2", 64 * 1024);
+    }
 }
 
 #[test]

@@ -39,6 +39,16 @@ pub struct HostReport {
     pub bytes_up: u64,
     /// Pieces it verified.
     pub pieces_verified: u32,
+    /// Pieces it received that failed their hash check (their blocks were
+    /// thrown away and fetched again).
+    #[serde(default)]
+    pub pieces_corrupt: u32,
+    /// Payload bytes of those pieces: what bad data cost it.
+    #[serde(default)]
+    pub corrupt_bytes: u64,
+    /// Neighbours it banned for sending bad data.
+    #[serde(default)]
+    pub peers_banned: u32,
     /// Downloaders: the longest time it lacked pieces and received nothing
     /// (from its start, between blocks, and until the run ended if it never
     /// completed; time it was down counts too).
@@ -72,6 +82,9 @@ pub struct Counters {
     pub blocks_discarded: u64,
     /// Pieces that failed their hash check.
     pub pieces_corrupt: u64,
+    /// Payload bytes of the pieces that failed their hash check.
+    #[serde(default)]
+    pub corrupt_bytes: u64,
     /// Peers disconnected for breaking the protocol.
     pub protocol_violations: u64,
     /// Times a downloader lost its source and had to reconnect.
@@ -198,6 +211,9 @@ struct Stats {
     bytes_down: u64,
     bytes_up: u64,
     pieces_verified: u32,
+    pieces_corrupt: u32,
+    corrupt_bytes: u64,
+    peers_banned: u32,
     /// Downloaders: when it last received a block (its start at first).
     last_block: Time,
     /// Its longest wait without a block, so far: (from, to).
@@ -273,8 +289,22 @@ impl ReportBuilder {
                 }
             }
             Event::PieceVerified { .. } => self.stats[i].pieces_verified += 1,
-            Event::PieceCorrupt { .. } => self.counters.pieces_corrupt += 1,
-            Event::PeerBanned { .. } => self.counters.peers_banned += 1,
+            Event::PieceCorrupt { piece } => {
+                let layout = self.scenario.layout();
+                let bytes = if *piece < layout.pieces() {
+                    u64::from(layout.piece_size(*piece))
+                } else {
+                    0 // not a piece of this file: nothing to count
+                };
+                self.counters.pieces_corrupt += 1;
+                self.counters.corrupt_bytes += bytes;
+                self.stats[i].pieces_corrupt += 1;
+                self.stats[i].corrupt_bytes += bytes;
+            }
+            Event::PeerBanned { .. } => {
+                self.counters.peers_banned += 1;
+                self.stats[i].peers_banned += 1;
+            }
             Event::DownloadComplete => {
                 self.stats[i].completed.get_or_insert(at);
             }
@@ -385,6 +415,9 @@ impl ReportBuilder {
                     bytes_down: st.bytes_down,
                     bytes_up: st.bytes_up,
                     pieces_verified: st.pieces_verified,
+                    pieces_corrupt: st.pieces_corrupt,
+                    corrupt_bytes: st.corrupt_bytes,
+                    peers_banned: st.peers_banned,
                     longest_stall_s: (h.role == Role::Peer).then(|| {
                         st.stall.map_or(0.0, |w| {
                             let (from, to) = secs(w);

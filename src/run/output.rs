@@ -141,8 +141,13 @@ pub(crate) fn print_table(r: &Report, all: bool, wall: Duration) {
     let c = &r.counters;
     if c.sources_lost + c.pieces_corrupt + c.protocol_violations + c.storage_failures + c.peers_banned > 0 {
         println!(
-            "trouble: {} sources lost, {} corrupt pieces, {} peers banned, {} protocol violations, {} storage failures",
-            c.sources_lost, c.pieces_corrupt, c.peers_banned, c.protocol_violations, c.storage_failures
+            "trouble: {} sources lost, {} corrupt pieces ({}), {} peers banned, {} protocol violations, {} storage failures",
+            c.sources_lost,
+            c.pieces_corrupt,
+            human::bytes(c.corrupt_bytes),
+            c.peers_banned,
+            c.protocol_violations,
+            c.storage_failures
         );
     }
     if let Some(sim) = &r.sim {

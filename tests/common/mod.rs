@@ -122,6 +122,37 @@ pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("JSON")
 }
 
+/// A swarm report with one corrupting peer, `liar`, and BitTorrent's
+/// default pipeline of 4 requests: every other downloader banned exactly
+/// one neighbour (no honest one), failed at most 7 pieces and counts their
+/// bytes (`piece` each), and the liar, fed only honest data, banned nobody
+/// and failed nothing. Seven: the liar is banned by the third failed piece
+/// it had a hand in (at once when it sent a failed piece alone), and its
+/// 4 requested blocks in flight then can spoil 4 more pieces.
+pub fn assert_liar_banned_by_each(r: &serde_json::Value, liar: &str, piece: u64) {
+    let max_pieces = 3 + 4;
+    let backend = &r["backend"];
+    let peers = r["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .filter(|h| h["role"] == "peer");
+    for h in peers {
+        let failed = h["pieces_corrupt"].as_u64().expect("pieces_corrupt");
+        assert_eq!(h["corrupt_bytes"], failed * piece, "{backend}: {h}");
+        if h["name"] == liar {
+            assert_eq!(
+                (h["peers_banned"].as_u64(), failed),
+                (Some(0), 0),
+                "{backend}: {h}"
+            );
+        } else {
+            assert_eq!(h["peers_banned"], 1, "{backend}: {h}");
+            assert!(failed <= max_pieces, "{backend}: {h}");
+        }
+    }
+}
+
 /// Every key path of `v` (array items merged), e.g. `.hosts[].bytes_down`:
 /// the shape of a report, to check that backends write the same shape.
 pub fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
