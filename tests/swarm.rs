@@ -221,6 +221,44 @@ fn churn_peers_leaving_at_completion_still_lets_everyone_complete() {
     assert_complete_within_bound(&run(&s), "leave after 2 s");
 }
 
+/// A liar (`p3`, fault `corrupt`) in an end game where three neighbours
+/// may send copies of one block: many spoiled pieces hold blocks from
+/// honest neighbours too. Every downloader bans the liar and nobody else:
+/// a spoiled piece is fetched again from others, and its good copy shows
+/// whose block was bad (`core/src/swarm/blame.rs`). With three shared
+/// strikes as the only rule, downloaders banned two or three neighbours in
+/// each of these runs.
+#[test]
+fn a_liar_sharing_pieces_with_honest_neighbours_is_the_only_one_banned() {
+    let liar = r#"faults=[{"kind": "corrupt", "host": "p3", "at": "0 s"}]"#;
+    for seed in ["seed=1", "seed=2", "seed=3"] {
+        let s = scenario(&[
+            "peers.count=16",
+            "file.size=2 MiB",
+            "file.piece_size=256 KiB",
+            "swarm.endgame_copies=3",
+            seed,
+            liar,
+        ]);
+        let (r, log) = run_logged(&s);
+        assert_eq!(r.outcome, Outcome::Complete, "{seed}");
+        assert!(r.counters.pieces_corrupt > 0, "{seed}: the liar spoiled nothing");
+        for (_, node, e) in log.borrow().iter() {
+            if let Event::PeerBanned { peer } = e {
+                assert_eq!(*peer, NodeId(3), "{seed}: {node} banned an honest neighbour");
+            }
+        }
+        for h in r.hosts.iter().filter(|h| h.name != "p3") {
+            assert!(
+                h.peers_banned <= 1,
+                "{seed}: {} banned {}",
+                h.name,
+                h.peers_banned
+            );
+        }
+    }
+}
+
 #[test]
 fn swarm_options_are_checked_by_field() {
     let text = library::get("swarm-homogeneous").unwrap();
@@ -364,7 +402,8 @@ fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
 /// simulator charges acknowledgements to the receivers' uplinks
 /// (`network.ack_load`, 2.3% of what a peer receives; 1.076 without): the
 /// bound counts no acknowledgements, a real network pays them. Pinned at
-/// 1.11 so that a regression shows.
+/// 1.11 so that a regression shows; likewise the tuned profile without a
+/// send window, 1.0506 (1.028 without acknowledgements), at 1.055.
 #[test]
 fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
     let defaults = library_scenario("swarm-churn", &["swarm.leave=stay"]);
@@ -409,7 +448,7 @@ fn the_heterogeneous_swarm_meets_its_target_and_the_tuned_profile_beats_it() {
         "defaults: time / P2P bound {d:.4}, 1.104 measured with acknowledgements charged"
     );
     assert!(
-        t0 <= 1.05 && t0 < d,
+        t0 <= 1.055 && t0 < d,
         "tuned without a send window: {t0:.4}, defaults {d:.4}"
     );
     assert!(t <= 1.20, "tuned: {t:.4}");

@@ -30,10 +30,9 @@ pub enum BlockOutcome {
 
 #[derive(Clone, Debug)]
 struct Partial {
-    stored: Vec<bool>,
+    /// Who sent each stored block, for blame when the hash fails.
+    senders: Vec<Option<NodeId>>,
     stored_count: u32,
-    /// Everyone who contributed a block, for blame when the hash fails.
-    sources: BTreeSet<NodeId>,
 }
 
 /// Download state of one file at one node.
@@ -108,7 +107,9 @@ impl Download {
         for i in 0..self.layout.blocks_in(piece) {
             let block = self.layout.block(piece, i);
             while requested.next_if(|&offset| offset < block.offset).is_some() {}
-            if requested.peek() == Some(&block.offset) || partial.is_some_and(|p| p.stored[i as usize]) {
+            if requested.peek() == Some(&block.offset)
+                || partial.is_some_and(|p| p.senders[i as usize].is_some())
+            {
                 continue;
             }
             return Some(block);
@@ -146,7 +147,7 @@ impl Download {
         let index = (block.offset / self.layout.block_len()) as usize;
         self.partial
             .get(&block.piece)
-            .is_some_and(|p| p.stored.get(index).copied().unwrap_or(false))
+            .is_some_and(|p| p.senders.get(index).is_some_and(Option::is_some))
     }
 
     /// How many peers `block` is requested from right now.
@@ -234,16 +235,14 @@ impl Download {
         let blocks = self.layout.blocks_in(block.piece) as usize;
         let index = (block.offset / self.layout.block_len()) as usize;
         let partial = self.partial.entry(block.piece).or_insert_with(|| Partial {
-            stored: vec![false; blocks],
+            senders: vec![None; blocks],
             stored_count: 0,
-            sources: BTreeSet::new(),
         });
-        if partial.stored[index] {
+        if partial.senders[index].is_some() {
             return BlockOutcome::Unwanted;
         }
-        partial.stored[index] = true;
+        partial.senders[index] = Some(from);
         partial.stored_count += 1;
-        partial.sources.insert(from);
         let piece_complete = partial.stored_count as usize == blocks;
         let others: Vec<NodeId> = self.requested_from(block).collect();
         for &p in &others {
@@ -283,11 +282,24 @@ impl Download {
     /// Returns the peers that contributed blocks to the piece.
     pub fn on_verified(&mut self, piece: u32, ok: bool) -> BTreeSet<NodeId> {
         let was_verifying = self.verifying.remove(&piece);
-        let sources = self.partial.remove(&piece).map(|p| p.sources).unwrap_or_default();
+        let sources = self
+            .partial
+            .remove(&piece)
+            .map(|p| p.senders.into_iter().flatten().collect())
+            .unwrap_or_default();
         if ok && was_verifying {
             self.have.insert(piece);
         }
         sources
+    }
+
+    /// Who sent each block of `piece`, in block order, while it waits for
+    /// its hash check (empty otherwise).
+    pub fn block_senders(&self, piece: u32) -> Vec<NodeId> {
+        match self.partial.get(&piece) {
+            Some(p) if self.verifying.contains(&piece) => p.senders.iter().flatten().copied().collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Forgets the stored blocks of `piece` (storage failed to keep them).

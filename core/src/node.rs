@@ -84,6 +84,15 @@ pub enum Command {
         /// The piece.
         piece: u32,
     },
+    /// Digest each block of `piece` as it is in storage now, checked or
+    /// not; answered by [`StorageResult::Digests`]. A swarm peer asks for
+    /// the blocks of a piece several neighbours sent when it fails its
+    /// check, and again once it passes, to see whose blocks were bad
+    /// ([`crate::swarm::blame`]).
+    DigestBlocks {
+        /// The piece.
+        piece: u32,
+    },
 }
 
 /// The answer of storage to a [`Command`].
@@ -99,6 +108,15 @@ pub enum StorageResult {
     Corrupt {
         /// The piece.
         piece: u32,
+    },
+    /// The digests of `piece`'s blocks, in block order, for
+    /// [`Command::DigestBlocks`]: equal digests mean equal bytes (the real
+    /// backend truncates each block's SHA-1 to 64 bits).
+    Digests {
+        /// The piece.
+        piece: u32,
+        /// One digest per block.
+        digests: Vec<u64>,
     },
     /// Storage could not write a block of `piece` (disk full, unwritable).
     WriteFailed {

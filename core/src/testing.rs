@@ -82,9 +82,18 @@ pub struct Disk {
     /// Blocks stored, per piece (every [`Command::StoreBlock`], copies
     /// included).
     pub stored: BTreeMap<u32, u32>,
-    /// Pieces holding a block from a node that sends corrupt data, since
-    /// their last hash check.
-    tainted: BTreeSet<u32>,
+    /// Per stored block (piece, offset), whether it came from a node that
+    /// sends corrupt data: a piece holding such a block fails its check.
+    bad: BTreeMap<(u32, u32), bool>,
+}
+
+impl Disk {
+    /// Whether each stored block of `piece` is bad, in offset order.
+    fn blocks_of(&self, piece: u32) -> impl Iterator<Item = bool> + '_ {
+        self.bad
+            .range((piece, 0)..=(piece, u32::MAX))
+            .map(|(_, &bad)| bad)
+    }
 }
 
 /// Builds a node from its disk: the first one (from an empty disk) and each
@@ -616,19 +625,23 @@ impl TestNet {
                     let corrupt = self.slots.get(&from).is_some_and(|s| s.corrupt);
                     let disk = &mut self.slot(n).disk;
                     *disk.stored.entry(block.piece).or_default() += 1;
-                    if corrupt {
-                        disk.tainted.insert(block.piece);
-                    }
+                    disk.bad.insert((block.piece, block.offset), corrupt);
                 }
                 Output::Command(Command::VerifyPiece { piece }) => {
                     let disk = &mut self.slot(n).disk;
-                    let result = if disk.tainted.remove(&piece) {
+                    let result = if disk.blocks_of(piece).any(|bad| bad) {
                         StorageResult::Corrupt { piece }
                     } else {
                         disk.verified.insert(piece);
                         StorageResult::Verified { piece }
                     };
                     self.input(now, n, Input::Storage(result));
+                }
+                // A block's digest: 1 for a corrupt sender's bytes, 0 for
+                // the file's own.
+                Output::Command(Command::DigestBlocks { piece }) => {
+                    let digests = self.slot(n).disk.blocks_of(piece).map(u64::from).collect();
+                    self.input(now, n, Input::Storage(StorageResult::Digests { piece, digests }));
                 }
                 Output::Event(Event::DownloadComplete) => {
                     self.completed.insert(n);

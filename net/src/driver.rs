@@ -27,6 +27,8 @@
 //!      claim during that drain is dropped;
 //!    - [`Command::VerifyPiece`]: hash-check the piece on disk, answered by
 //!      [`StorageResult::Verified`] or [`StorageResult::Corrupt`];
+//!    - [`Command::DigestBlocks`]: digest each block of the piece on disk,
+//!      answered by [`StorageResult::Digests`];
 //!    - [`Output::Event`]: send `(now, node, event)` to the events channel;
 //! 2. wait for the first of: a frame, a connection change or a "payload
 //!    written" report ([`Node::handle_sent`]) from a connection task, a
@@ -261,6 +263,7 @@ struct Links {
 enum Job {
     Write { block: BlockRef, payload: Vec<u8> },
     Verify { piece: u32 },
+    Digest { piece: u32 },
 }
 
 struct Driver {
@@ -436,6 +439,7 @@ impl Driver {
                 }
             },
             Command::VerifyPiece { piece } => self.storage(Job::Verify { piece }).await,
+            Command::DigestBlocks { piece } => self.storage(Job::Digest { piece }).await,
             other => tracing::warn!(?other, "command not supported by the tokio driver"),
         }
     }
@@ -812,6 +816,14 @@ fn storage_thread(
                         piece: block.piece,
                         reason: e.to_string(),
                     })
+                }
+            },
+            Job::Digest { piece } => match storage.block_digests(piece) {
+                Ok(digests) => Some(StorageResult::Digests { piece, digests }),
+                Err(e) => {
+                    // Nobody is banned for it; the strikes still hold.
+                    tracing::warn!(piece, "cannot digest a piece's blocks: {e}");
+                    None
                 }
             },
             Job::Verify { piece } if failed.remove(&piece) => None,

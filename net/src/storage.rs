@@ -562,14 +562,7 @@ impl Storage {
     /// unreadable, and its blocks may be written again: `Ok(false)`. A piece
     /// already verified answers `Ok(true)` at once.
     pub fn verify_piece(&mut self, piece: u32) -> Result<bool, StorageError> {
-        let pieces = self.layout.pieces();
-        if piece >= pieces {
-            return Err(StorageError::NoSuchPiece {
-                path: self.path.clone(),
-                piece,
-                pieces,
-            });
-        }
+        self.check_piece(piece)?;
         if self.verified.contains(piece) {
             return Ok(true);
         }
@@ -583,6 +576,31 @@ impl Storage {
         }
         self.verified.insert(piece);
         Ok(true)
+    }
+
+    /// A digest of each block of `piece` as it is on disk, checked or not:
+    /// the first 8 bytes of its SHA-1. Equal digests mean equal bytes (a
+    /// sender would need a 64-bit second preimage to pass bad bytes as
+    /// good), which is all a swarm peer needs to tell which neighbour sent
+    /// a bad block of a failed piece (`peerlab_core::swarm::blame`).
+    pub fn block_digests(&self, piece: u32) -> Result<Vec<u64>, StorageError> {
+        use sha1::{Digest, Sha1};
+        self.check_piece(piece)?;
+        let mut buf = vec![0; self.layout.block_len() as usize];
+        (0..self.layout.blocks_in(piece))
+            .map(|i| {
+                let block = self.layout.block(piece, i);
+                let bytes = &mut buf[..block.len as usize];
+                let offset = self.layout.piece_offset(piece) + u64::from(block.offset);
+                self.data
+                    .read_exact_at(bytes, offset)
+                    .map_err(|e| StorageError::from_io(&self.path, "read", e))?;
+                let hash = Sha1::digest(bytes);
+                let mut first = [0; 8];
+                first.copy_from_slice(&hash[..8]);
+                Ok(u64::from_be_bytes(first))
+            })
+            .collect()
     }
 
     /// Whether `piece`'s bytes on disk match its digest, hashed in chunks of
@@ -605,6 +623,19 @@ impl Storage {
     }
 
     /// Checks that `block` is a readable range of a verified piece.
+    /// `piece` is one of the file's pieces, or [`StorageError::NoSuchPiece`].
+    fn check_piece(&self, piece: u32) -> Result<(), StorageError> {
+        let pieces = self.layout.pieces();
+        if piece >= pieces {
+            return Err(StorageError::NoSuchPiece {
+                path: self.path.clone(),
+                piece,
+                pieces,
+            });
+        }
+        Ok(())
+    }
+
     fn check_readable(&self, block: BlockRef) -> Result<(), StorageError> {
         let in_file = block.piece < self.layout.pieces()
             && (1..=MAX_BLOCK_SIZE).contains(&block.len)

@@ -192,6 +192,8 @@ impl Node for Client {
                 self.outbox.event(Event::StorageFailed { piece, reason });
                 self.outbox.command(Command::Disconnect { peer: self.server });
             }
+            // One source, nobody to tell apart: never asked for.
+            StorageResult::Digests { .. } => {}
         }
     }
 

@@ -133,6 +133,8 @@ impl Node for Destination {
                 self.stopped = true;
                 self.outbox.event(Event::StorageFailed { piece, reason });
             }
+            // A chunk has one pusher: never asked for.
+            StorageResult::Digests { .. } => {}
         }
     }
 

@@ -330,6 +330,8 @@ impl Node for Relay {
                 self.store.drop_piece(piece);
                 self.outbox.event(Event::StorageFailed { piece, reason });
             }
+            // A chunk has one pusher: never asked for.
+            StorageResult::Digests { .. } => {}
         }
         self.arm_alive(now);
     }

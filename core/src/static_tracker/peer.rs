@@ -361,6 +361,8 @@ impl Node for Peer {
             StorageResult::Verified { piece } => self.on_verified(piece),
             StorageResult::Corrupt { piece } => self.on_corrupt(piece),
             StorageResult::WriteFailed { piece, reason } => self.stop(piece, reason),
+            // A piece comes from its owner or the server, whole: never asked for.
+            StorageResult::Digests { .. } => {}
         }
     }
 

@@ -1,21 +1,24 @@
 //! Who to blame for a piece that failed its hash check, and when to stop
 //! trusting a neighbour for good.
 //!
-//! The download remembers which neighbours sent blocks of each piece. When a
+//! The download remembers which neighbour sent each block of a piece. When a
 //! piece fails:
 //! - if every block came from one neighbour, that neighbour sent bad data:
 //!   it is banned at once;
-//! - otherwise each of them gets a strike, and [`STRIKES_TO_BAN`] strikes ban
-//!   a neighbour (an honest one that helped with a piece a liar spoiled is
-//!   struck too, but seldom three times: outside the end game a piece comes
-//!   from one neighbour at a time).
+//! - otherwise each of them gets a strike, and storage digests the failed
+//!   blocks ([`Command::DigestBlocks`](crate::Command::DigestBlocks)). Once
+//!   the piece has been fetched again and passes, storage digests its good
+//!   blocks, and a neighbour whose block differs from the good one is shown
+//!   to have sent bad data: it is banned at once, and a neighbour whose
+//!   blocks all matched loses the strike (libtorrent's smart ban works the
+//!   same way). [`STRIKES_TO_BAN`] strikes still ban a neighbour before any
+//!   comparison could clear it, which bounds what a liar that only ever
+//!   shares pieces can spoil while those are fetched again.
 //!
 //! A banned neighbour is disconnected and never accepted or dialled again,
 //! so a liar wastes at most the blocks of [`STRIKES_TO_BAN`] pieces per
 //! downloader (one, when it sends whole pieces), instead of as much as it
-//! cares to send. Mature clients do the same in spirit (Transmission bans
-//! after strikes; libtorrent's smart ban compares block digests, which a
-//! sans-IO core does not see).
+//! cares to send.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,14 +32,36 @@ pub const STRIKES_TO_BAN: u32 = 3;
 pub struct Blame {
     strikes: BTreeMap<NodeId, u32>,
     banned: BTreeSet<NodeId>,
+    /// Pieces that failed with blocks from several neighbours, waiting to
+    /// be compared with their good copy.
+    suspects: BTreeMap<u32, Suspect>,
+}
+
+#[derive(Clone, Debug)]
+struct Suspect {
+    /// Who sent each block of the failed copy, in block order.
+    senders: Vec<NodeId>,
+    /// The failed copy's block digests, once storage has them.
+    bad: Option<Vec<u64>>,
+}
+
+/// What a failed piece leads to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The neighbours banned now, in id order.
+    pub banned: Vec<NodeId>,
+    /// Whether to have storage digest the failed blocks now, before they
+    /// are fetched again and overwritten.
+    pub digest: bool,
 }
 
 impl Blame {
-    /// A piece sent by `sources` failed its check: returns the neighbours
-    /// banned now, in id order.
-    pub fn piece_failed(&mut self, sources: &BTreeSet<NodeId>) -> Vec<NodeId> {
-        let mut now_banned = Vec::new();
-        for &peer in sources {
+    /// `piece`, whose blocks came from `senders` (in block order), failed
+    /// its check.
+    pub fn piece_failed(&mut self, piece: u32, senders: &[NodeId]) -> Verdict {
+        let sources: BTreeSet<NodeId> = senders.iter().copied().collect();
+        let mut verdict = Verdict::default();
+        for &peer in &sources {
             if self.banned.contains(&peer) {
                 continue;
             }
@@ -47,12 +72,93 @@ impl Blame {
                 *strikes + 1
             };
             if *strikes >= STRIKES_TO_BAN {
-                self.strikes.remove(&peer);
-                self.banned.insert(peer);
-                now_banned.push(peer);
+                self.ban(peer);
+                verdict.banned.push(peer);
             }
         }
-        now_banned
+        if sources.len() > 1 {
+            self.suspects.insert(
+                piece,
+                Suspect {
+                    senders: senders.to_vec(),
+                    bad: None,
+                },
+            );
+            verdict.digest = true;
+        }
+        verdict
+    }
+
+    /// `piece` passed its check: whether to have storage digest its blocks
+    /// now (an earlier copy failed and its digests are known).
+    pub fn piece_verified(&mut self, piece: u32) -> bool {
+        let ready = self.suspects.get(&piece).is_some_and(|s| s.bad.is_some());
+        if !ready {
+            self.suspects.remove(&piece);
+        }
+        ready
+    }
+
+    /// Storage digested the blocks of `piece`: the failed copy's first,
+    /// then the good one's. Returns the neighbours banned now, in id order:
+    /// those whose block differs from the good copy's.
+    pub fn digests(&mut self, piece: u32, digests: &[u64]) -> Vec<NodeId> {
+        let Some(suspect) = self.suspects.get_mut(&piece) else {
+            return Vec::new();
+        };
+        let Some(bad) = &suspect.bad else {
+            suspect.bad = Some(digests.to_vec());
+            return Vec::new();
+        };
+        let mut liars = BTreeSet::new();
+        let mut cleared = BTreeSet::new();
+        for ((&peer, bad), good) in suspect.senders.iter().zip(bad).zip(digests) {
+            if bad == good {
+                cleared.insert(peer);
+            } else {
+                liars.insert(peer);
+            }
+        }
+        self.suspects.remove(&piece);
+        for peer in cleared.difference(&liars) {
+            if let Some(strikes) = self.strikes.get_mut(peer) {
+                *strikes -= 1;
+                if *strikes == 0 {
+                    self.strikes.remove(peer);
+                }
+            }
+        }
+        let mut banned = Vec::new();
+        for peer in liars {
+            if !self.banned.contains(&peer) {
+                self.ban(peer);
+                banned.push(peer);
+            }
+        }
+        banned
+    }
+
+    /// Whether `peer` sent a block of the failed copy of `piece` that is
+    /// still to be compared with a good one.
+    pub fn is_suspect(&self, peer: NodeId, piece: u32) -> bool {
+        self.suspects
+            .get(&piece)
+            .is_some_and(|s| s.senders.contains(&peer))
+    }
+
+    /// The pieces whose failed copy `peer` had a hand in, still to be
+    /// compared with a good one: fetch them from others while others have
+    /// them, so that a liar cannot spoil the same piece again and again.
+    pub fn suspect_pieces(&self, peer: NodeId) -> impl Iterator<Item = u32> + '_ {
+        self.suspects
+            .iter()
+            .filter(move |(_, s)| s.senders.contains(&peer))
+            .map(|(&piece, _)| piece)
+    }
+
+    fn ban(&mut self, peer: NodeId) {
+        self.strikes.remove(&peer);
+        self.banned.insert(peer);
     }
 
     /// Whether `peer` is banned.
@@ -65,29 +171,78 @@ impl Blame {
 mod tests {
     use super::*;
 
-    fn set(ids: &[u32]) -> BTreeSet<NodeId> {
+    fn ids(ids: &[u32]) -> Vec<NodeId> {
         ids.iter().map(|&i| NodeId(i)).collect()
     }
 
     #[test]
     fn a_sole_sender_of_a_bad_piece_is_banned_at_once() {
         let mut b = Blame::default();
-        assert_eq!(b.piece_failed(&set(&[7])), vec![NodeId(7)]);
+        let v = b.piece_failed(0, &ids(&[7, 7, 7]));
+        assert_eq!(
+            v,
+            Verdict {
+                banned: ids(&[7]),
+                digest: false
+            }
+        );
         assert!(b.is_banned(NodeId(7)));
-        assert!(b.piece_failed(&set(&[7])).is_empty(), "banned once");
+        assert!(b.piece_failed(1, &ids(&[7])).banned.is_empty(), "banned once");
     }
 
     #[test]
-    fn shared_senders_are_banned_after_three_strikes() {
+    fn shared_senders_are_banned_after_three_strikes_without_a_comparison() {
         let mut b = Blame::default();
-        assert!(b.piece_failed(&set(&[1, 2])).is_empty());
-        assert!(b.piece_failed(&set(&[1, 3])).is_empty());
-        assert_eq!(b.piece_failed(&set(&[1, 4])), vec![NodeId(1)]);
-        assert!(b.is_banned(NodeId(1)));
+        assert_eq!(
+            b.piece_failed(0, &ids(&[1, 2])),
+            Verdict {
+                banned: vec![],
+                digest: true
+            }
+        );
+        assert!(b.piece_failed(1, &ids(&[1, 3])).banned.is_empty());
+        assert_eq!(b.piece_failed(2, &ids(&[1, 4])).banned, ids(&[1]));
         for honest in [2, 3, 4] {
             assert!(!b.is_banned(NodeId(honest)), "{honest}: one strike");
         }
         // Alone, a struck neighbour is banned at once.
-        assert_eq!(b.piece_failed(&set(&[2])), vec![NodeId(2)]);
+        assert_eq!(b.piece_failed(3, &ids(&[2])).banned, ids(&[2]));
+    }
+
+    /// The smart ban: the good copy shows which block was bad. With strikes
+    /// alone the honest neighbour 2, sharing three spoiled pieces with the
+    /// liar 1, would be banned with it.
+    #[test]
+    fn comparing_a_failed_piece_with_its_good_copy_bans_the_liar_and_clears_the_others() {
+        let mut b = Blame::default();
+        // Piece 5: blocks from 2, 1, 2, 2; the liar's block is the second.
+        assert!(b.piece_failed(5, &ids(&[2, 1, 2, 2])).digest);
+        assert!(
+            b.digests(5, &[10, 666, 12, 13]).is_empty(),
+            "the failed copy's digests"
+        );
+        assert!(b.piece_verified(5), "fetched again, it passes: digest it");
+        assert_eq!(b.digests(5, &[10, 11, 12, 13]), ids(&[1]));
+        assert!(b.is_banned(NodeId(1)));
+        // 2 lost its strike: two more shared failures do not ban it.
+        for piece in [6, 7] {
+            assert!(b.piece_failed(piece, &ids(&[2, 3])).banned.is_empty());
+        }
+        assert!(!b.is_banned(NodeId(2)));
+        assert_eq!(
+            b.piece_failed(8, &ids(&[2, 3])).banned,
+            ids(&[2, 3]),
+            "now three strikes each"
+        );
+    }
+
+    #[test]
+    fn a_piece_that_passes_before_its_failed_copy_was_digested_is_forgotten() {
+        let mut b = Blame::default();
+        assert!(b.piece_failed(0, &ids(&[1, 2])).digest);
+        assert!(!b.piece_verified(0));
+        assert!(b.digests(0, &[1, 2]).is_empty());
+        assert!(b.digests(0, &[1, 3]).is_empty(), "nothing left to compare");
+        assert!(!b.is_banned(NodeId(2)));
     }
 }

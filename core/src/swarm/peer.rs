@@ -275,6 +275,16 @@ impl Peer {
     pub fn has_left(&self) -> bool {
         self.gone
     }
+
+    /// `peer` was just banned ([`Blame`]): say so, never dial it again,
+    /// and drop the connection to it.
+    fn banned(&mut self, peer: NodeId) {
+        self.outbox.event(Event::PeerBanned { peer });
+        self.candidates.retain(|&c| c != peer);
+        if self.remotes.contains_key(&peer) || self.connecting.contains(&peer) {
+            self.outbox.command(Command::Disconnect { peer });
+        }
+    }
 }
 
 impl Node for Peer {
@@ -390,19 +400,30 @@ impl Node for Peer {
             return;
         }
         match result {
-            StorageResult::Verified { piece } => self.on_verified(piece, now),
+            StorageResult::Verified { piece } => {
+                if self.blame.piece_verified(piece) {
+                    self.outbox.command(Command::DigestBlocks { piece });
+                }
+                self.on_verified(piece, now);
+            }
             StorageResult::Corrupt { piece } => {
-                let sources = self.download.on_verified(piece, false);
+                let senders = self.download.block_senders(piece);
+                self.download.on_verified(piece, false);
                 self.picker.piece_done(piece);
                 self.outbox.event(Event::PieceCorrupt { piece });
-                for peer in self.blame.piece_failed(&sources) {
-                    self.outbox.event(Event::PeerBanned { peer });
-                    self.candidates.retain(|&c| c != peer);
-                    if self.remotes.contains_key(&peer) || self.connecting.contains(&peer) {
-                        self.outbox.command(Command::Disconnect { peer });
-                    }
+                let verdict = self.blame.piece_failed(piece, &senders);
+                if verdict.digest {
+                    self.outbox.command(Command::DigestBlocks { piece });
+                }
+                for peer in verdict.banned {
+                    self.banned(peer);
                 }
                 self.request_all();
+            }
+            StorageResult::Digests { piece, digests } => {
+                for peer in self.blame.digests(piece, &digests) {
+                    self.banned(peer);
+                }
             }
             StorageResult::WriteFailed { piece, reason } => {
                 self.download.drop_piece(piece);

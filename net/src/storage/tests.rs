@@ -198,6 +198,33 @@ fn a_corrupt_block_fails_verification_and_can_be_rewritten() {
     src.assert_verified_pieces_match(&storage);
 }
 
+/// The digests that tell a bad block from the good one: one per block of
+/// the piece, read from disk whether the piece passed or not; the failed
+/// copy and the good one differ exactly at the flipped block.
+#[test]
+fn block_digests_differ_exactly_where_a_block_was_bad() {
+    let src = Source::standard("digests");
+    let mut storage = src.open().unwrap();
+    src.write_piece(&mut storage, 1);
+    let block = src.layout.block(1, 2);
+    let mut bad = src.payload(block).to_vec();
+    bad[0] ^= 1;
+    storage.write_block(block, &bad).unwrap();
+    assert!(!storage.verify_piece(1).unwrap());
+    let failed = storage.block_digests(1).unwrap();
+    assert_eq!(failed.len(), src.layout.blocks_in(1) as usize);
+
+    storage.write_block(block, src.payload(block)).unwrap();
+    assert!(storage.verify_piece(1).unwrap());
+    let good = storage.block_digests(1).unwrap();
+    let differ: Vec<usize> = (0..good.len()).filter(|&i| good[i] != failed[i]).collect();
+    assert_eq!(differ, vec![2]);
+    assert!(matches!(
+        storage.block_digests(src.layout.pieces()),
+        Err(StorageError::NoSuchPiece { .. })
+    ));
+}
+
 #[test]
 fn reading_an_unverified_piece_is_refused() {
     let src = Source::standard("unverified");

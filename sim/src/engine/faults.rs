@@ -34,9 +34,9 @@ pub(super) struct HostState {
     pub(super) capacity: (f64, f64),
     /// The host sends corrupt blocks (fault `corrupt`).
     pub(super) corrupt: bool,
-    /// Pieces holding a block stored from a corrupting host since their
-    /// last check: they fail it.
-    pub(super) tainted: BTreeSet<u32>,
+    /// Stored blocks (piece, offset) that came from a corrupting host and
+    /// have not been overwritten since: a piece holding one fails its check.
+    pub(super) bad_blocks: BTreeSet<(u32, u32)>,
 }
 
 impl HostState {
@@ -60,7 +60,7 @@ impl HostState {
             },
             capacity,
             corrupt: false,
-            tainted: BTreeSet::new(),
+            bad_blocks: BTreeSet::new(),
         }
     }
 }
@@ -261,7 +261,7 @@ impl MessageSim {
         h.hung = false;
         // A new process starts honest, and forgets unchecked blocks.
         h.corrupt = false;
-        h.tainted.clear();
+        h.bad_blocks.clear();
         h.held.clear();
         h.incarnation += 1;
         self.node_timer[host as usize] = None;

@@ -84,17 +84,34 @@ impl MessageSim {
             // a piece passes its check unless a block of it came from a host
             // sending corrupt blocks (fault `corrupt`) when it was stored.
             Command::StoreBlock { from, block } => {
-                if self.hosts.get(from.0 as usize).is_some_and(|h| h.corrupt) {
-                    self.hosts[node as usize].tainted.insert(block.piece);
+                let corrupt = self.hosts.get(from.0 as usize).is_some_and(|h| h.corrupt);
+                let bad = &mut self.hosts[node as usize].bad_blocks;
+                if corrupt {
+                    bad.insert((block.piece, block.offset));
+                } else if !bad.is_empty() {
+                    bad.remove(&(block.piece, block.offset));
                 }
             }
             Command::VerifyPiece { piece } => {
                 let inc = self.inc(node);
-                let result = if self.hosts[node as usize].tainted.remove(&piece) {
+                let bad = &self.hosts[node as usize].bad_blocks;
+                let result = if bad.range((piece, 0)..=(piece, u32::MAX)).next().is_some() {
                     StorageResult::Corrupt { piece }
                 } else {
                     StorageResult::Verified { piece }
                 };
+                self.schedule(self.now, SimEvent::Storage { node, inc, result });
+            }
+            // A block's digest: 1 for a corrupting host's bytes, 0 for the
+            // file's own.
+            Command::DigestBlocks { piece } => {
+                let inc = self.inc(node);
+                let layout = self.scenario.layout();
+                let bad = &self.hosts[node as usize].bad_blocks;
+                let digests = (0..layout.blocks_in(piece))
+                    .map(|i| u64::from(bad.contains(&(piece, layout.block(piece, i).offset))))
+                    .collect();
+                let result = StorageResult::Digests { piece, digests };
                 self.schedule(self.now, SimEvent::Storage { node, inc, result });
             }
             other => tracing::warn!(node, ?other, "command not modelled by the simulator"),

@@ -58,13 +58,13 @@ impl Peer {
         if r.peer_choking || !r.am_interested {
             return;
         }
+        let masked = self.without_suspect_pieces(peer, &r.have);
         while self.download.in_flight_to(peer) < self.config.pipeline {
             let Some(r) = self.remotes.get(&peer) else {
                 return;
             };
-            let picked = self
-                .picker
-                .next_block(&self.download, peer, &r.have, &mut self.rng);
+            let have = masked.as_ref().unwrap_or(&r.have);
+            let picked = self.picker.next_block(&self.download, peer, have, &mut self.rng);
             let Some(block) = picked.or_else(|| self.move_stalled_request(peer)) else {
                 return;
             };
@@ -83,6 +83,23 @@ impl Peer {
             self.download.mark_requested(block, peer);
             self.outbox.send(peer, Message::Request(block));
         }
+    }
+
+    /// `have`, `peer`'s pieces, without those whose failed copy it had a
+    /// hand in (`Blame::suspect_pieces`) and another neighbour, not a
+    /// suspect of that copy, also holds; `None` when that removes nothing.
+    fn without_suspect_pieces(&self, peer: NodeId, have: &Bitfield) -> Option<Bitfield> {
+        let mut masked: Option<Bitfield> = None;
+        for piece in self.blame.suspect_pieces(peer) {
+            let elsewhere = self
+                .remotes
+                .iter()
+                .any(|(&q, r)| q != peer && r.have.contains(piece) && !self.blame.is_suspect(q, piece));
+            if elsewhere && have.contains(piece) {
+                masked.get_or_insert_with(|| have.clone()).remove(piece);
+            }
+        }
+        masked
     }
 
     /// How long `peer` may send nothing while our requests wait there
