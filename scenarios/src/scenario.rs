@@ -253,11 +253,12 @@ pub struct NetworkSpec {
     /// last byte has left, as if the sender had no socket buffer.
     #[serde(default = "calibrated_send_window")]
     pub send_window: Size,
-    /// Uplink bytes a receiver's TCP acknowledgements (and its requests)
-    /// take per byte of frames it receives (0 <= ack_load < 0.5). The
-    /// simulator reserves that much of a host's uplink for what it
-    /// receives. The default, [`CALIBRATED_ACK_LOAD`], was measured on
-    /// Mininet; 0 charges nothing.
+    /// Wire bytes a receiver's TCP acknowledgements (and its requests)
+    /// take per byte of frames it receives (0 <= ack_load < 0.5). They
+    /// travel the other way, so the simulator reserves that much of the
+    /// receiver's uplink and of the sender's downlink for every flow. The
+    /// default, [`CALIBRATED_ACK_LOAD`], was measured on Mininet; 0
+    /// charges nothing.
     #[serde(default = "calibrated_ack_load")]
     pub ack_load: f64,
 }

@@ -10,11 +10,12 @@
 //! A link's share can only grow as other links freeze flows (they take at
 //! most their own, smaller share), so stale heap entries are simply skipped.
 //!
-//! A receiver's TCP acknowledges what it receives on its own uplink. With an
-//! acknowledgement load `a` ([`Allocator::with_ack_load`]), a host that
-//! receives at rate `r` leaves `a * r` of its uplink to its acknowledgements:
-//! the allocation is found once without them, each host's uplink is reduced
-//! by `a` times what it then receives, and the allocation is found again.
+//! A receiver's TCP acknowledges what it receives, so acknowledgements take
+//! part of the receiver's uplink and of the sender's downlink. With an
+//! acknowledgement load `a` ([`Allocator::with_ack_load`]), a flow at rate
+//! `r` leaves `a * r` of both to them: the allocation is found once without
+//! acknowledgements, each link is reduced by `a` times what flows the other
+//! way through its host, and the allocation is found again.
 //! Acknowledgements are small packets a fair-queueing link serves first, so
 //! they are a reservation, not a flow that competes for a share (a flow
 //! frozen by its receiver's uplink would be held to that uplink's share).
@@ -59,7 +60,7 @@ pub struct Allocator {
     heap: BinaryHeap<Reverse<(Share, u32)>>,
     /// Uplink bytes a host's acknowledgements take per byte it receives.
     ack_load: f64,
-    /// Per host, the uplink its acknowledgements take in this allocation.
+    /// Per link, what acknowledgements take of it in this allocation.
     reserved: Vec<f64>,
 }
 
@@ -83,12 +84,13 @@ impl Allocator {
             done: vec![false; n],
             heap: BinaryHeap::new(),
             ack_load: 0.0,
-            reserved: vec![0.0; hosts.len()],
+            reserved: vec![0.0; 2 * hosts.len()],
         }
     }
 
-    /// The same links, with a receiver's uplink carrying `ack_load` bytes
-    /// of acknowledgements per byte it receives (0 <= `ack_load` < 1).
+    /// The same links, with `ack_load` bytes of acknowledgements per byte
+    /// of a flow on its receiver's uplink and its sender's downlink
+    /// (0 <= `ack_load` < 1).
     pub fn with_ack_load(mut self, ack_load: f64) -> Self {
         assert!((0.0..1.0).contains(&ack_load), "ack load {ack_load}");
         self.ack_load = ack_load;
@@ -136,19 +138,20 @@ impl Allocator {
         if self.ack_load == 0.0 {
             return;
         }
-        for (f, &(_, dst)) in flows.iter().enumerate() {
-            self.reserved[dst as usize] += self.ack_load * rates[f];
+        for (f, &(src, dst)) in flows.iter().enumerate() {
+            self.reserved[2 * dst as usize] += self.ack_load * rates[f];
+            self.reserved[2 * src as usize + 1] += self.ack_load * rates[f];
         }
         for &link in &self.touched {
             let l = link as usize;
             self.remaining[l] = self.capacity[l];
-            if link % 2 == 0 && self.capacity[l].is_finite() {
-                let reserved = self.reserved[l / 2].min(MAX_ACK_SHARE * self.capacity[l]);
-                self.remaining[l] -= reserved;
+            if self.capacity[l].is_finite() {
+                self.remaining[l] -= self.reserved[l].min(MAX_ACK_SHARE * self.capacity[l]);
             }
         }
-        for &(_, dst) in flows {
-            self.reserved[dst as usize] = 0.0;
+        for &(src, dst) in flows {
+            self.reserved[2 * dst as usize] = 0.0;
+            self.reserved[2 * src as usize + 1] = 0.0;
         }
         self.fill(flows, rates);
     }
@@ -256,6 +259,17 @@ mod tests {
         assert_eq!(rates(&hosts, &flows), vec![10.0, 5.0, 5.0]);
         a.allocate(&flows[1..], &mut r);
         assert_eq!(r, vec![5.0, 5.0]);
+    }
+
+    #[test]
+    fn a_host_sending_keeps_part_of_its_downlink_for_the_acknowledgements() {
+        // 0 sends to 1 at 10 and receives from 2 at 10, both its links
+        // full: the acknowledgements of each take 0.2 of the other link.
+        let inf = f64::INFINITY;
+        let mut a = Allocator::new(&[(10.0, 10.0), (inf, inf), (inf, inf)]).with_ack_load(0.02);
+        let mut r = Vec::new();
+        a.allocate(&[(0, 1), (2, 0)], &mut r);
+        assert_eq!(r, vec![9.8, 9.8]);
     }
 
     #[test]

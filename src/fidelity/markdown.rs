@@ -169,8 +169,8 @@ fn write_constants(md: &mut String) {
          TCP/IP/Ethernet headers are paid), the send window {} (how far ahead of the wire a \
          sender's TCP takes payload: a block counts as sent, and the sender may hand over \
          the next, once at most this much queued before it is still to leave) and the \
-         acknowledgement load {} (the uplink a host's TCP acknowledgements and requests take \
-         per byte it receives). docs/simulator.md says how each was measured. One more constant is shared rather than measured: a connection \
+         acknowledgement load {} (the wire bytes a receiver's TCP acknowledgements and \
+         requests take per byte it receives, on its uplink and the sender's downlink). docs/simulator.md says how each was measured. One more constant is shared rather than measured: a connection \
          opens once the other process answers within {} s (`CONNECT_TIMEOUT`, the real \
          backend's default), or fails.\n",
         peerlab_scenarios::CALIBRATED_GOODPUT,

@@ -44,11 +44,15 @@ impl MessageSim {
         // A stalled direction loads nothing, but its links are walked all
         // the same: when it stalls, the share it gave up goes to the others
         // on those links.
-        // The receiver's uplink too: the direction's acknowledgements take
-        // some of it (`network.ack_load`).
+        // The receiver's uplink and the sender's downlink too: the
+        // direction's acknowledgements take some of them
+        // (`network.ack_load`).
         let (_, from, to) = self.endpoints(chan);
-        let acks = (self.allocator.ack_load() > 0.0).then_some(2 * to);
-        for link in [2 * from, 2 * to + 1].into_iter().chain(acks) {
+        let acks = (self.allocator.ack_load() > 0.0).then_some([2 * to, 2 * from + 1]);
+        for link in [2 * from, 2 * to + 1]
+            .into_iter()
+            .chain(acks.into_iter().flatten())
+        {
             if self.link_mark[link as usize] != epoch && self.allocator.capacity(link).is_finite() {
                 stack.push(link);
             }
@@ -87,9 +91,10 @@ impl MessageSim {
             }
             self.dirty_links.push(link);
         }
-        // Its acknowledgements no longer load the receiver's uplink.
+        // Its acknowledgements no longer load the receiver's uplink and the
+        // sender's downlink.
         if self.allocator.ack_load() > 0.0 {
-            self.dirty_links.push(2 * to);
+            self.dirty_links.extend([2 * to, 2 * from + 1]);
         }
     }
 
@@ -124,10 +129,11 @@ impl MessageSim {
                 continue;
             }
             self.link_mark[link as usize] = epoch;
-            // An uplink's share depends on what its host receives, whose
-            // acknowledgements it carries: those directions are in too.
-            let received = (link % 2 == 0 && self.allocator.ack_load() > 0.0).then_some(link + 1);
-            for l in std::iter::once(link).chain(received) {
+            // A link's share depends on what flows the other way through
+            // its host, whose acknowledgements it carries: those directions
+            // are in too.
+            let other_way = (self.allocator.ack_load() > 0.0).then_some(link ^ 1);
+            for l in std::iter::once(link).chain(other_way) {
                 for i in 0..self.link_flows[l as usize].len() {
                     let chan = self.link_flows[l as usize][i];
                     self.visit(chan, epoch, &mut component, &mut stack);
