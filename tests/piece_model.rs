@@ -119,19 +119,19 @@ fn the_pieces_model_takes_a_small_fraction_of_the_events() {
 /// the 64 MiB reference file, on distribution time, p50 and p90 of the
 /// peers' completion times, each the mean over seeds 1-3: within 3% on
 /// average over the knob sets, and within 5% for every one (here the
-/// pieces model is 3.5% optimistic to 0.9% pessimistic; super-seeding,
-/// where the server's uplink sets the pace, agrees within 0.2%); a knob
+/// pieces model is 2.0% optimistic to 1.8% pessimistic; super-seeding,
+/// where the server's uplink sets the pace, agrees within 0.5%); a knob
 /// set it does not model would have to be refused by name.
-/// docs/simulator.md has the whole grid (N = 32 to 512).
+/// docs/simulator.md has the grid at N = 32 and 128.
 ///
 /// Churn at completion is judged on seeds 1-10 and within 10%: in both
-/// models a run ends at 34-38 s or at 40-47 s, by whether the server's last
+/// models a run ends at 34-39 s or at 40-46 s, by whether the server's last
 /// new piece reaches peers that still lack others before the first ones
 /// complete (a peer completing on that piece leaves without passing it
-/// on, so the server sends it once per peer). The pieces model lands in
-/// the long mode more often (9 of 10 seeds end after 40 s, against 5 of
-/// 10): +7.7% on the mean of seeds 1-10, and single seeds differ by -9% to
-/// +26%.
+/// on, so the server sends it once per peer). The message model lands in
+/// the long mode more often (9 of 10 seeds end after 40 s, against 6 of
+/// 10): the pieces model is 5.7% faster on the mean of seeds 1-10, and
+/// single seeds differ by -20% to +12%.
 #[test]
 fn the_two_models_agree_across_the_knob_grid() {
     const FIGURES: [&str; 3] = ["distribution time", "p50", "p90"];
@@ -275,8 +275,8 @@ fn peers_leave_in_the_pieces_model_and_upload_nothing_after() {
 /// from the server whole, the bytes of each piece received from it (kept
 /// or discarded) stay within the piece. The server's whole upload
 /// (super-seeding, then seeding normally) is close in the two models:
-/// 21,178,781 bytes in the pieces model, 20,938,752 in the message model
-/// (+1.1%; 1.25 to 1.26 x the file, the rest sent after super-seeding
+/// 20,697,821 bytes in the pieces model, 20,840,448 in the message model
+/// (-0.7%; 1.23 to 1.24 x the file, the rest sent after super-seeding
 /// ended).
 #[test]
 fn a_super_seed_sends_no_piece_twice_before_every_piece_left_once() {

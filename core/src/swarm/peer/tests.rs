@@ -14,7 +14,7 @@ const TRACKER: NodeId = NodeId(100);
 /// the tracker hands it, and accepts peers that dial it up to the full
 /// `max_peers`, attempts in flight included. Dialling them all left
 /// every peer refusing every other's attempts (N = 128, max_peers 40:
-/// 2.07 x the bound when it did; 1.20 dialling half).
+/// 2.07 x the bound when it did; 1.24 dialling half).
 #[test]
 fn a_peer_dials_half_of_max_peers_and_keeps_the_rest_for_incoming() {
     let layout = PieceLayout::new(16 * 65_536, 65_536, 16_384).unwrap();
