@@ -332,7 +332,7 @@ fn serial_uploads_send_one_piece_at_a_time_and_spare_the_server() {
 /// to several neighbours on the wire and a receiver's finite downlink does
 /// not leave the uplink idle between blocks. Mininet ran the tuned profile
 /// at N = 8 in 10.3 s with 20 Mbit/s downlinks and 9.9 s with unlimited
-/// ones; without the window the simulator takes 27.3 s and 9.2 s.
+/// ones; without the window the simulator takes 26.9 s and 9.2 s.
 #[test]
 fn a_serial_uploader_keeps_a_send_window_of_blocks_in_flight() {
     let tuned = |extra: &[&str]| {
