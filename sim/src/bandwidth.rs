@@ -115,11 +115,60 @@ impl Allocator {
 
     /// The max-min fair rate of each flow, in bytes per second, written to
     /// `rates` (same order as `flows`), acknowledgements charged to the
-    /// receivers' uplinks.
+    /// receivers' uplinks and the senders' downlinks.
     pub fn allocate(&mut self, flows: &[Flow], rates: &mut Vec<f64>) {
+        self.allocate_without_acks(flows, rates);
+        if self.ack_load == 0.0 {
+            return;
+        }
+        for (f, &(src, dst)) in flows.iter().enumerate() {
+            self.reserved[2 * dst as usize] += self.ack_load * rates[f];
+            self.reserved[2 * src as usize + 1] += self.ack_load * rates[f];
+        }
+        let reserved = std::mem::take(&mut self.reserved);
+        self.allocate_with_reserved(flows, rates, |link| reserved[link as usize]);
+        self.reserved = reserved;
+        for &(src, dst) in flows {
+            self.reserved[2 * dst as usize] = 0.0;
+            self.reserved[2 * src as usize + 1] = 0.0;
+        }
+    }
+
+    /// The first pass of [`Allocator::allocate`]: max-min fair rates on the
+    /// links' whole capacities.
+    pub fn allocate_without_acks(&mut self, flows: &[Flow], rates: &mut Vec<f64>) {
+        self.index(flows);
         for &l in &self.touched {
-            let l = l as usize;
-            self.users[l].clear();
+            self.remaining[l as usize] = self.capacity[l as usize];
+        }
+        self.fill(flows, rates);
+    }
+
+    /// The second pass of [`Allocator::allocate`]: max-min fair rates with
+    /// `reserved(link)` of each finite link kept for acknowledgements (at
+    /// most half of it). The caller sums the reservations exactly as
+    /// `allocate` does, so that the two give the same rates to the bit.
+    pub fn allocate_with_reserved(
+        &mut self,
+        flows: &[Flow],
+        rates: &mut Vec<f64>,
+        reserved: impl Fn(u32) -> f64,
+    ) {
+        self.index(flows);
+        for &link in &self.touched {
+            let l = link as usize;
+            self.remaining[l] = self.capacity[l];
+            if self.capacity[l].is_finite() {
+                self.remaining[l] -= reserved(link).min(MAX_ACK_SHARE * self.capacity[l]);
+            }
+        }
+        self.fill(flows, rates);
+    }
+
+    /// Lists the flows through each link `flows` use.
+    fn index(&mut self, flows: &[Flow]) {
+        for &l in &self.touched {
+            self.users[l as usize].clear();
         }
         self.touched.clear();
         for (f, &(src, dst)) in flows.iter().enumerate() {
@@ -131,29 +180,6 @@ impl Allocator {
                 self.users[l].push(f as u32);
             }
         }
-        for &l in &self.touched {
-            self.remaining[l as usize] = self.capacity[l as usize];
-        }
-        self.fill(flows, rates);
-        if self.ack_load == 0.0 {
-            return;
-        }
-        for (f, &(src, dst)) in flows.iter().enumerate() {
-            self.reserved[2 * dst as usize] += self.ack_load * rates[f];
-            self.reserved[2 * src as usize + 1] += self.ack_load * rates[f];
-        }
-        for &link in &self.touched {
-            let l = link as usize;
-            self.remaining[l] = self.capacity[l];
-            if self.capacity[l].is_finite() {
-                self.remaining[l] -= self.reserved[l].min(MAX_ACK_SHARE * self.capacity[l]);
-            }
-        }
-        for &(src, dst) in flows {
-            self.reserved[2 * dst as usize] = 0.0;
-            self.reserved[2 * src as usize + 1] = 0.0;
-        }
-        self.fill(flows, rates);
     }
 
     /// Progressive filling over the links in `touched`, each starting from

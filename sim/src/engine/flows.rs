@@ -21,6 +21,9 @@ pub(super) struct Channel {
     pub(super) remaining: f64,
     /// Current rate in bytes per second.
     pub(super) rate: f64,
+    /// The rate it would have if no acknowledgements took any link: what
+    /// its own acknowledgements are charged at (`network.ack_load`).
+    pub(super) base_rate: f64,
     pub(super) last_update: Time,
     pub(super) version: u64,
     pub(super) active: bool,

@@ -111,6 +111,9 @@ pub(crate) struct MessageSim {
     flows: Vec<Flow>,
     flow_chans: Vec<u32>,
     rates: Vec<f64>,
+    /// Per link, what acknowledgements take of it in the allocation being
+    /// made (`reallocate`).
+    reserved: Vec<f64>,
     faults: Vec<ScheduledFault>,
     report: ReportBuilder,
     trace: TraceHasher,
@@ -176,6 +179,7 @@ impl MessageSim {
             dirty_links: Vec::new(),
             dirty_chans: Vec::new(),
             epoch: 0,
+            reserved: vec![0.0; 2 * hosts.len()],
             link_mark: vec![0; 2 * hosts.len()],
             chan_mark: Vec::new(),
             dirty: false,

@@ -44,15 +44,8 @@ impl MessageSim {
         // A stalled direction loads nothing, but its links are walked all
         // the same: when it stalls, the share it gave up goes to the others
         // on those links.
-        // The receiver's uplink and the sender's downlink too: the
-        // direction's acknowledgements take some of them
-        // (`network.ack_load`).
         let (_, from, to) = self.endpoints(chan);
-        let acks = (self.allocator.ack_load() > 0.0).then_some([2 * to, 2 * from + 1]);
-        for link in [2 * from, 2 * to + 1]
-            .into_iter()
-            .chain(acks.into_iter().flatten())
-        {
+        for link in [2 * from, 2 * to + 1] {
             if self.link_mark[link as usize] != epoch && self.allocator.capacity(link).is_finite() {
                 stack.push(link);
             }
@@ -73,6 +66,9 @@ impl MessageSim {
         channel_mut(&mut self.conns, chan).active = busy;
         self.dirty = true;
         if busy {
+            // Not yet allocated: whatever it comes to differs, so the links
+            // its acknowledgements take are reallocated too.
+            channel_mut(&mut self.conns, chan).base_rate = f64::NAN;
             for (side, link) in links.into_iter().enumerate() {
                 self.chan_slot[chan as usize][side] = self.link_flows[link as usize].len() as u32;
                 self.link_flows[link as usize].push(chan);
@@ -110,10 +106,20 @@ impl MessageSim {
     ///
     /// Only the changed links' component is recomputed: the busy directions
     /// reachable from them through links of finite capacity (an unlimited
-    /// link couples nobody), a direction reaching its receiver's uplink
-    /// through its acknowledgements. Every busy
-    /// direction on a finite link of the component is in it, so the fair
-    /// shares found are exactly those of a recomputation from scratch.
+    /// link couples nobody). Every busy direction on a finite link of the
+    /// component is in it, so the fair shares found are exactly those of a
+    /// recomputation from scratch.
+    ///
+    /// With acknowledgements charged (`network.ack_load`), as
+    /// [`crate::bandwidth::Allocator::allocate`] does it, in two steps that
+    /// keep components local: the component's rates without
+    /// acknowledgements (`base_rate`) first; then, wherever one of those
+    /// changed, the links its acknowledgements take (its receiver's uplink,
+    /// its sender's downlink) join the component, and its rates are found
+    /// with each link reduced by the acknowledgements of the directions the
+    /// other way through its host, at their `base_rate`s. A direction's
+    /// `base_rate` depends only on its own component, so the result is, to
+    /// the bit, that of both passes over every busy direction at once.
     pub(super) fn reallocate(&mut self) {
         self.dirty = false;
         self.epoch += 1;
@@ -124,36 +130,42 @@ impl MessageSim {
         for &chan in &seeds {
             self.visit(chan, epoch, &mut component, &mut stack);
         }
-        while let Some(link) = stack.pop() {
-            if self.link_mark[link as usize] == epoch {
-                continue;
-            }
-            self.link_mark[link as usize] = epoch;
-            // A link's share depends on what flows the other way through
-            // its host, whose acknowledgements it carries: those directions
-            // are in too.
-            let other_way = (self.allocator.ack_load() > 0.0).then_some(link ^ 1);
-            for l in std::iter::once(link).chain(other_way) {
-                for i in 0..self.link_flows[l as usize].len() {
-                    let chan = self.link_flows[l as usize][i];
-                    self.visit(chan, epoch, &mut component, &mut stack);
+        self.walk(epoch, &mut component, &mut stack);
+        let acks = self.allocator.ack_load() > 0.0;
+        if acks {
+            let stalled = self.split_component(&mut component);
+            self.allocator.allocate_without_acks(&self.flows, &mut self.rates);
+            let bases: Vec<(u32, f64)> = self
+                .flow_chans
+                .iter()
+                .copied()
+                .zip(self.rates.iter().copied())
+                .chain(stalled.into_iter().map(|c| (c, 0.0)))
+                .collect();
+            for (chan, base) in bases {
+                let ch = channel_mut(&mut self.conns, chan);
+                if ch.base_rate.to_bits() == base.to_bits() {
+                    continue;
+                }
+                ch.base_rate = base;
+                let (_, from, to) = self.endpoints(chan);
+                for link in [2 * to, 2 * from + 1] {
+                    if self.link_mark[link as usize] != epoch && self.allocator.capacity(link).is_finite() {
+                        stack.push(link);
+                    }
                 }
             }
+            self.walk(epoch, &mut component, &mut stack);
         }
-        component.sort_unstable();
-        self.flows.clear();
-        self.flow_chans.clear();
-        let mut stalled = Vec::new();
-        for chan in component {
-            let (_, from, to) = self.endpoints(chan);
-            if self.stalled(from) || self.stalled(to) {
-                stalled.push(chan);
-            } else {
-                self.flows.push((from, to));
-                self.flow_chans.push(chan);
-            }
+        let stalled = self.split_component(&mut component);
+        if acks {
+            self.reserve_for_acks();
+            let reserved = &self.reserved;
+            self.allocator
+                .allocate_with_reserved(&self.flows, &mut self.rates, |link| reserved[link as usize]);
+        } else {
+            self.allocator.allocate(&self.flows, &mut self.rates);
         }
-        self.allocator.allocate(&self.flows, &mut self.rates);
         let updates: Vec<(u32, f64)> = self
             .flow_chans
             .iter()
@@ -182,6 +194,65 @@ impl MessageSim {
         #[cfg(test)]
         if self.verify_rates {
             self.assert_rates_as_from_scratch();
+        }
+    }
+
+    /// Walks from the links on `stack` through their busy directions and
+    /// those directions' finite links, adding the directions to `component`.
+    fn walk(&mut self, epoch: u32, component: &mut Vec<u32>, stack: &mut Vec<u32>) {
+        while let Some(link) = stack.pop() {
+            if self.link_mark[link as usize] == epoch {
+                continue;
+            }
+            self.link_mark[link as usize] = epoch;
+            for i in 0..self.link_flows[link as usize].len() {
+                let chan = self.link_flows[link as usize][i];
+                self.visit(chan, epoch, component, stack);
+            }
+        }
+    }
+
+    /// Sorts `component` and lists its directions that can move bytes in
+    /// `flows` / `flow_chans`; returns the stalled ones.
+    fn split_component(&mut self, component: &mut [u32]) -> Vec<u32> {
+        component.sort_unstable();
+        self.flows.clear();
+        self.flow_chans.clear();
+        let mut stalled = Vec::new();
+        for &chan in component.iter() {
+            let (_, from, to) = self.endpoints(chan);
+            if self.stalled(from) || self.stalled(to) {
+                stalled.push(chan);
+            } else {
+                self.flows.push((from, to));
+                self.flow_chans.push(chan);
+            }
+        }
+        stalled
+    }
+
+    /// Sets `reserved` for every link the component's directions use: the
+    /// acknowledgement load times the `base_rate`s of the directions the
+    /// other way through its host, summed in direction order as
+    /// `Allocator::allocate` sums them.
+    fn reserve_for_acks(&mut self) {
+        let a = self.allocator.ack_load();
+        let mut others = Vec::new();
+        for i in 0..self.flows.len() {
+            let (from, to) = self.flows[i];
+            for link in [2 * from, 2 * to + 1] {
+                others.clear();
+                others.extend(self.link_flows[(link ^ 1) as usize].iter().copied().filter(|&c| {
+                    let (_, f, t) = self.endpoints(c);
+                    !self.stalled(f) && !self.stalled(t)
+                }));
+                others.sort_unstable();
+                let mut sum = 0.0;
+                for &c in &others {
+                    sum += a * channel(&self.conns, c).base_rate;
+                }
+                self.reserved[link as usize] = sum;
+            }
         }
     }
 
