@@ -135,13 +135,7 @@ impl MessageSim {
         if acks {
             let stalled = self.split_component(&mut component);
             self.allocator.allocate_without_acks(&self.flows, &mut self.rates);
-            let bases: Vec<(u32, f64)> = self
-                .flow_chans
-                .iter()
-                .copied()
-                .zip(self.rates.iter().copied())
-                .chain(stalled.into_iter().map(|c| (c, 0.0)))
-                .collect();
+            let bases = self.rates_by_chan(stalled);
             for (chan, base) in bases {
                 let ch = channel_mut(&mut self.conns, chan);
                 if ch.base_rate.to_bits() == base.to_bits() {
@@ -166,13 +160,7 @@ impl MessageSim {
         } else {
             self.allocator.allocate(&self.flows, &mut self.rates);
         }
-        let updates: Vec<(u32, f64)> = self
-            .flow_chans
-            .iter()
-            .copied()
-            .zip(self.rates.iter().copied())
-            .chain(stalled.into_iter().map(|c| (c, 0.0)))
-            .collect();
+        let updates = self.rates_by_chan(stalled);
         let now = self.now;
         for (chan, rate) in updates {
             let ch = channel_mut(&mut self.conns, chan);
@@ -210,6 +198,16 @@ impl MessageSim {
                 self.visit(chan, epoch, component, stack);
             }
         }
+    }
+
+    /// The rates just allocated, by direction, and zero for `stalled`.
+    fn rates_by_chan(&self, stalled: Vec<u32>) -> Vec<(u32, f64)> {
+        self.flow_chans
+            .iter()
+            .copied()
+            .zip(self.rates.iter().copied())
+            .chain(stalled.into_iter().map(|c| (c, 0.0)))
+            .collect()
     }
 
     /// Sorts `component` and lists its directions that can move bytes in
