@@ -19,7 +19,7 @@
 //! Acknowledgements are small packets a fair-queueing link serves first, so
 //! they are a reservation, not a flow that competes for a share (a flow
 //! frozen by its receiver's uplink would be held to that uplink's share).
-//! The second pass receives a little less than the first (its uplinks are
+//! The second pass moves a little less than the first (its links are
 //! narrower), so the reservation is high by `a` times that difference: under
 //! 0.1% of a link at `a` = 0.023.
 
@@ -58,15 +58,16 @@ pub struct Allocator {
     touched: Vec<u32>,
     done: Vec<bool>,
     heap: BinaryHeap<Reverse<(Share, u32)>>,
-    /// Uplink bytes a host's acknowledgements take per byte it receives.
+    /// Bytes of acknowledgements per byte of a flow, on its receiver's
+    /// uplink and its sender's downlink.
     ack_load: f64,
     /// Per link, what acknowledgements take of it in this allocation.
     reserved: Vec<f64>,
 }
 
-/// At most this share of an uplink goes to acknowledgements, however fast
-/// the host receives (an unlimited sender into an unlimited downlink would
-/// otherwise reserve it all).
+/// At most this share of a link goes to acknowledgements, however fast its
+/// host receives or sends (an unlimited sender into an unlimited downlink
+/// would otherwise reserve it all).
 pub(crate) const MAX_ACK_SHARE: f64 = 0.5;
 
 impl Allocator {
@@ -102,7 +103,8 @@ impl Allocator {
         self.capacity[link as usize]
     }
 
-    /// Uplink bytes a host's acknowledgements take per byte it receives.
+    /// Bytes of acknowledgements per byte of a flow, on its receiver's
+    /// uplink and its sender's downlink.
     pub fn ack_load(&self) -> f64 {
         self.ack_load
     }

@@ -25,7 +25,9 @@
 //!   picker's order — a started piece nobody sends first, then a new one by
 //!   [`rarest`] (at random while [`picks_at_random`]), then the end game's
 //!   [`least_copied`] piece, the first copy in cancelling the others; BEP 3
-//!   framing (13 bytes per block) and the goodput factor. Churn
+//!   framing (13 bytes per block), the goodput factor and the uplink an
+//!   uploader keeps for the acknowledgements of what it receives
+//!   (`network.ack_load`; downloads are unlimited here). Churn
 //!   (`swarm.leave`): a host leaves when
 //!   [`Leave::on_completion`](peerlab_core::swarm::Leave::on_completion) says, the
 //!   tracker [`forget`]s it, its uploads stop with the downloaders keeping
@@ -384,8 +386,8 @@ pub(crate) struct PieceSim {
     newly: Vec<u32>,
     /// …and links in a random order.
     order: Vec<u32>,
-    /// Uplink bytes a host's acknowledgements take per byte it receives
-    /// (`network.ack_load`).
+    /// Bytes of acknowledgements per byte a host receives, taken from its
+    /// uplink (`network.ack_load`).
     ack_load: f64,
     /// Hosts whose downloads changed rate in this step: their uplinks are
     /// set again once the step is done.
