@@ -32,7 +32,7 @@ pub mod units;
 pub use bounds::Bounds;
 pub use report::{Outcome, Report, ReportBuilder};
 pub use scenario::{
-    CALIBRATED_ACK_LOAD, CALIBRATED_GOODPUT, CALIBRATED_SEND_WINDOW, Host, Protocol, Role, Scenario,
-    ScenarioError, SimModel, SimulatorOptions,
+    CALIBRATED_ACK_LOAD, CALIBRATED_GOODPUT, CALIBRATED_RTO, CALIBRATED_SEND_WINDOW, Host, Protocol, Role,
+    Scenario, ScenarioError, SimModel, SimulatorOptions,
 };
 pub use units::{Dur, Rate, Size};

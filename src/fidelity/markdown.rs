@@ -163,19 +163,23 @@ fn write_method(md: &mut String, matrix: &Matrix, args: &FidelityArgs) {
 fn write_constants(md: &mut String) {
     let _ = writeln!(
         md,
-        "The simulator has three constants measured against Mininet, the same for every row \
-         (`network.goodput`, `network.send_window` and `network.ack_load` in a scenario): the \
+        "The simulator has four constants measured against Mininet, the same for every row \
+         (`network.goodput`, `network.send_window`, `network.ack_load` and `network.rto` in a \
+         scenario): the \
          goodput factor {} (the share of a link left for peerlab's frames once \
          TCP/IP/Ethernet headers are paid), the send window {} (how far ahead of the wire a \
          sender's TCP takes payload: a block counts as sent, and the sender may hand over \
-         the next, once at most this much queued before it is still to leave) and the \
+         the next, once at most this much queued before it is still to leave), the \
          acknowledgement load {} (the wire bytes a receiver's TCP acknowledgements and \
-         requests take per byte it receives, on its uplink and the sender's downlink). docs/simulator.md says how each was measured. One more constant is shared rather than measured: a connection \
+         requests take per byte it receives, on its uplink and the sender's downlink) and the \
+         retransmission timeout {} of a loaded connection (after a cut link, a connection \
+         resumes at its next retransmission). docs/simulator.md says how each was measured. One more constant is shared rather than measured: a connection \
          opens once the other process answers within {} s (`CONNECT_TIMEOUT`, the real \
          backend's default), or fails.\n",
         peerlab_scenarios::CALIBRATED_GOODPUT,
         peerlab_scenarios::CALIBRATED_SEND_WINDOW,
         peerlab_scenarios::CALIBRATED_ACK_LOAD,
+        peerlab_scenarios::CALIBRATED_RTO,
         peerlab_core::node::CONNECT_TIMEOUT.as_secs(),
     );
 }

@@ -227,6 +227,10 @@ impl MessageSim {
             ch.unreported.clear();
             ch.reported_bytes = 0;
             ch.version += 1;
+            ch.lost_at = None;
+            ch.lost_busy = false;
+            ch.retransmit_at = None;
+            ch.retry += 1;
             if ch.active {
                 self.set_busy(chan, false);
             }

@@ -63,6 +63,13 @@ pub(super) enum SimEvent {
     HandshakeTimeout {
         conn: u32,
     },
+    /// Direction `chan`, which lost bytes at a cut link that is back now,
+    /// sends them again (`MessageSim::retransmit`); stale unless `retry` is
+    /// still the direction's.
+    Retransmit {
+        chan: u32,
+        retry: u64,
+    },
 }
 
 impl SimEvent {

@@ -14,6 +14,7 @@ use peerlab_scenarios::{Role, Scenario};
 use super::MessageSim;
 use super::conns::syn_retry;
 use super::events::{Held, SimEvent};
+use super::flows::{RTO_MIN, channel, channel_mut, retransmission_at};
 
 /// What faults have done to one host.
 #[derive(Debug)]
@@ -151,6 +152,13 @@ impl MessageSim {
     /// `host`: its process to resume, or its link to come back if `link`.
     pub(super) fn hold(&mut self, origin: (Time, u64), host: u32, link: bool, event: SimEvent) {
         self.arm_handshake_timeout(origin.0, &event);
+        if link && let SimEvent::Deliver { conn, from, .. } = event {
+            // A message that meets a cut link is lost: its sender's
+            // retransmission timer starts.
+            let chan = 2 * conn + self.conns[conn as usize].side(from) as u32;
+            let now = self.now;
+            channel_mut(&mut self.conns, chan).lost_at.get_or_insert(now);
+        }
         let h = &mut self.hosts[host as usize];
         let held = if link { &mut h.held_link } else { &mut h.held };
         // In the order the events were first scheduled, not the order
@@ -199,6 +207,17 @@ impl MessageSim {
             }
             FaultKind::LinkDown => {
                 self.hosts[h].link_down = true;
+                // What its connections were sending is lost at the cut.
+                let now = self.now;
+                for conn in self.live.of(host) {
+                    for chan in [2 * conn, 2 * conn + 1] {
+                        let ch = channel_mut(&mut self.conns, chan);
+                        if !ch.queue.is_empty() {
+                            ch.lost_at.get_or_insert(now);
+                            ch.lost_busy = ch.active;
+                        }
+                    }
+                }
                 self.touch_host(host);
             }
             FaultKind::LinkUp => {
@@ -225,10 +244,23 @@ impl MessageSim {
     /// handshake was done, and messages sent on it must not arrive before
     /// the news.
     fn release(&mut self, host: u32, link: bool) {
+        if link {
+            self.schedule_retransmissions(host);
+        }
         let h = &mut self.hosts[host as usize];
         let held = std::mem::take(if link { &mut h.held_link } else { &mut h.held });
         for event in held {
             match event.event {
+                // A message lost at the cut arrives after its direction's
+                // retransmission.
+                SimEvent::Deliver { conn, from, to, .. } if link => {
+                    let chan = 2 * conn + self.conns[conn as usize].side(from) as u32;
+                    let at = match channel(&self.conns, chan).retransmit_at {
+                        Some(at) => at + self.path_latency(from, to),
+                        None => self.now,
+                    };
+                    self.schedule_released(at, event);
+                }
                 SimEvent::Connection {
                     conn: Some(conn),
                     node,
@@ -248,6 +280,72 @@ impl MessageSim {
             }
         }
         self.touch_host(host);
+    }
+
+    /// `host`'s link is back: each direction of its connections that lost
+    /// bytes at the cut sends them again at its next retransmission
+    /// ([`retransmission_at`]) and moves nothing until then. A connection
+    /// whose other end is still cut off waits for that link.
+    ///
+    /// The timeout is Linux's: the smoothed round trip plus at least
+    /// [`RTO_MIN`]. A direction that was carrying blocks when the link
+    /// went down has the round trip of a loaded path, queueing included,
+    /// which the simulator does not model: `network.rto`, measured. One
+    /// that was not has the bare round trip of its path. A zero
+    /// `network.rto` resumes every direction at once.
+    fn schedule_retransmissions(&mut self, host: u32) {
+        let now = self.now;
+        let rto = self.rto;
+        for conn in self.live.of(host) {
+            let ends = self.conns[conn as usize].ends;
+            if ends.iter().any(|&e| self.hosts[e as usize].link_down) {
+                continue;
+            }
+            let idle = RTO_MIN + 2 * self.path_latency(ends[0], ends[1]);
+            for chan in [2 * conn, 2 * conn + 1] {
+                let ch = channel_mut(&mut self.conns, chan);
+                let Some(lost) = ch.lost_at else {
+                    continue;
+                };
+                let timeout = if rto.is_zero() || ch.lost_busy { rto } else { idle };
+                let at = retransmission_at(lost, now, timeout);
+                if at <= now {
+                    ch.lost_at = None;
+                    ch.lost_busy = false;
+                    continue;
+                }
+                ch.retransmit_at = Some(at);
+                ch.retry += 1;
+                let retry = ch.retry;
+                self.schedule(at, SimEvent::Retransmit { chan, retry });
+            }
+        }
+    }
+
+    /// Direction `chan` sends again what it lost at a cut link: it moves
+    /// again (what it queued leaves, its payload gets a rate). If a link of
+    /// its hosts was cut again meanwhile, it waits for that one, its timer
+    /// still running from the first loss.
+    pub(super) fn retransmit(&mut self, chan: u32, retry: u64) {
+        let (conn, from, to) = self.endpoints(chan);
+        let cut = self.hosts[from as usize].link_down || self.hosts[to as usize].link_down;
+        let closed = self.conns[conn as usize].closed;
+        let ch = channel_mut(&mut self.conns, chan);
+        if ch.retry != retry || ch.retransmit_at.is_none() {
+            return;
+        }
+        ch.retransmit_at = None;
+        if closed || cut {
+            return;
+        }
+        ch.lost_at = None;
+        ch.lost_busy = false;
+        let active = ch.active;
+        self.dirty_links.extend([2 * from, 2 * to + 1]);
+        self.dirty = true;
+        if !active {
+            self.pump(chan);
+        }
     }
 
     /// Kills `host`'s process: its inputs, timer and connections are lost,
@@ -316,10 +414,12 @@ mod tests {
     fn a_cut_link_or_a_hung_download_pauses_it_for_as_long_as_it_lasts() {
         // From 500 to 800 ms p1's link is down, or its process stopped:
         // what is on the way to it waits, its connection stalls (the
-        // server sees no progress), and the download resumes where it was.
+        // server sees no progress), and the download resumes where it was
+        // (after a cut, at once only without a retransmission timeout).
         for kind in ["link-down", "hang"] {
             let fault = format!(r#"{{ "kind": "{kind}", "host": "p1", "at": "500 ms", "for": "300 ms" }}"#);
-            let (r, events) = run_observed(&cs_with(&fault));
+            let s = scenario(&with_faults(CS, &fault), &["network.rto=0"]);
+            let (r, events) = run_observed(&s);
             let d = r.distribution_time_s.expect("complete");
             assert_near(d, alone(FILE) + 0.3, 1e-6, kind);
             let blocks = times(&events, 1, |e| matches!(e, Event::BlockReceived { .. }));
@@ -330,6 +430,69 @@ mod tests {
             assert_eq!(r.counters.faults, 1, "{kind} counts, its end does not");
             assert_eq!(r.counters.sources_lost, 0, "{kind} is no disconnection");
         }
+    }
+
+    #[test]
+    fn after_a_cut_link_the_download_resumes_at_its_next_retransmission() {
+        // The server's blocks to p1 are lost from 500 ms on; TCP sends
+        // again 320 ms later, then 640 ms after that, then 1,280 ms after
+        // that... The first retransmission after the link is back gets
+        // through: a cut of 300 ms costs 320 ms, one of 1 s costs 2.24 s
+        // (sent again at 0.82, 1.46 and 2.74 s).
+        for (cut, resumed) in [(0.3, 0.82), (1.0, 2.74)] {
+            let fault =
+                format!(r#"{{ "kind": "link-down", "host": "p1", "at": "500 ms", "for": "{cut} s" }}"#);
+            let (r, events) = run_observed(&cs_with(&fault));
+            let d = r.distribution_time_s.expect("complete");
+            assert_near(d, alone(FILE) + resumed - 0.5, 1e-6, &format!("cut {cut} s"));
+            let blocks = times(&events, 1, |e| matches!(e, Event::BlockReceived { .. }));
+            assert!(
+                blocks.iter().all(|&t| t <= 0.5 || t >= resumed),
+                "cut {cut} s: a block arrived before the retransmission: {blocks:?}"
+            );
+        }
+        // A hang loses nothing: no retransmission to wait for.
+        let hang = r#"{ "kind": "hang", "host": "p1", "at": "500 ms", "for": "1 s" }"#;
+        let d = run(&cs_with(hang)).distribution_time_s.expect("complete");
+        assert_near(d, alone(FILE) + 1.0, 1e-6, "hang");
+    }
+
+    #[test]
+    fn a_direction_that_carried_no_blocks_times_out_after_the_bare_round_trip() {
+        // One request outstanding: when a block arrives, p1 sends the next
+        // request, which takes PATH to reach the server. The link goes down
+        // 1 ms after a block arrives (at `t`), for 300 ms: the request is
+        // lost at t + PATH on a direction that carried no blocks, so TCP
+        // sends it again 200 ms + the round trip later (t + 0.23 s: the link
+        // is still down), then twice as long after that (t + 0.67 s). The
+        // server has nothing to send meanwhile, so it loses nothing; the
+        // next block leaves once the request is in.
+        let s = scenario(CS, &["client_server.pipeline=1"]);
+        let (_, events) = run_observed(&s);
+        let blocks = times(&events, 1, |e| matches!(e, Event::BlockReceived { .. }));
+        let t = blocks
+            .into_iter()
+            .find(|&b| b > 0.5)
+            .expect("a block after 0.5 s");
+        let fault = format!(
+            r#"{{ "kind": "link-down", "host": "p1", "at": "{:.6} ms", "for": "300 ms" }}"#,
+            (t + 0.001) * 1e3
+        );
+        let (r, events) = run_observed(&scenario(&with_faults(CS, &fault), &["client_server.pipeline=1"]));
+        assert!(r.distribution_time_s.is_some(), "complete");
+        let blocks = times(&events, 1, |e| matches!(e, Event::BlockReceived { .. }));
+        let next = blocks
+            .into_iter()
+            .find(|&b| b > t)
+            .expect("a block after the cut");
+        let rtt = 2.0 * PATH;
+        let resent = t + PATH + 3.0 * (0.2 + rtt);
+        assert_near(
+            next,
+            resent + PATH + wire(BLOCK) / SERVER_RATE + PATH,
+            1e-6,
+            "next block",
+        );
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub(super) struct Channel {
     /// Wire bytes of the payload messages in the queue that were reported
     /// sent: the rest of the queue.
     pub(super) reported_bytes: u64,
+    /// When this direction first lost bytes at a cut link (they were
+    /// moving, or sent, while its sender's or receiver's link was down),
+    /// until it has sent them again: TCP's retransmission timer runs from
+    /// then.
+    pub(super) lost_at: Option<Time>,
+    /// The link is back and this direction waits for its next
+    /// retransmission, at this time: nothing it holds leaves until then.
+    pub(super) retransmit_at: Option<Time>,
+    /// Numbers the retransmissions scheduled, so a stale one is ignored.
+    pub(super) retry: u64,
+    /// It was carrying payload when it lost bytes at the cut: its
+    /// retransmission timeout is that of a loaded path.
+    pub(super) lost_busy: bool,
 }
 
 /// Channel `chan`: direction `chan % 2` of connection `chan / 2`.
@@ -76,7 +89,7 @@ impl MessageSim {
         }
         let chan = conn * 2 + dir as u32;
         let ch = channel_mut(&mut self.conns, chan);
-        if !ch.active && ch.queue.is_empty() && msg.payload_len() == 0 {
+        if !ch.active && ch.queue.is_empty() && msg.payload_len() == 0 && ch.retransmit_at.is_none() {
             // What `pump` would do with it, without the trip through the
             // queue: a control message on an idle direction leaves at once.
             let arrival = self.now + self.path_latency(from, to);
@@ -138,11 +151,16 @@ impl MessageSim {
     }
 
     /// Sends the control messages at the head of an idle direction and starts
-    /// the first payload message, if any.
-    fn pump(&mut self, chan: u32) {
+    /// the first payload message, if any. A direction waiting for its
+    /// retransmission sends nothing yet.
+    pub(super) fn pump(&mut self, chan: u32) {
         let (conn, from, to) = self.endpoints(chan);
         let dir = (chan % 2) as usize;
         let arrival = self.now + self.path_latency(from, to);
+        let cut = self.hosts[from as usize].link_down || self.hosts[to as usize].link_down;
+        if channel(&self.conns, chan).retransmit_at.is_some() {
+            return;
+        }
         loop {
             let ch = channel_mut(&mut self.conns, chan);
             let Some(head) = ch.queue.front() else {
@@ -155,6 +173,10 @@ impl MessageSim {
                 return;
             };
             if head.payload_len() > 0 {
+                if cut {
+                    // Its first bytes go nowhere: TCP's timer starts.
+                    ch.lost_at.get_or_insert(self.now);
+                }
                 ch.remaining = head.wire_len() as f64;
                 ch.last_update = self.now;
                 ch.version += 1;
@@ -208,6 +230,30 @@ impl MessageSim {
     }
 }
 
+/// The longest TCP waits between two retransmissions (Linux's
+/// `TCP_RTO_MAX`).
+const RTO_MAX: Duration = Duration::from_secs(120);
+
+/// The shortest retransmission timeout (Linux's `TCP_RTO_MIN`): a path's
+/// timeout is its smoothed round trip plus at least this.
+pub(super) const RTO_MIN: Duration = Duration::from_millis(200);
+
+/// When TCP sends again bytes it lost at `lost`: `rto` later, then after
+/// twice as long, and so on (each wait at most [`RTO_MAX`]); the first such
+/// time at or after `now`. A zero `rto` sends again at `now`.
+pub(super) fn retransmission_at(lost: Time, now: Time, rto: Duration) -> Time {
+    if rto.is_zero() {
+        return now;
+    }
+    let mut wait = rto;
+    let mut at = lost + wait;
+    while at < now {
+        wait = (wait * 2).min(RTO_MAX);
+        at += wait;
+    }
+    at
+}
+
 /// Time to send `bytes` at `rate` bytes per second, rounded up to the next
 /// nanosecond so that nothing ever arrives sooner than the link allows;
 /// `None` at rate zero (a stalled flow never finishes by itself).
@@ -233,6 +279,22 @@ mod tests {
         assert_eq!(transfer_time(-5.0, 1e6), Some(Duration::ZERO));
         assert_eq!(transfer_time(0.0, 0.0), Some(Duration::ZERO));
         assert_eq!(transfer_time(16_397.0, f64::INFINITY), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_retransmission_comes_after_one_two_four_timeouts() {
+        let t = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+        let rto = Duration::from_millis(300);
+        // Lost at 1 s: sent again at 1.3, 1.9, 3.1, 5.5 s...
+        assert_eq!(retransmission_at(t(1_000), t(1_000), rto), t(1_300));
+        assert_eq!(retransmission_at(t(1_000), t(1_300), rto), t(1_300));
+        assert_eq!(retransmission_at(t(1_000), t(1_301), rto), t(1_900));
+        assert_eq!(retransmission_at(t(1_000), t(4_000), rto), t(5_500));
+        // Without a timeout: at once.
+        assert_eq!(retransmission_at(t(1_000), t(4_000), Duration::ZERO), t(4_000));
+        // The waits stop growing at two minutes.
+        let late = retransmission_at(t(0), t(1_000_000), Duration::from_secs(100));
+        assert_eq!(late, t(100_000 + 120_000 * 8));
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub(crate) struct MessageSim {
     /// and send buffer (`network.send_window`). `None`: once its own last
     /// byte has left the uplink.
     send_window: Option<u64>,
+    /// TCP's retransmission timeout before backoff (`network.rto`): how a
+    /// direction that lost bytes at a cut link comes back (`flows`).
+    rto: Duration,
     /// Unit tests: after every reallocation, check the rates against an
     /// allocation of every busy direction from scratch.
     #[cfg(test)]
@@ -196,6 +199,7 @@ impl MessageSim {
             observer: None,
             liveness: None,
             send_window: Some(scenario.network.send_window.0).filter(|&w| w > 0),
+            rto: scenario.network.rto.0,
             scenario: scenario.clone(),
             #[cfg(test)]
             verify_rates: false,
@@ -372,6 +376,7 @@ impl MessageSim {
             }
             SimEvent::Launch { host } => self.restart(host),
             SimEvent::HandshakeTimeout { conn } => self.handshake_timeout(conn),
+            SimEvent::Retransmit { chan, retry } => self.retransmit(chan, retry),
         }
     }
 }

@@ -52,6 +52,13 @@ impl MessageSim {
         }
     }
 
+    /// Whether direction `chan` moves no bytes at the moment: one of its
+    /// hosts is stalled, or it waits for a retransmission.
+    pub(super) fn chan_stalled(&self, chan: u32) -> bool {
+        let (_, from, to) = self.endpoints(chan);
+        self.stalled(from) || self.stalled(to) || channel(&self.conns, chan).retransmit_at.is_some()
+    }
+
     /// Whether `host` moves no bytes at the moment (hung, cut off or dead).
     pub(super) fn stalled(&self, host: u32) -> bool {
         let h = &self.hosts[host as usize];
@@ -219,7 +226,7 @@ impl MessageSim {
         let mut stalled = Vec::new();
         for &chan in component.iter() {
             let (_, from, to) = self.endpoints(chan);
-            if self.stalled(from) || self.stalled(to) {
+            if self.chan_stalled(chan) {
                 stalled.push(chan);
             } else {
                 self.flows.push((from, to));
@@ -240,10 +247,12 @@ impl MessageSim {
             let (from, to) = self.flows[i];
             for link in [2 * from, 2 * to + 1] {
                 others.clear();
-                others.extend(self.link_flows[(link ^ 1) as usize].iter().copied().filter(|&c| {
-                    let (_, f, t) = self.endpoints(c);
-                    !self.stalled(f) && !self.stalled(t)
-                }));
+                others.extend(
+                    self.link_flows[(link ^ 1) as usize]
+                        .iter()
+                        .copied()
+                        .filter(|&c| !self.chan_stalled(c)),
+                );
                 others.sort_unstable();
                 let mut sum = 0.0;
                 for &c in &others {
@@ -260,10 +269,7 @@ impl MessageSim {
     fn assert_rates_as_from_scratch(&self) {
         let chans: Vec<u32> = (0..self.chan_mark.len() as u32)
             .filter(|&c| channel(&self.conns, c).active)
-            .filter(|&c| {
-                let (_, from, to) = self.endpoints(c);
-                !self.stalled(from) && !self.stalled(to)
-            })
+            .filter(|&c| !self.chan_stalled(c))
             .collect();
         let flows: Vec<_> = chans
             .iter()
