@@ -12,8 +12,10 @@
 //! 3. Faults happen for real at their times: crash = SIGKILL, restart = the
 //!    process again on the same data directory (it resumes from its
 //!    verified pieces), hang = SIGSTOP, resume = SIGCONT, leave = SIGTERM,
-//!    join = start again. Link faults need an emulated network and are
-//!    refused (`--on mininet`).
+//!    join = start again; corrupt, silent and lying = their line in the
+//!    node's control file (`DATA/misbehave`), then SIGUSR1 (one due at 0 s
+//!    just before the nodes are released), honest = SIGUSR2. Link faults
+//!    need an emulated network and are refused (`--on mininet`).
 //! 4. The run ends when every downloader reported `DownloadComplete` (relay:
 //!    and the sender finished), or at `limits.max_time`. Every process gets
 //!    SIGTERM, then SIGKILL after a grace period — also on Ctrl-C and on any
