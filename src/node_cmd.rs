@@ -14,6 +14,10 @@
 //! - the file's metainfo (`peerlab metainfo create`), and for the server the
 //!   file itself.
 //!
+//! SIGUSR1 switches the node to the misbehaviour named in `DIR/misbehave`
+//! (`corrupt every=K`, `silent` or `lying`; without the file, corrupt every
+//! piece), SIGUSR2 makes it honest again ([`peerlab_net::misbehave`]).
+//!
 //! `DIR/events.jsonl` has one line per node event,
 //! `{"t_ns":…,"node":…,"event":…}` (the serde JSON of `peerlab_core::Event`),
 //! written with one `write` per line and never buffered, so a SIGKILL loses
@@ -390,7 +394,7 @@ pub fn run(args: &NodeArgs) -> Result<ExitCode> {
     let result = runtime.block_on(async {
         // Before listening: a driver signals only nodes that listen, and
         // SIGUSR1 unhandled would end the process.
-        misbehave_on_signals(&args.host);
+        misbehave_on_signals(&args.host, &args.data);
         let Some((listener, epoch_ns)) = listen_then_wait(args, listen, epoch_ns).await? else {
             return Ok(()); // stopped while waiting to start
         };
@@ -577,9 +581,12 @@ fn write_events(
     Ok(())
 }
 
-/// The fault `corrupt` on a real network: SIGUSR1 makes this node send
-/// corrupt blocks ([`peerlab_net::misbehave`]), SIGUSR2 honest ones again.
-fn misbehave_on_signals(host: &str) {
+/// The misbehaviour faults on a real network ([`peerlab_net::misbehave`]):
+/// SIGUSR1 switches this node to the misbehaviour named in the control file
+/// of its data directory `data` (`corrupt` without one), SIGUSR2 makes it
+/// honest again.
+fn misbehave_on_signals(host: &str, data: &Path) {
+    use peerlab_core::misbehave::Misbehaviour;
     use tokio::signal::unix::{SignalKind, signal};
     for (kind, on) in [
         (SignalKind::user_defined1(), true),
@@ -588,15 +595,27 @@ fn misbehave_on_signals(host: &str) {
         let Ok(mut s) = signal(kind) else {
             tracing::warn!(
                 host,
-                "cannot listen for SIGUSR1/SIGUSR2: the corrupt fault will not apply"
+                "cannot listen for SIGUSR1/SIGUSR2: the misbehaviour faults will not apply"
             );
             continue;
         };
         let host = host.to_string();
+        let data = data.to_path_buf();
         tokio::spawn(async move {
             while s.recv().await.is_some() {
-                tracing::info!(host = %host, corrupting = on, "misbehaviour switched");
-                peerlab_net::misbehave::set_corrupting(on);
+                let mode = if on {
+                    match peerlab_net::misbehave::read_control(&data) {
+                        Ok(mode) => mode,
+                        Err(e) => {
+                            tracing::warn!(host = %host, "misbehaviour not switched: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    Misbehaviour::Honest
+                };
+                tracing::info!(host = %host, mode = %mode.to_line(), "misbehaviour switched");
+                peerlab_net::misbehave::set(mode);
             }
         });
     }

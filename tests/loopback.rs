@@ -36,6 +36,19 @@ fn peerlab(dir: &Path, args: &[&str]) -> Ran {
 /// loopback run completed with every file identical, and that both reports
 /// have the same keys. Returns the loopback report.
 fn loopback_like_sim(name: &str, scenario: &str, sets: &[&str], extra: &[&str]) -> (Value, PathBuf) {
+    loopback_like_sim_but(name, scenario, sets, extra, 0)
+}
+
+/// [`loopback_like_sim`] where `liars` downloaders lie about their pieces
+/// (fault `lying`): the run does not wait for them, nor compares their
+/// files.
+fn loopback_like_sim_but(
+    name: &str,
+    scenario: &str,
+    sets: &[&str],
+    extra: &[&str],
+    liars: usize,
+) -> (Value, PathBuf) {
     let dir = scratch(name);
     let mut args = vec!["run", scenario, "--on", "loopback", "--report", "loopback.json"];
     args.extend(["--work-dir", "work", "--keep"]);
@@ -72,7 +85,7 @@ fn loopback_like_sim(name: &str, scenario: &str, sets: &[&str], extra: &[&str]) 
     let downloaders = report["downloaders"].as_u64().expect("downloaders");
     assert_eq!(
         stats["identical"].as_array().map(Vec::len),
-        Some(downloaders as usize)
+        Some(downloaders as usize - liars)
     );
 
     let mut args = vec!["run", scenario, "--report", "sim.json", "-q"];
@@ -121,6 +134,111 @@ fn a_corrupting_peer_is_banned_on_loopback() {
         assert_eq!(c["corrupt_bytes"], corrupt * 64 * 1024, "{}: {c}", r["backend"]);
         common::assert_liar_banned_by_each(r, "p3", 64 * 1024);
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every event of `host` in a kept loopback work directory.
+fn host_events(dir: &Path, host: &str) -> Vec<Value> {
+    let path = dir.join(format!("work/hosts/{host}/events.jsonl"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("event line")["event"].clone())
+        .collect()
+}
+
+/// The corrupt fault with `every` on loopback (the control file, then
+/// SIGUSR1): only pieces whose index is a multiple of 4 fail, in both
+/// backends; every honest peer completes with the source's bytes and bans
+/// the liar, which spoiled at most 7 pieces per downloader.
+#[test]
+fn a_peer_corrupting_one_piece_in_four_spoils_only_those_on_loopback() {
+    let sets = [
+        "peers.count=8",
+        "file.size=4 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "corrupt", "host": "p3", "at": "0 s", "every": 4}]"#,
+    ];
+    let (report, dir) = loopback_like_sim("liar-every", "swarm-homogeneous", &sets, &[]);
+    let mut failed = Vec::new();
+    for k in 1..=8 {
+        for e in host_events(&dir, &format!("p{k}")) {
+            if let Some(p) = e["PieceCorrupt"]["piece"].as_u64() {
+                failed.push(p);
+            }
+        }
+    }
+    assert!(
+        !failed.is_empty(),
+        "the liar spoiled nothing: {}",
+        report["counters"]
+    );
+    assert!(failed.iter().all(|p| p % 4 == 0), "{failed:?}");
+    let sim = read_json(&dir.join("sim.json"));
+    for r in [&report, &sim] {
+        let backend = &r["backend"];
+        for h in r["hosts"].as_array().expect("hosts") {
+            let failed = h["pieces_corrupt"].as_u64().expect("pieces_corrupt");
+            assert_eq!(h["corrupt_bytes"], failed * 64 * 1024, "{backend}: {h}");
+            assert!(failed <= 7, "{backend}: {h}");
+            // Who received a spoiled piece banned the liar, nobody else.
+            let banned = u64::from(failed > 0 && h["name"] != "p3");
+            assert_eq!(h["peers_banned"], banned, "{backend}: {h}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A peer that answers no request (fault `silent`: its process drops every
+/// request it receives) on loopback: it uploads nothing, the others route
+/// around it (their requests there time out after 5 s and move) and all
+/// complete with the source's bytes, in at most 5 s more than the
+/// simulator's unshaped-link time allows for the timeout.
+#[test]
+fn a_silent_peer_is_routed_around_on_loopback() {
+    let sets = [
+        "peers.count=8",
+        "file.size=4 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "silent", "host": "p3", "at": "0 s"}]"#,
+    ];
+    let (report, dir) = loopback_like_sim("silent", "swarm-homogeneous", &sets, &[]);
+    let p3 = &report["hosts"][3];
+    assert_eq!(p3["name"], "p3");
+    assert_eq!(p3["bytes_up"], 0, "the silent peer sent blocks: {p3}");
+    assert!(p3["completed_s"].is_number(), "it still downloads: {p3}");
+    let d = report["distribution_time_s"].as_f64().expect("complete");
+    assert!(d < 15.0, "{d} s: the honest peers waited on the silent one");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A peer that claims every piece (fault `lying`: its process sends a full
+/// bitfield and drops requests for pieces it lacks) on loopback: the
+/// honest peers complete with the source's bytes; the liar is neither
+/// waited for nor compared.
+#[test]
+fn a_lying_peer_does_not_hold_up_the_others_on_loopback() {
+    let sets = [
+        "peers.count=8",
+        "file.size=4 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "lying", "host": "p3", "at": "0 s"}]"#,
+    ];
+    let (report, dir) = loopback_like_sim_but("lying", "swarm-homogeneous", &sets, &[], 1);
+    for h in report["hosts"].as_array().expect("hosts") {
+        if h["role"] == "peer" && h["name"] != "p3" {
+            assert!(h["completed_s"].is_number(), "{h}");
+        }
+    }
+    let d = report["distribution_time_s"].as_f64().expect("complete");
+    assert!(d < 15.0, "{d} s: the honest peers waited on the liar");
+    // Its first bitfield already lied: the server, a seed, dropped it as
+    // a fellow seed before it unchoked anyone.
+    let server = host_events(&dir, "server");
+    let dropped = server.iter().position(|e| e["Disconnected"]["peer"] == 3);
+    let unchoked = server.iter().position(|e| e.get("Unchoked").is_some());
+    assert!(dropped.is_some() && dropped < unchoked, "{server:?}");
+    assert!(report["hosts"][3]["completed_s"].is_null(), "the liar completed");
     let _ = std::fs::remove_dir_all(dir);
 }
 

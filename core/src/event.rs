@@ -152,6 +152,13 @@ pub enum Event {
         /// The neighbour.
         peer: NodeId,
     },
+    /// Swarm: a neighbour left this node's requests unanswered too long
+    /// (it unchoked us but sends nothing): they were cancelled there and
+    /// go to other neighbours; it is asked nothing for a while.
+    RequestsTimedOut {
+        /// The neighbour.
+        peer: NodeId,
+    },
 }
 
 /// The ways a peer can break the protocol.

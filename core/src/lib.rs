@@ -88,6 +88,7 @@ pub mod client_server;
 pub mod download;
 pub mod event;
 pub mod message;
+pub mod misbehave;
 pub mod node;
 pub mod pace;
 pub mod pieces;

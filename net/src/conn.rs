@@ -499,7 +499,7 @@ fn encode_batch(storage: &RwLock<Storage>, batch: &[Message], mut out: Vec<u8>) 
         if let Err(e) = storage.read_block_into(block, &mut payload) {
             return Err(warn_close(format!("cannot send a block: {e}")));
         }
-        crate::misbehave::spoil(&mut payload);
+        crate::misbehave::spoil(block, &mut payload);
         wire::encode(msg, Some(&payload), &mut out)
             .map_err(|e| warn_close(format!("cannot send a block: {e}")))?;
     }

@@ -101,7 +101,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use peerlab_core::{
-    BlockRef, Command, ConnectionEvent, Event, Message, Node, NodeId, Output, StorageResult, Time,
+    Bitfield, BlockRef, Command, ConnectionEvent, Event, Message, Node, NodeId, Output, StorageResult, Time,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -295,6 +295,9 @@ struct Driver {
     events: mpsc::UnboundedSender<(Time, NodeId, Event)>,
     /// The link to an HTTP tracker ([`NodeIo::http_tracker`]).
     http: Option<HttpTracker>,
+    /// The pieces the node has verified (it starts with storage's), for
+    /// [`crate::misbehave::passes_request`] when lying.
+    have: Bitfield,
 }
 
 impl Driver {
@@ -304,6 +307,7 @@ impl Driver {
         events: mpsc::UnboundedSender<(Time, NodeId, Event)>,
     ) -> Result<Self, DriverError> {
         let me = node.id();
+        let have = io.storage.verified().clone();
         let storage = Arc::new(RwLock::new(io.storage));
         let (jobs, job_rx) = mpsc::channel(STORAGE_QUEUE);
         let (result_tx, results) = mpsc::unbounded_channel();
@@ -348,6 +352,7 @@ impl Driver {
             results,
             events,
             http,
+            have,
         })
     }
 
@@ -416,6 +421,9 @@ impl Driver {
                 Output::Transmit(t) => self.transmit(t.to, t.msg),
                 Output::Command(c) => self.command(c).await,
                 Output::Event(e) => {
+                    if let Event::PieceVerified { piece } = e {
+                        self.have.insert(piece);
+                    }
                     let _ = self.events.send((self.now(), self.me, e));
                 }
             }
@@ -462,6 +470,7 @@ impl Driver {
             return;
         };
         let conn = open.conn;
+        let msg = crate::misbehave::outgoing(msg);
         match open.queue.try_send(Outgoing::Message(msg)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -635,6 +644,14 @@ impl Driver {
                 };
                 if let (Some(payload), Message::Block(block) | Message::Push(block)) = (payload, &msg) {
                     self.payload = Some((peer, *block, payload));
+                }
+                // A silent or lying node never hears the requests it will
+                // not answer.
+                if let Message::Request(block) = &msg
+                    && !crate::misbehave::passes_request(|| self.have.contains(block.piece))
+                {
+                    tracing::debug!(%peer, ?block, "request dropped: misbehaving");
+                    return;
                 }
                 let now = self.now();
                 self.node.handle_message(peer, msg, now);

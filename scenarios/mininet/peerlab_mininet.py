@@ -18,8 +18,10 @@ means. The driver:
    waits; once every listener is up the driver writes the start file with a
    common epoch a moment ahead, so all downloads start together and no
    node's start-up is timed;
-3. applies the faults at their times: hang = SIGSTOP, resume = SIGCONT,
-   corrupt = SIGUSR1, honest = SIGUSR2,
+3. applies the faults at their times (misbehaviour due at 0 s just before
+   the release): hang = SIGSTOP, resume = SIGCONT,
+   corrupt/silent/lying = the fault's "control" line written to the node's
+   control file (DATA/misbehave) then SIGUSR1, honest = SIGUSR2,
    crash = SIGKILL, restart = the same command again, leave = SIGTERM,
    join = start again, link-down/up = `ip link set IF down/up` on the
    switch side, bandwidth = new htb rates on both sides;
@@ -233,7 +235,11 @@ class Run:
             self.signal(i, signal.SIGSTOP)
         elif kind == "resume":
             self.signal(i, signal.SIGCONT)
-        elif kind == "corrupt":
+        elif kind in ("corrupt", "silent", "lying"):
+            # The node reads what to do from its control file on SIGUSR1.
+            path = os.path.join(self.plan["hosts"][i]["data"], "misbehave")
+            with open(path, "w") as c:
+                c.write(f["control"] + "\n")
             self.signal(i, signal.SIGUSR1)
         elif kind == "honest":
             self.signal(i, signal.SIGUSR2)
@@ -284,6 +290,17 @@ class Run:
             self.start(i)
         for i in self.plan["wait_listening"]:
             self.wait_listening(i)
+        # Misbehaviour due at the start is switched on before the release,
+        # so a liar's first bitfield already lies (src/run/real.rs,
+        # before_release); the nodes handle the signals before they listen.
+        faults = sorted(self.plan["faults"], key=lambda f: (f["at_s"], f["host"]))
+        early = [f for f in faults
+                 if f["at_s"] == 0 and f["kind"] in ("corrupt", "silent", "lying")]
+        faults = [f for f in faults if f not in early]
+        applied = []
+        for f in early:
+            self.apply(f)
+            applied.append(f["kind"])
         margin_s = 0.1  # time for every node to read the start file
         self.epoch = time.time_ns() + int(margin_s * 1e9)
         t0 = time.monotonic() + margin_s
@@ -292,8 +309,7 @@ class Run:
             f.write(str(self.epoch))
         os.rename(tmp, self.start_file)
         time.sleep(margin_s)
-        faults = sorted(self.plan["faults"], key=lambda f: (f["at_s"], f["host"]))
-        applied, offsets, seen = [], {}, set()
+        offsets, seen = {}, set()
         while True:
             now = time.monotonic() - t0
             while faults and faults[0]["at_s"] <= now:

@@ -7,11 +7,15 @@
 //!   { "kind": "crash",     "host": "server", "at": "8 s", "for": "2 s" },
 //!   { "kind": "link-down", "host": "p2",     "at": "1 s", "for": "500 ms" },
 //!   { "kind": "bandwidth", "host": "p3",     "at": "4 s", "upload": "1 Mbit/s" },
-//!   { "kind": "corrupt",   "host": "p4",     "at": "0 s" }
+//!   { "kind": "corrupt",   "host": "p4",     "at": "0 s", "every": 3 },
+//!   { "kind": "silent",    "host": "p5",     "at": "2 s", "for": "10 s" },
+//!   { "kind": "lying",     "host": "p6",     "at": "0 s" }
 //! ]
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+use peerlab_core::misbehave::Misbehaviour;
 
 use crate::units::{Dur, Rate};
 
@@ -45,9 +49,21 @@ pub enum FaultKind {
     /// The host misbehaves: every block it sends carries wrong bytes, so
     /// each piece holding one fails its hash check at the receiver (a real
     /// node flips the bytes it reads from its file; the simulator fails the
-    /// piece). With `for`, it is honest again after that long.
+    /// piece). With `every` = k, only blocks of pieces whose index is a
+    /// multiple of k. With `for`, it is honest again after that long.
     Corrupt,
-    /// A corrupting host sends good blocks again.
+    /// The host stays connected but answers no request: it sends no block
+    /// (its other messages as usual). With `for`, it answers again after
+    /// that long.
+    Silent,
+    /// The host claims every piece (the bitfield it sends on each new
+    /// connection is full) while holding fewer; requests for pieces it
+    /// lacks are never answered. A host that lies is not waited for at the
+    /// end of a run: peers that take it for a seed stop telling it what
+    /// they have, and seeds drop it. With `for`, its bitfields are true
+    /// again after that long.
+    Lying,
+    /// A misbehaving host (corrupt, silent, lying) behaves again.
     Honest,
 }
 
@@ -59,7 +75,7 @@ impl FaultKind {
             FaultKind::Hang => Some(FaultKind::Resume),
             FaultKind::LinkDown => Some(FaultKind::LinkUp),
             FaultKind::Leave => Some(FaultKind::Join),
-            FaultKind::Corrupt => Some(FaultKind::Honest),
+            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying => Some(FaultKind::Honest),
             _ => None,
         }
     }
@@ -77,6 +93,8 @@ impl FaultKind {
             FaultKind::Leave => "leave",
             FaultKind::Join => "join",
             FaultKind::Corrupt => "corrupt",
+            FaultKind::Silent => "silent",
+            FaultKind::Lying => "lying",
             FaultKind::Honest => "honest",
         }
     }
@@ -92,7 +110,8 @@ pub struct Fault {
     pub host: String,
     /// When it happens.
     pub at: Dur,
-    /// For crash, hang, link-down and leave: undo it after this long.
+    /// For crash, hang, link-down, leave, corrupt, silent and lying: undo it
+    /// after this long.
     #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Dur>,
     /// For bandwidth: the new upload capacity.
@@ -101,6 +120,10 @@ pub struct Fault {
     /// For bandwidth: the new download capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<Rate>,
+    /// For corrupt: spoil only pieces whose index is a multiple of this
+    /// (at least 1; absent: every piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u32>,
 }
 
 impl Fault {
@@ -124,7 +147,36 @@ impl Fault {
                 format!("only `bandwidth` faults take rates, not `{kind}`"),
             ));
         }
+        match self.every {
+            Some(_) if self.kind != FaultKind::Corrupt => {
+                return Err((
+                    "every",
+                    format!("only `corrupt` faults take `every`, not `{kind}`"),
+                ));
+            }
+            Some(0) => {
+                return Err((
+                    "every",
+                    "must be at least 1: the host spoils pieces whose index is a multiple of it".into(),
+                ));
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// What `kind` (this fault's own or its undoing's, from [`Fault::expand`])
+    /// makes the host do; `None` when it is no misbehaviour.
+    pub fn misbehaviour(&self, kind: FaultKind) -> Option<Misbehaviour> {
+        match kind {
+            FaultKind::Corrupt => Some(Misbehaviour::Corrupt {
+                every: self.every.unwrap_or(1).max(1),
+            }),
+            FaultKind::Silent => Some(Misbehaviour::Silent),
+            FaultKind::Lying => Some(Misbehaviour::Lying),
+            FaultKind::Honest => Some(Misbehaviour::Honest),
+            _ => None,
+        }
     }
 
     /// This fault and, if it has a `for`, the one that undoes it, as

@@ -56,13 +56,22 @@ impl Milestone {
 /// What ends a run, for every backend: (host index, event) pairs that must
 /// all have happened. Every downloader completes; a relay run also waits
 /// for its sender to hear that the destination is done (normally just
-/// after it completes).
+/// after it completes). A peer that ever lies about its pieces (fault
+/// `lying`) is not waited for: its neighbours take it for a seed, so they
+/// stop telling it what they have and seeds drop it, and it may never
+/// complete.
 pub fn run_ends_when(scenario: &Scenario) -> Vec<(usize, Milestone)> {
+    let lies = |name: &str| {
+        scenario
+            .faults
+            .iter()
+            .any(|f| f.kind == crate::faults::FaultKind::Lying && f.host == name)
+    };
     let mut all: Vec<(usize, Milestone)> = scenario
         .hosts()
         .iter()
         .enumerate()
-        .filter(|(_, h)| h.role == Role::Peer)
+        .filter(|(_, h)| h.role == Role::Peer && !lies(&h.name))
         .map(|(k, _)| (k, Milestone::DownloadComplete))
         .collect();
     if scenario.protocol == Protocol::Relay {

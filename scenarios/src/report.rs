@@ -49,6 +49,10 @@ pub struct HostReport {
     /// Neighbours it banned for sending bad data.
     #[serde(default)]
     pub peers_banned: u32,
+    /// Times a neighbour left its requests unanswered too long (swarm: they
+    /// were cancelled there and asked of others).
+    #[serde(default)]
+    pub requests_timed_out: u32,
     /// Downloaders: the longest time it lacked pieces and received nothing
     /// (from its start, between blocks, and until the run ended if it never
     /// completed; time it was down counts too).
@@ -98,6 +102,10 @@ pub struct Counters {
     /// Neighbours banned for sending bad data (each ban by each downloader).
     #[serde(default)]
     pub peers_banned: u64,
+    /// Requests timed out at a neighbour that unchoked but did not answer
+    /// (each time, at each downloader).
+    #[serde(default)]
+    pub requests_timed_out: u64,
 }
 
 /// Simulator-only statistics.
@@ -214,6 +222,7 @@ struct Stats {
     pieces_corrupt: u32,
     corrupt_bytes: u64,
     peers_banned: u32,
+    requests_timed_out: u32,
     /// Downloaders: when it last received a block (its start at first).
     last_block: Time,
     /// Its longest wait without a block, so far: (from, to).
@@ -304,6 +313,10 @@ impl ReportBuilder {
             Event::PeerBanned { .. } => {
                 self.counters.peers_banned += 1;
                 self.stats[i].peers_banned += 1;
+            }
+            Event::RequestsTimedOut { .. } => {
+                self.counters.requests_timed_out += 1;
+                self.stats[i].requests_timed_out += 1;
             }
             Event::DownloadComplete => {
                 self.stats[i].completed.get_or_insert(at);
@@ -418,6 +431,7 @@ impl ReportBuilder {
                     pieces_corrupt: st.pieces_corrupt,
                     corrupt_bytes: st.corrupt_bytes,
                     peers_banned: st.peers_banned,
+                    requests_timed_out: st.requests_timed_out,
                     longest_stall_s: (h.role == Role::Peer).then(|| {
                         st.stall.map_or(0.0, |w| {
                             let (from, to) = secs(w);

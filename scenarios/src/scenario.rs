@@ -927,12 +927,36 @@ impl Scenario {
                     ),
                 ));
             }
-            if matches!(f.kind, FaultKind::Corrupt | FaultKind::Honest)
-                && hosts.iter().any(|h| h.name == f.host && h.role == Role::Tracker)
-            {
+            let role = hosts.iter().find(|h| h.name == f.host).map(|h| h.role);
+            let kind = f.kind.name();
+            let misbehaves = matches!(
+                f.kind,
+                FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Honest
+            );
+            if misbehaves && role == Some(Role::Tracker) {
                 return Err((
                     format!("faults[{i}].kind"),
-                    "the tracker sends no blocks: corrupt a server or a peer".into(),
+                    format!("the tracker sends no blocks: `{kind}` applies to a server or a peer"),
+                ));
+            }
+            if f.kind == FaultKind::Silent && self.protocol == Protocol::Relay {
+                return Err((
+                    format!("faults[{i}].kind"),
+                    "relay hosts push blocks unasked: `silent` (answering no request) needs a \
+                     protocol whose downloaders request blocks (client-server, static-tracker, swarm)"
+                        .into(),
+                ));
+            }
+            if f.kind == FaultKind::Lying && self.protocol != Protocol::Swarm {
+                return Err((
+                    format!("faults[{i}].kind"),
+                    "`lying` is a claim in the swarm's bitfields: it needs protocol swarm".into(),
+                ));
+            }
+            if f.kind == FaultKind::Lying && role == Some(Role::Server) {
+                return Err((
+                    format!("faults[{i}].host"),
+                    "the server holds every piece: it has nothing to lie about; make a peer lie".into(),
                 ));
             }
             f.check()
@@ -1145,6 +1169,45 @@ mod tests {
         assert!(parse(swarm, &[&fault("p1")]).is_ok());
         let e = parse(swarm, &[&fault("tracker")]).unwrap_err();
         assert_eq!(e.field, "faults[0].kind", "{e}");
+    }
+
+    /// Misbehaviour applies to hosts that send blocks, `lying` only to a
+    /// swarm's peers, and `every` only to `corrupt`, at least 1.
+    #[test]
+    fn misbehaviour_faults_are_checked_by_field() {
+        let swarm = r#"{ "protocol": "swarm", "file": { "size": "1 MiB" },
+            "server": { "upload": "10 Mbit/s" },
+            "peers": { "count": 2, "upload": "10 Mbit/s", "download": "10 Mbit/s" } }"#;
+        let cs = r#"{ "protocol": "client-server", "file": { "size": "1 MiB" },
+            "server": { "upload": "10 Mbit/s" },
+            "peers": { "count": 2, "upload": "10 Mbit/s", "download": "10 Mbit/s" } }"#;
+        let fault = |body: &str| format!(r#"faults=[{{{body}, "at": "1 s"}}]"#);
+        let ok = |json: &str, body: &str| {
+            parse(json, &[&fault(body)]).unwrap_or_else(|e| panic!("{body}: {e}"));
+        };
+        let err = |json: &str, body: &str, field: &str| {
+            let e = parse(json, &[&fault(body)]).unwrap_err();
+            assert_eq!(e.field, field, "{body}: {e}");
+        };
+        ok(swarm, r#""kind": "corrupt", "host": "p1", "every": 3"#);
+        ok(swarm, r#""kind": "silent", "host": "p1", "for": "2 s""#);
+        ok(swarm, r#""kind": "silent", "host": "server""#);
+        ok(swarm, r#""kind": "lying", "host": "p2", "for": "2 s""#);
+        ok(cs, r#""kind": "silent", "host": "server""#);
+        err(
+            swarm,
+            r#""kind": "corrupt", "host": "p1", "every": 0"#,
+            "faults[0].every",
+        );
+        err(
+            swarm,
+            r#""kind": "silent", "host": "p1", "every": 2"#,
+            "faults[0].every",
+        );
+        err(swarm, r#""kind": "silent", "host": "tracker""#, "faults[0].kind");
+        err(swarm, r#""kind": "lying", "host": "tracker""#, "faults[0].kind");
+        err(swarm, r#""kind": "lying", "host": "server""#, "faults[0].host");
+        err(cs, r#""kind": "lying", "host": "p1""#, "faults[0].kind");
     }
 
     /// Sizes that would make a run endless or exhaust memory name the field.

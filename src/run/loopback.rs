@@ -12,8 +12,10 @@
 //! 3. Faults happen for real at their times: crash = SIGKILL, restart = the
 //!    process again on the same data directory (it resumes from its
 //!    verified pieces), hang = SIGSTOP, resume = SIGCONT, leave = SIGTERM,
-//!    join = start again. Link faults need an emulated network and are
-//!    refused (`--on mininet`).
+//!    join = start again; corrupt, silent and lying = their line in the
+//!    node's control file (`DATA/misbehave`), then SIGUSR1 (one due at 0 s
+//!    just before the nodes are released), honest = SIGUSR2. Link faults
+//!    need an emulated network and are refused (`--on mininet`).
 //! 4. The run ends when every downloader reported `DownloadComplete` (relay:
 //!    and the sender finished), or at `limits.max_time`. Every process gets
 //!    SIGTERM, then SIGKILL after a grace period — also on Ctrl-C and on any
@@ -37,7 +39,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use peerlab_core::NodeId;
 use peerlab_core::time::Time;
-use peerlab_scenarios::faults::FaultKind;
+use peerlab_scenarios::faults::{Fault, FaultKind};
 use peerlab_scenarios::scenario::Host;
 use peerlab_scenarios::{Outcome, ReportBuilder, Scenario};
 use serde_json::Map;
@@ -106,8 +108,8 @@ impl RealBackend for Loopback {
         let interrupted = real::interrupt_flag();
         let start_file = launch.prep.work.join("start");
         let mut fleet = Fleet::new(launch, &start_file);
-        let epoch = fleet.start_together(launch.scenario, &start_file, &interrupted)?;
-        let watched = fleet.watch(launch, epoch, &interrupted);
+        let (epoch, early) = fleet.start_together(launch.scenario, &start_file, &interrupted)?;
+        let watched = fleet.watch(launch, epoch, early, &interrupted);
         let wall = epoch.elapsed();
         fleet.stop_all();
         let (outcome, mut records, applied) = watched?;
@@ -212,13 +214,15 @@ impl Fleet {
 
     /// Starts every node in the scenario's order; each opens its storage
     /// and listens, then waits at the start barrier. Released together a
-    /// moment later, no start-up is timed. Returns the common epoch.
+    /// moment later, no start-up is timed. Misbehaviour due at the start is
+    /// switched on just before the release ([`real::before_release`]).
+    /// Returns the common epoch and how many faults that applied.
     fn start_together(
         &mut self,
         scenario: &Scenario,
         start_file: &std::path::Path,
         interrupted: &AtomicBool,
-    ) -> Result<Instant> {
+    ) -> Result<(Instant, u64)> {
         let order = peerlab_scenarios::nodes::start_order(scenario);
         for &i in &order {
             self.start(i)?;
@@ -226,13 +230,19 @@ impl Fleet {
         for &i in &order {
             self.wait_listening(i, interrupted)?;
         }
+        let mut applied = 0;
+        for (at, kind, host, k) in real::schedule(scenario) {
+            if real::before_release(at, kind) {
+                applied += u64::from(self.apply(host, kind, &scenario.faults[k])?);
+            }
+        }
         let epoch = Instant::now() + START_MARGIN;
         node_cmd::release_start(
             start_file,
             node_cmd::unix_now_ns() + START_MARGIN.as_nanos() as u64,
         )?;
         std::thread::sleep(START_MARGIN);
-        Ok(epoch)
+        Ok((epoch, applied))
     }
 
     /// Applies the faults at their times and reads every node's events
@@ -242,11 +252,15 @@ impl Fleet {
         &mut self,
         launch: &Launch,
         epoch: Instant,
+        applied_early: u64,
         interrupted: &AtomicBool,
     ) -> Result<(Outcome, Vec<Record>, u64)> {
         let scenario = launch.scenario;
-        let mut faults = real::schedule(scenario).into_iter().peekable();
-        let mut applied = 0;
+        let mut faults = real::schedule(scenario)
+            .into_iter()
+            .filter(|&(at, kind, _, _)| !real::before_release(at, kind))
+            .peekable();
+        let mut applied = applied_early;
         let mut records: Vec<Record> = Vec::new();
         let mut progress = ReportBuilder::new(scenario);
         let bar = output::progress_bar(launch.args.quiet);
@@ -260,12 +274,12 @@ impl Fleet {
                 );
             }
             let now = epoch.elapsed();
-            while let Some(&(at, kind, host, _)) = faults.peek() {
+            while let Some(&(at, kind, host, k)) = faults.peek() {
                 if at > now {
                     break;
                 }
                 faults.next();
-                applied += u64::from(self.apply(host, kind)?);
+                applied += u64::from(self.apply(host, kind, &scenario.faults[k])?);
             }
             for (i, slot) in self.slots.iter_mut().enumerate() {
                 for r in slot.read_events()? {
@@ -372,9 +386,10 @@ impl Fleet {
         Ok(())
     }
 
-    /// Applies one fault to host `i`; returns whether it counts as a fault
-    /// (the disruptive half, as the simulator counts).
-    fn apply(&mut self, i: usize, kind: FaultKind) -> Result<bool> {
+    /// Applies one fault to host `i` (`kind`: `fault`'s own or its
+    /// undoing's); returns whether it counts as a fault (the disruptive
+    /// half, as the simulator counts).
+    fn apply(&mut self, i: usize, kind: FaultKind, fault: &Fault) -> Result<bool> {
         let name = self.slots[i].name.clone();
         tracing::info!(host = %name, fault = kind.name(), "applying fault");
         match kind {
@@ -406,7 +421,12 @@ impl Fleet {
                 self.slots[i].signal(Signal::SIGCONT);
                 Ok(false)
             }
-            FaultKind::Corrupt => {
+            // The node reads what to do from its control file on SIGUSR1.
+            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying => {
+                let mode = fault.misbehaviour(kind).unwrap_or_default();
+                let control = self.slots[i].dir.join(peerlab_net::misbehave::CONTROL_FILE);
+                std::fs::write(&control, mode.to_line() + "\n")
+                    .with_context(|| format!("cannot write {}", control.display()))?;
                 self.slots[i].signal(Signal::SIGUSR1);
                 Ok(true)
             }

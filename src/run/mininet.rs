@@ -122,6 +122,11 @@ fn plan(launch: &Launch) -> Result<Value> {
         .into_iter()
         .map(|(at, kind, host, k)| {
             let mut f = json!({"at_s": at.as_secs_f64(), "kind": kind.name(), "host": host});
+            // What a misbehaving node is to do: the driver writes it to the
+            // node's control file before SIGUSR1 (src/run/loopback.rs).
+            if let Some(mode) = scenario.faults[k].misbehaviour(kind) {
+                f["control"] = json!(mode.to_line());
+            }
             if kind == FaultKind::Bandwidth {
                 let fault = &scenario.faults[k];
                 if let Some(up) = fault.upload {

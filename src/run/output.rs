@@ -139,13 +139,20 @@ pub(crate) fn print_table(r: &Report, all: bool, wall: Duration) {
         );
     }
     let c = &r.counters;
-    if c.sources_lost + c.pieces_corrupt + c.protocol_violations + c.storage_failures + c.peers_banned > 0 {
+    let trouble = c.sources_lost
+        + c.pieces_corrupt
+        + c.protocol_violations
+        + c.storage_failures
+        + c.peers_banned
+        + c.requests_timed_out;
+    if trouble > 0 {
         println!(
-            "trouble: {} sources lost, {} corrupt pieces ({}), {} peers banned, {} protocol violations, {} storage failures",
+            "trouble: {} sources lost, {} corrupt pieces ({}), {} peers banned, {} request timeouts, {} protocol violations, {} storage failures",
             c.sources_lost,
             c.pieces_corrupt,
             human::bytes(c.corrupt_bytes),
             c.peers_banned,
+            c.requests_timed_out,
             c.protocol_violations,
             c.storage_failures
         );

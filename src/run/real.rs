@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use peerlab_core::time::Time;
 use peerlab_net::metainfo_file::{self, HashKind};
 use peerlab_scenarios::faults::FaultKind;
+use peerlab_scenarios::nodes;
 use peerlab_scenarios::scenario::Host;
 use peerlab_scenarios::{Outcome, Report, ReportBuilder, Role, Scenario};
 use rand_chacha::ChaCha8Rng;
@@ -171,7 +172,7 @@ pub fn run<B: RealBackend>(args: &RunArgs, mut backend: B) -> Result<ExitCode> {
     let report_path = output::report_path(args, &prep.name);
     output::write_report(&report_path, &report)?;
     let identical = if ran.outcome == Outcome::Complete {
-        compare_files(&launch.hosts, &prep.source, &launch.dirs)?
+        compare_files(&scenario, &launch.hosts, &prep.source, &launch.dirs)?
     } else {
         Vec::new()
     };
@@ -308,6 +309,15 @@ pub fn schedule(scenario: &Scenario) -> Vec<(Duration, FaultKind, usize, usize)>
     faults
 }
 
+/// Whether a fault is applied before the nodes are released rather than at
+/// its time: a misbehaviour due at the start, so that a node's first
+/// messages (a liar's bitfield leaves as its first connection opens) come
+/// from the misbehaving node already. Nodes handle the signals before they
+/// listen.
+pub fn before_release(at: Duration, kind: FaultKind) -> bool {
+    at.is_zero() && matches!(kind, FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying)
+}
+
 /// Whether a fault counts as one (the disruptive half, as the simulator
 /// counts).
 pub fn counts_as_fault(kind: FaultKind) -> bool {
@@ -383,11 +393,22 @@ pub fn build_report(
     builder.finish(backend, outcome, Time::ZERO + end, None, None)
 }
 
-/// Each downloader's file compared with the source (after a complete run).
-pub fn compare_files(hosts: &[Host], source: &Path, dirs: &[PathBuf]) -> Result<Vec<(String, bool)>> {
+/// Each downloader's file compared with the source (after a complete run):
+/// those the run waited for ([`nodes::run_ends_when`]; not a liar).
+pub fn compare_files(
+    scenario: &Scenario,
+    hosts: &[Host],
+    source: &Path,
+    dirs: &[PathBuf],
+) -> Result<Vec<(String, bool)>> {
+    let waited: Vec<usize> = nodes::run_ends_when(scenario)
+        .into_iter()
+        .filter(|&(_, m)| m == nodes::Milestone::DownloadComplete)
+        .map(|(k, _)| k)
+        .collect();
     let mut identical = Vec::new();
-    for (h, dir) in hosts.iter().zip(dirs) {
-        if h.role == Role::Peer {
+    for (k, (h, dir)) in hosts.iter().zip(dirs).enumerate() {
+        if h.role == Role::Peer && waited.contains(&k) {
             identical.push((h.name.clone(), same_bytes(source, &dir.join(FILE_NAME))?));
         }
     }

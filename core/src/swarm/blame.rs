@@ -43,6 +43,8 @@ struct Suspect {
     senders: Vec<NodeId>,
     /// The failed copy's block digests, once storage has them.
     bad: Option<Vec<u64>>,
+    /// Copies of the piece that failed in a row, this one included.
+    failures: u32,
 }
 
 /// What a failed piece leads to.
@@ -77,11 +79,13 @@ impl Blame {
             }
         }
         if sources.len() > 1 {
+            let failures = self.failures(piece) + 1;
             self.suspects.insert(
                 piece,
                 Suspect {
                     senders: senders.to_vec(),
                     bad: None,
+                    failures,
                 },
             );
             verdict.digest = true;
@@ -136,6 +140,12 @@ impl Blame {
             }
         }
         banned
+    }
+
+    /// How many copies of `piece` failed in a row with blocks from several
+    /// neighbours, not compared with a good one yet (0: none).
+    pub fn failures(&self, piece: u32) -> u32 {
+        self.suspects.get(&piece).map_or(0, |s| s.failures)
     }
 
     /// Whether `peer` sent a block of the failed copy of `piece` that is
@@ -234,6 +244,19 @@ mod tests {
             ids(&[2, 3]),
             "now three strikes each"
         );
+    }
+
+    #[test]
+    fn failures_of_a_piece_count_until_it_is_compared() {
+        let mut b = Blame::default();
+        assert_eq!(b.failures(4), 0);
+        b.piece_failed(4, &ids(&[1, 2]));
+        b.piece_failed(4, &ids(&[1, 2]));
+        assert_eq!(b.failures(4), 2);
+        assert!(b.digests(4, &[0, 1]).is_empty(), "the failed copy's");
+        assert!(b.piece_verified(4));
+        assert_eq!(b.digests(4, &[0, 0]), ids(&[2]));
+        assert_eq!(b.failures(4), 0, "compared: forgotten");
     }
 
     #[test]

@@ -26,6 +26,12 @@
 //!   silent for 50 ms moves to an unchoking neighbour it asks nothing of
 //!   (after every block it receives it looks for one): asked there,
 //!   cancelled at the silent one;
+//! - without serial uploads, requests a neighbour leaves unanswered for
+//!   5 s (it unchoked us but sends nothing: it hung, or answers nobody),
+//!   or four times the gap between its last two blocks, are cancelled
+//!   there and go back to the picker for the others; that neighbour is
+//!   asked nothing for 5 s, doubling at each new timeout up to a minute,
+//!   and normally again from its next block on;
 //! - a seed drops connections to other seeds.
 //!
 //! The code is split by concern: `announce` (the tracker), `connections`
@@ -102,6 +108,10 @@ struct Remote {
     /// When its last block arrived, and the gap before that one.
     last_block: Option<Time>,
     block_gap: std::time::Duration,
+    /// Our requests there timed out ([`downloading`]'s `REQUEST_TIMEOUT`):
+    /// it gets none until then, and how long the next pause lasts.
+    requests_paused: Option<Time>,
+    pause: std::time::Duration,
     /// When it last asked us for a block (or we unchoked it).
     last_request: Time,
     /// Blocks handed to the transport for it and not yet reported sent

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use peerlab_core::misbehave::Misbehaviour;
 use peerlab_core::{Bitfield, ConnectionEvent, NodeId, Time};
 use peerlab_scenarios::faults::FaultKind;
 use peerlab_scenarios::nodes::build_node;
@@ -33,8 +34,9 @@ pub(super) struct HostState {
     pub(super) disk: BTreeSet<u32>,
     /// Current access-link capacities (bytes/s, goodput applied).
     pub(super) capacity: (f64, f64),
-    /// The host sends corrupt blocks (fault `corrupt`).
-    pub(super) corrupt: bool,
+    /// What the host does wrong (faults `corrupt`, `silent`, `lying`),
+    /// applied to its messages as they leave and arrive.
+    pub(super) misbehaviour: Misbehaviour,
     /// Stored blocks (piece, offset) that came from a corrupting host and
     /// have not been overwritten since: a piece holding one fails its check.
     pub(super) bad_blocks: BTreeSet<(u32, u32)>,
@@ -60,7 +62,7 @@ impl HostState {
                 BTreeSet::new()
             },
             capacity,
-            corrupt: false,
+            misbehaviour: Misbehaviour::Honest,
             bad_blocks: BTreeSet::new(),
         }
     }
@@ -75,6 +77,8 @@ pub(super) struct ScheduledFault {
     pub(super) kind: FaultKind,
     pub(super) upload: Option<f64>,
     pub(super) download: Option<f64>,
+    /// For the misbehaviour faults and `honest`: what the host does now.
+    pub(super) misbehaviour: Option<Misbehaviour>,
 }
 
 /// The faults of `scenario` (whose hosts are `hosts`), each recovery
@@ -98,6 +102,7 @@ pub(super) fn scheduled_faults(scenario: &Scenario, hosts: &[Host]) -> Vec<Sched
                 kind,
                 upload,
                 download,
+                misbehaviour: f.misbehaviour(kind),
             });
         }
     }
@@ -172,14 +177,16 @@ impl MessageSim {
     }
 
     /// Applies a fault to `host` now; crash, hang, link-down, bandwidth,
-    /// leave and corrupt count in the report as faults, recoveries do not.
-    pub(super) fn apply_fault(
-        &mut self,
-        host: u32,
-        kind: FaultKind,
-        upload: Option<f64>,
-        download: Option<f64>,
-    ) {
+    /// leave, corrupt, silent and lying count in the report as faults,
+    /// recoveries do not.
+    pub(super) fn apply_fault(&mut self, host: u32, fault: &ScheduledFault) {
+        let ScheduledFault {
+            kind,
+            upload,
+            download,
+            misbehaviour,
+            ..
+        } = *fault;
         let h = host as usize;
         let disruptive = matches!(
             kind,
@@ -189,6 +196,8 @@ impl MessageSim {
                 | FaultKind::Bandwidth
                 | FaultKind::Leave
                 | FaultKind::Corrupt
+                | FaultKind::Silent
+                | FaultKind::Lying
         );
         if disruptive {
             self.report.count_fault();
@@ -231,8 +240,9 @@ impl MessageSim {
                 self.allocator.set_capacity(host, cap.0, cap.1);
                 self.touch_host(host);
             }
-            FaultKind::Corrupt => self.hosts[h].corrupt = true,
-            FaultKind::Honest => self.hosts[h].corrupt = false,
+            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Honest => {
+                self.hosts[h].misbehaviour = misbehaviour.unwrap_or_default();
+            }
         }
     }
 
@@ -358,7 +368,7 @@ impl MessageSim {
         h.up = false;
         h.hung = false;
         // A new process starts honest, and forgets unchecked blocks.
-        h.corrupt = false;
+        h.misbehaviour = Misbehaviour::Honest;
         h.bad_blocks.clear();
         h.held.clear();
         h.incarnation += 1;

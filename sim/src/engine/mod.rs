@@ -372,7 +372,7 @@ impl MessageSim {
                 self.events += 1;
                 let f = self.faults[index];
                 self.record(TAG_FAULT, now.as_nanos(), host, &(index, f.kind.name()));
-                self.apply_fault(host, f.kind, f.upload, f.download);
+                self.apply_fault(host, &f);
             }
             SimEvent::Launch { host } => self.restart(host),
             SimEvent::HandshakeTimeout { conn } => self.handshake_timeout(conn),

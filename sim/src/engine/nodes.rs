@@ -32,6 +32,18 @@ impl MessageSim {
             tracing::debug!(from, to, ?msg, "message on a closed connection lost");
             return;
         }
+        // A silent or lying host never hears the requests it will not
+        // answer (`peerlab_core::misbehave`).
+        if let Message::Request(block) = &msg {
+            let host = &self.hosts[to as usize];
+            if !host
+                .misbehaviour
+                .passes_request(|| host.disk.contains(&block.piece))
+            {
+                tracing::debug!(from, to, ?block, "request to a misbehaving host dropped");
+                return;
+            }
+        }
         self.events += 1;
         self.record(TAG_DELIVER, now.as_nanos(), to, &(from, &msg));
         self.nodes[to as usize].handle_message(NodeId(from), msg, now);
@@ -42,7 +54,10 @@ impl MessageSim {
     pub(super) fn drain(&mut self, node: u32) {
         while let Some(output) = self.nodes[node as usize].poll_output() {
             match output {
-                Output::Transmit(t) => self.transmit(node, t.to.0, t.msg),
+                Output::Transmit(t) => {
+                    let msg = self.hosts[node as usize].misbehaviour.outgoing(t.msg);
+                    self.transmit(node, t.to.0, msg);
+                }
                 Output::Command(c) => self.command(node, c),
                 Output::Event(e) => self.node_event(node, e),
             }
@@ -82,9 +97,13 @@ impl MessageSim {
             Command::Disconnect { peer } => self.disconnect(node, peer.0),
             // The simulator models no disk: blocks are "stored" at once and
             // a piece passes its check unless a block of it came from a host
-            // sending corrupt blocks (fault `corrupt`) when it was stored.
+            // sending corrupt blocks of its piece (fault `corrupt`) when it
+            // was stored.
             Command::StoreBlock { from, block } => {
-                let corrupt = self.hosts.get(from.0 as usize).is_some_and(|h| h.corrupt);
+                let corrupt = self
+                    .hosts
+                    .get(from.0 as usize)
+                    .is_some_and(|h| h.misbehaviour.spoils(block.piece));
                 let bad = &mut self.hosts[node as usize].bad_blocks;
                 if corrupt {
                     bad.insert((block.piece, block.offset));

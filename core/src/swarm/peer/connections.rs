@@ -128,6 +128,8 @@ impl Peer {
                         waiting_since: None,
                         last_block: None,
                         block_gap: std::time::Duration::ZERO,
+                        requests_paused: None,
+                        pause: super::downloading::REQUEST_TIMEOUT,
                         last_request: now,
                         in_transport: 0,
                     },

@@ -28,6 +28,24 @@ const STALLED_REQUEST: std::time::Duration = std::time::Duration::from_millis(50
 /// own, longer limit by its gaps.
 const SILENT_SOURCE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Requests to a neighbour that has sent us no block for this long (or four
+/// times the gap between its last two blocks, if longer: a slow neighbour,
+/// or a serial uploader that serves us in turns, sets its own) time out: they are cancelled there and go back
+/// to the picker, and the neighbour is asked nothing for as long again
+/// (doubling at each consecutive timeout, up to [`MAX_REQUEST_PAUSE`]). A
+/// neighbour that unchokes us but never answers (hung, or silent on
+/// purpose) would otherwise hold the blocks it was asked for, and so their
+/// pieces, until the end game. Ten times [`SILENT_SOURCE`]: a healthy
+/// neighbour's blocks come far more often; a choke releases requests
+/// sooner. Not with serial uploads: an uploader then queues requests
+/// behind other neighbours' pieces for seconds by design (at N = 64 with
+/// no send window, 63 timeouts fired in a healthy run), and
+/// [`STALLED_REQUEST`] moves them.
+pub(super) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest pause in asking a neighbour whose requests keep timing out.
+const MAX_REQUEST_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Peer {
     pub(super) fn update_interest(&mut self, peer: NodeId, now: Time) {
         let stopped = self.stopped;
@@ -55,7 +73,7 @@ impl Peer {
         let Some(r) = self.remotes.get(&peer) else {
             return;
         };
-        if r.peer_choking || !r.am_interested {
+        if r.peer_choking || !r.am_interested || r.requests_paused.is_some() {
             return;
         }
         let masked = self.without_suspect_pieces(peer, &r.have);
@@ -86,16 +104,36 @@ impl Peer {
     }
 
     /// `have`, `peer`'s pieces, without those whose failed copy it had a
-    /// hand in (`Blame::suspect_pieces`) and another neighbour, not a
+    /// hand in (`Blame::suspect_pieces`) and that another neighbour, not a
     /// suspect of that copy, also holds; `None` when that removes nothing.
+    /// A piece that only suspects hold and that failed twice in a row is
+    /// fetched again from one of them alone (the first in id order that
+    /// unchokes us): mixed again, a liar's blocks would spoil each new copy
+    /// and strike every sender of it until all were banned, honest ones
+    /// with the liar, before a good copy could clear them (at N = 4 with
+    /// `endgame_copies` 3, a downloader banned all four neighbours in the
+    /// end game of its last piece and never completed). Alone, a liar's
+    /// copy fails and bans it at once; an honest one's passes and is
+    /// compared with the failed copy. After one failure the piece is still
+    /// fetched from all of them: most such copies pass, and one sender
+    /// alone slowed the liar run of the README by 5% (7.96 s to 8.34 s).
     fn without_suspect_pieces(&self, peer: NodeId, have: &Bitfield) -> Option<Bitfield> {
         let mut masked: Option<Bitfield> = None;
         for piece in self.blame.suspect_pieces(peer) {
+            if !have.contains(piece) {
+                continue;
+            }
             let elsewhere = self
                 .remotes
                 .iter()
                 .any(|(&q, r)| q != peer && r.have.contains(piece) && !self.blame.is_suspect(q, piece));
-            if elsewhere && have.contains(piece) {
+            let sole = self
+                .remotes
+                .iter()
+                .find(|(_, r)| r.have.contains(piece) && !r.peer_choking)
+                .map(|(&q, _)| q);
+            let alone = self.blame.failures(piece) >= 2;
+            if elsewhere || (alone && sole.is_some_and(|q| q != peer)) {
                 masked.get_or_insert_with(|| have.clone()).remove(piece);
             }
         }
@@ -124,11 +162,43 @@ impl Peer {
             && self.download.in_flight_to(peer) > 0
     }
 
-    /// [`Timer::Silence`]: if a neighbour holding requests went silent, the
-    /// neighbours that unchoke us and that we ask nothing of take over its
-    /// blocks ([`Self::move_stalled_request`]). Then the timer is set for
-    /// the next neighbour that could go silent.
+    /// [`Timer::Silence`]: requests at a neighbour silent past
+    /// [`REQUEST_TIMEOUT`] time out ([`Self::time_out_requests`]); a
+    /// neighbour whose pause is over is asked again. If a neighbour holding
+    /// requests went silent, the neighbours that unchoke us and that we ask
+    /// nothing of take over its blocks ([`Self::move_stalled_request`]).
+    /// Then the timer is set for the next neighbour that could go silent,
+    /// or whose pause ends.
     pub(super) fn on_silence_timer(&mut self, now: Time) {
+        // A serial uploader queues our requests behind other neighbours'
+        // pieces by design: waiting there is no silence.
+        let serial = self.config.serial_uploads;
+        let timed_out: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .filter(|(p, r)| {
+                !serial
+                    && self.download.in_flight_to(**p) > 0
+                    && r.waiting_since
+                        .is_some_and(|t| now.saturating_since(t) >= REQUEST_TIMEOUT.max(r.block_gap * 4))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in timed_out {
+            self.time_out_requests(p, now);
+        }
+        let resumed: Vec<NodeId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.requests_paused.is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in resumed {
+            if let Some(r) = self.remotes.get_mut(&p) {
+                r.requests_paused = None;
+            }
+            self.request_from(p);
+        }
         let waiting: Vec<NodeId> = self
             .remotes
             .keys()
@@ -154,9 +224,30 @@ impl Peer {
                 Some((since + self.silence_limit(p)).max(now + SILENT_SOURCE))
             })
             .min();
-        if let Some(at) = next {
+        let paused = self.remotes.values().filter_map(|r| r.requests_paused).min();
+        if let Some(at) = next.into_iter().chain(paused).min() {
             self.timers.set(Timer::Silence, at);
         }
+    }
+
+    /// `peer` left our requests unanswered past [`REQUEST_TIMEOUT`]: they
+    /// are cancelled there, their blocks go back to the picker and to the
+    /// neighbours that can send them, and `peer` is asked nothing for a
+    /// while (its pause, doubling each time, reset by its next block).
+    fn time_out_requests(&mut self, peer: NodeId, now: Time) {
+        let blocks = self.download.forget_peer(peer);
+        for block in blocks {
+            self.stats.cancels_sent += 1;
+            self.outbox.send(peer, Message::Cancel(block));
+        }
+        self.picker.release(peer, &self.download);
+        if let Some(r) = self.remotes.get_mut(&peer) {
+            r.waiting_since = None;
+            r.requests_paused = Some(now + r.pause);
+            r.pause = (r.pause * 2).min(MAX_REQUEST_PAUSE);
+        }
+        self.outbox.event(Event::RequestsTimedOut { peer });
+        self.request_all();
     }
 
     /// A block for idle `peer` (nothing asked of it) that is requested only
@@ -172,7 +263,9 @@ impl Peer {
         if self.download.in_flight_to(peer) > 0 {
             return None;
         }
-        let remote = &self.remotes.get(&peer)?.have;
+        let have = &self.remotes.get(&peer)?.have;
+        let masked = self.without_suspect_pieces(peer, have);
+        let remote = masked.as_ref().unwrap_or(have);
         let block = self
             .picker
             .stalled_block(&self.download, peer, remote, |q| self.is_silent(q))?;
@@ -207,6 +300,8 @@ impl Peer {
             r.last_progress = now;
             r.snubbed = false;
             r.waiting_since = Some(now);
+            r.requests_paused = None;
+            r.pause = REQUEST_TIMEOUT;
             if let Some(last) = r.last_block {
                 r.block_gap = now.saturating_since(last);
             }
