@@ -78,10 +78,23 @@ fn mininet_and_sim(name: &str, scenario: &str, sets: &[&str]) -> (Value, Value) 
     assert!(report["distribution_time_s"].is_number(), "{report}");
     let stats = read_json(&dir.join("work/mininet-stats.json"));
     let identical = stats["identical"].as_array().expect("identical");
-    assert_eq!(Some(identical.len() as u64), report["downloaders"].as_u64());
     for pair in identical {
         assert_eq!(pair[1], true, "{pair} differs from the source");
     }
+    // Every downloader that completed was compared (a lying peer, which
+    // need not complete, is not).
+    let compared: BTreeSet<&str> = identical.iter().filter_map(|p| p[0].as_str()).collect();
+    let completed: BTreeSet<&str> = report["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .filter(|h| h["role"] != "server" && h["completed_s"].is_number())
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(
+        compared, completed,
+        "compared files against completed downloaders"
+    );
 
     let mut args = vec!["run", scenario, "--report", "sim.json", "-q"];
     for s in sets {
@@ -197,6 +210,40 @@ fn a_corrupting_peer_is_banned_on_mininet() {
     assert_eq!(sim["counters"]["peers_banned"], 3, "{sim}");
     for r in [&mn, &sim] {
         common::assert_liar_banned_by_each(r, "p2", 64 * 1024);
+    }
+}
+
+/// A silent peer (connected, answers no request) and a lying one (claims
+/// every piece) on Mininet: the honest peers route around each and complete
+/// with the source's bytes, as in the simulator.
+#[test]
+fn silent_and_lying_peers_are_routed_around_on_mininet() {
+    if !available("silent_and_lying_peers_are_routed_around_on_mininet") {
+        return;
+    }
+    let base = ["peers.count=4", "file.size=2 MiB", "file.piece_size=64 KiB"];
+    let silent = [
+        &base[..],
+        &[r#"faults=[{"kind": "silent", "host": "p2", "at": "0 s"}]"#],
+    ]
+    .concat();
+    let (mn, sim) = mininet_and_sim("silent", "swarm-homogeneous", &silent);
+    for r in [&mn, &sim] {
+        let p2 = &r["hosts"][2];
+        assert_eq!(p2["name"], "p2");
+        assert_eq!(p2["bytes_up"], 0, "the silent peer sent blocks: {p2}");
+        assert!(p2["completed_s"].is_number(), "it still downloads: {p2}");
+    }
+    let lying = [
+        &base[..],
+        &[r#"faults=[{"kind": "lying", "host": "p2", "at": "0 s"}]"#],
+    ]
+    .concat();
+    let (mn, sim) = mininet_and_sim("lying", "swarm-homogeneous", &lying);
+    for r in [&mn, &sim] {
+        for h in peers(r) {
+            assert_eq!(h["completed_s"].is_number(), h["name"] != "p2", "{h}");
+        }
     }
 }
 
