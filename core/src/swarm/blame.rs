@@ -11,9 +11,14 @@
 //!   blocks, and a neighbour whose block differs from the good one is shown
 //!   to have sent bad data: it is banned at once, and a neighbour whose
 //!   blocks all matched loses the strike (libtorrent's smart ban works the
-//!   same way). [`STRIKES_TO_BAN`] strikes still ban a neighbour before any
-//!   comparison could clear it, which bounds what a liar that only ever
-//!   shares pieces can spoil while those are fetched again.
+//!   same way). A neighbour with [`STRIKES_TO_BAN`] strikes not yet
+//!   cleared is *suspended* ([`Blame::is_suspended`]): it is asked only for
+//!   pieces no other neighbour that is not suspended holds, until a
+//!   comparison clears a strike or shows it lied. That bounds what a liar
+//!   that only ever shares pieces can spoil while those are fetched again,
+//!   without banning the honest neighbours that happened to share the same
+//!   pieces with it (a co-sender of three spoiled pieces is not shown to
+//!   have sent anything bad).
 //!
 //! A banned neighbour is disconnected and never accepted or dialled again,
 //! so a liar wastes at most the blocks of [`STRIKES_TO_BAN`] pieces per
@@ -24,7 +29,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::NodeId;
 
-/// Strikes (failed pieces shared with other senders) that ban a neighbour.
+/// Strikes (failed pieces shared with other senders, not yet cleared by a
+/// comparison) that suspend a neighbour; a sole sender of a failed piece
+/// gets them all at once and is banned.
 pub const STRIKES_TO_BAN: u32 = 3;
 
 /// The strikes and bans of one node.
@@ -68,14 +75,11 @@ impl Blame {
                 continue;
             }
             let strikes = self.strikes.entry(peer).or_default();
-            *strikes = if sources.len() == 1 {
-                STRIKES_TO_BAN
-            } else {
-                *strikes + 1
-            };
-            if *strikes >= STRIKES_TO_BAN {
+            if sources.len() == 1 {
                 self.ban(peer);
                 verdict.banned.push(peer);
+            } else {
+                *strikes += 1;
             }
         }
         if sources.len() > 1 {
@@ -175,6 +179,12 @@ impl Blame {
     pub fn is_banned(&self, peer: NodeId) -> bool {
         self.banned.contains(&peer)
     }
+
+    /// Whether `peer` shared [`STRIKES_TO_BAN`] failed pieces that no
+    /// comparison has cleared yet: ask it only for what nobody else has.
+    pub fn is_suspended(&self, peer: NodeId) -> bool {
+        self.strikes.get(&peer).is_some_and(|&s| s >= STRIKES_TO_BAN)
+    }
 }
 
 #[cfg(test)]
@@ -201,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_senders_are_banned_after_three_strikes_without_a_comparison() {
+    fn shared_senders_are_suspended_after_three_strikes_not_banned() {
         let mut b = Blame::default();
         assert_eq!(
             b.piece_failed(0, &ids(&[1, 2])),
@@ -211,12 +221,18 @@ mod tests {
             }
         );
         assert!(b.piece_failed(1, &ids(&[1, 3])).banned.is_empty());
-        assert_eq!(b.piece_failed(2, &ids(&[1, 4])).banned, ids(&[1]));
+        assert!(b.piece_failed(2, &ids(&[1, 4])).banned.is_empty());
+        assert!(b.is_suspended(NodeId(1)) && !b.is_banned(NodeId(1)));
         for honest in [2, 3, 4] {
-            assert!(!b.is_banned(NodeId(honest)), "{honest}: one strike");
+            assert!(!b.is_suspended(NodeId(honest)), "{honest}: one strike");
         }
         // Alone, a struck neighbour is banned at once.
         assert_eq!(b.piece_failed(3, &ids(&[2])).banned, ids(&[2]));
+        // A comparison that clears the suspended one lifts the suspension.
+        assert!(b.digests(0, &[5, 6]).is_empty(), "the failed copy's");
+        assert!(b.piece_verified(0));
+        assert!(b.digests(0, &[5, 7]).is_empty(), "the bad block was 2's");
+        assert!(!b.is_suspended(NodeId(1)), "cleared once: two strikes left");
     }
 
     /// The smart ban: the good copy shows which block was bad. With strikes
@@ -238,12 +254,10 @@ mod tests {
         for piece in [6, 7] {
             assert!(b.piece_failed(piece, &ids(&[2, 3])).banned.is_empty());
         }
-        assert!(!b.is_banned(NodeId(2)));
-        assert_eq!(
-            b.piece_failed(8, &ids(&[2, 3])).banned,
-            ids(&[2, 3]),
-            "now three strikes each"
-        );
+        assert!(!b.is_suspended(NodeId(2)));
+        assert!(b.piece_failed(8, &ids(&[2, 3])).banned.is_empty());
+        assert!(b.is_suspended(NodeId(2)), "now three strikes");
+        assert!(!b.is_banned(NodeId(2)), "never shown to have lied");
     }
 
     #[test]
