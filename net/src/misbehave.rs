@@ -12,7 +12,7 @@
 //! `peerlab node` switches it on signals: SIGUSR1 reads the wanted
 //! misbehaviour from the control file [`CONTROL_FILE`] in the node's data
 //! directory, written by whoever signals (one [`Misbehaviour::to_line`]
-//! line; no file means `corrupt`, every piece, as before there was a file);
+//! line; no file means `corrupt`, every piece);
 //! SIGUSR2 makes it honest. One mode per process: a node is one process.
 
 use std::path::Path;
