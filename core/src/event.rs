@@ -154,7 +154,9 @@ pub enum Event {
     },
     /// Swarm: a neighbour left this node's requests unanswered too long
     /// (it unchoked us but sends nothing): they were cancelled there and
-    /// go to other neighbours; it is asked nothing for a while.
+    /// went to other neighbours (after 5 s, or one by one from its silence
+    /// limit on, as neighbours that idle take them over); it is asked
+    /// nothing for a while.
     RequestsTimedOut {
         /// The neighbour.
         peer: NodeId,

@@ -108,10 +108,11 @@ struct Remote {
     /// When its last block arrived, and the gap before that one.
     last_block: Option<Time>,
     block_gap: std::time::Duration,
-    /// Our requests there timed out ([`downloading`]'s `REQUEST_TIMEOUT`):
-    /// it gets none until then, and how long the next pause lasts.
+    /// Our requests there timed out ([`downloading`]'s `REQUEST_TIMEOUT`)
+    /// or all moved away for its silence: it gets none until then; and how
+    /// many such pauses it had since its last block (each doubles the next).
     requests_paused: Option<Time>,
-    pause: std::time::Duration,
+    pauses: u32,
     /// When it last asked us for a block (or we unchoked it).
     last_request: Time,
     /// Blocks handed to the transport for it and not yet reported sent

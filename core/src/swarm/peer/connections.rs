@@ -129,7 +129,7 @@ impl Peer {
                         last_block: None,
                         block_gap: std::time::Duration::ZERO,
                         requests_paused: None,
-                        pause: super::downloading::REQUEST_TIMEOUT,
+                        pauses: 0,
                         last_request: now,
                         in_transport: 0,
                     },

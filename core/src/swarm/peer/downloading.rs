@@ -41,7 +41,7 @@ const SILENT_SOURCE: std::time::Duration = std::time::Duration::from_millis(500)
 /// behind other neighbours' pieces for seconds by design (at N = 64 with
 /// no send window, 63 timeouts fired in a healthy run), and
 /// [`STALLED_REQUEST`] moves them.
-pub(super) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The longest pause in asking a neighbour whose requests keep timing out.
 const MAX_REQUEST_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -120,13 +120,23 @@ impl Peer {
     ///
     /// A suspended `peer` (`Blame::is_suspended`) is asked only for pieces
     /// no neighbour that is not suspended holds.
+    ///
+    /// A neighbour whose requests are paused or that went silent
+    /// ([`Self::answers`]) does not count as holding a piece elsewhere:
+    /// hiding the piece from `peer` for its sake would leave nobody asked
+    /// for it (a downloader missing one piece that a corrupting seed and a
+    /// silent peer held waited for good). One that chokes us does: it
+    /// unchokes us in time, and asking the suspects meanwhile lets a liar
+    /// spoil the piece again (16 peers, one liar, three end-game copies:
+    /// a downloader's piece failed three times and the comparisons never
+    /// singled the liar out).
     fn without_suspect_pieces(&self, peer: NodeId, have: &Bitfield) -> Option<Bitfield> {
         let mut masked: Option<Bitfield> = None;
         if self.blame.is_suspended(peer) {
             let trusted: Vec<&Bitfield> = self
                 .remotes
                 .iter()
-                .filter(|(q, _)| **q != peer && !self.blame.is_suspended(**q))
+                .filter(|(q, _)| **q != peer && !self.blame.is_suspended(**q) && self.answers(**q))
                 .map(|(_, r)| &r.have)
                 .collect();
             for piece in have.iter() {
@@ -139,14 +149,13 @@ impl Peer {
             if !have.contains(piece) {
                 continue;
             }
-            let elsewhere = self
-                .remotes
-                .iter()
-                .any(|(&q, r)| q != peer && r.have.contains(piece) && !self.blame.is_suspect(q, piece));
+            let elsewhere = self.remotes.iter().any(|(&q, r)| {
+                q != peer && r.have.contains(piece) && !self.blame.is_suspect(q, piece) && self.answers(q)
+            });
             let sole = self
                 .remotes
                 .iter()
-                .find(|(_, r)| r.have.contains(piece) && !r.peer_choking)
+                .find(|(q, r)| r.have.contains(piece) && !r.peer_choking && self.answers(**q))
                 .map(|(&q, _)| q);
             let alone = self.blame.failures(piece) >= 2;
             if elsewhere || (alone && sole.is_some_and(|q| q != peer)) {
@@ -154,6 +163,15 @@ impl Peer {
             }
         }
         masked
+    }
+
+    /// Whether `peer` can be expected to answer requests: they are not
+    /// paused there, and it has not gone silent on the ones it holds.
+    fn answers(&self, peer: NodeId) -> bool {
+        self.remotes
+            .get(&peer)
+            .is_some_and(|r| r.requests_paused.is_none())
+            && !self.is_silent(peer)
     }
 
     /// How long `peer` may send nothing while our requests wait there
@@ -257,12 +275,7 @@ impl Peer {
             self.outbox.send(peer, Message::Cancel(block));
         }
         self.picker.release(peer, &self.download);
-        if let Some(r) = self.remotes.get_mut(&peer) {
-            r.waiting_since = None;
-            r.requests_paused = Some(now + r.pause);
-            r.pause = (r.pause * 2).min(MAX_REQUEST_PAUSE);
-        }
-        self.outbox.event(Event::RequestsTimedOut { peer });
+        self.pause_requests(peer, REQUEST_TIMEOUT, now);
         self.request_all();
     }
 
@@ -290,8 +303,37 @@ impl Peer {
             self.download.cancel(block, q);
             self.stats.cancels_sent += 1;
             self.outbox.send(q, Message::Cancel(block));
+            if !self.config.serial_uploads && self.download.in_flight_to(q) == 0 {
+                let limit = self.silence_limit(q);
+                self.pause_requests(q, limit, self.now);
+            }
         }
         Some(block)
+    }
+
+    /// `peer` is asked nothing for `base`, doubled for each pause it had
+    /// since its last block (up to [`MAX_REQUEST_PAUSE`]); the silence
+    /// timer asks it again then. Its requests timed out (`base` is
+    /// [`REQUEST_TIMEOUT`]), or all moved away for its silence (`base` is
+    /// its silence limit): without the pause nothing would ask it again,
+    /// since only its own messages, an unchoke, a timeout or a block from
+    /// it call `request_from` for it, and a silent neighbour that already
+    /// holds what we lack sends none of them. A neighbour silent for a
+    /// second is asked again within a second; one hung for good ever more
+    /// rarely. Either way the report counts it as a request timeout.
+    fn pause_requests(&mut self, peer: NodeId, base: std::time::Duration, now: Time) {
+        let Some(r) = self.remotes.get_mut(&peer) else {
+            return;
+        };
+        let pause = base.saturating_mul(1 << r.pauses.min(16)).min(MAX_REQUEST_PAUSE);
+        let until = now + pause;
+        r.waiting_since = None;
+        r.requests_paused = Some(until);
+        r.pauses += 1;
+        if self.timers.get(Timer::Silence).is_none_or(|t| t > until) {
+            self.timers.set(Timer::Silence, until);
+        }
+        self.outbox.event(Event::RequestsTimedOut { peer });
     }
 
     pub(super) fn request_all(&mut self) {
@@ -317,7 +359,7 @@ impl Peer {
             r.snubbed = false;
             r.waiting_since = Some(now);
             r.requests_paused = None;
-            r.pause = REQUEST_TIMEOUT;
+            r.pauses = 0;
             if let Some(last) = r.last_block {
                 r.block_gap = now.saturating_since(last);
             }
