@@ -1,9 +1,9 @@
 //! How a peer keeps its download going when sources go away: it finds the
 //! seed whatever the announce order, asks the tracker again soon when it has
 //! no source, retries a tracker it cannot reach with backoff, moves requests
-//! away from a neighbour gone silent, and gives away unchoke slots its
-//! neighbours leave idle. Each rule is one test; `tests/liveness.rs` checks
-//! them together over random swarms.
+//! away from a neighbour gone silent (and asks it again after a pause), and
+//! gives away unchoke slots its neighbours leave idle. Each rule is one
+//! test; `tests/liveness.rs` checks them together over random swarms.
 
 use std::time::Duration;
 
@@ -219,6 +219,65 @@ fn requests_at_a_silent_neighbour_move_to_an_idle_one() {
         "asked of the idle neighbour: {out:?}"
     );
     assert!(sent_to(&out, silent).contains(&Message::Cancel(first)));
+}
+
+/// Once every request at a silent neighbour has moved away it is paused
+/// for its silence limit (an event `RequestsTimedOut`), and asked again
+/// when the pause ends: nothing else would ask it, since it sends nothing.
+/// (Without the pause a downloader whose last piece only a silent
+/// neighbour and a suspect held waited for good.)
+#[test]
+fn a_silent_neighbour_whose_requests_all_moved_is_asked_again_after_a_pause() {
+    let (silent, idle) = (NodeId(10), NodeId(11));
+    let mut p = started(1, Bitfield::new(8), SwarmConfig::default(), vec![]);
+    for q in [silent, idle] {
+        p.handle_connection(q, ConnectionEvent::Opened, Time::ZERO);
+    }
+    p.handle_message(silent, Message::Bitfield(Bitfield::full(8)), Time::ZERO);
+    p.handle_message(silent, Message::Unchoke, Time::ZERO);
+    let asked: Vec<BlockRef> = sent_to(&drain(&mut p), silent)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 4, "the pipeline");
+    assert!(asked.iter().all(|b| b.piece == asked[0].piece), "{asked:?}");
+    p.handle_message(
+        idle,
+        Message::Bitfield(Bitfield::of(8, &[asked[0].piece])),
+        ms(10),
+    );
+    p.handle_message(idle, Message::Unchoke, ms(10));
+    drain(&mut p);
+    let mut out: Vec<Output> = run_until(&mut p, ms(500)).into_iter().map(|(_, o)| o).collect();
+    // Each block the idle neighbour sends brings the next one over.
+    for (k, &block) in asked.iter().enumerate() {
+        assert!(
+            sent_to(&out, idle).contains(&Message::Request(block)),
+            "block {k} moved: {out:?}"
+        );
+        assert!(sent_to(&out, silent).contains(&Message::Cancel(block)));
+        let last = k + 1 == asked.len();
+        assert_eq!(
+            events(&out).contains(&Event::RequestsTimedOut { peer: silent }),
+            last,
+            "paused once nothing is left there (block {k})"
+        );
+        p.handle_message(idle, Message::Block(block), ms(501 + k as u64));
+        out = drain(&mut p);
+    }
+    // Moved at 503 ms: paused for 500 ms.
+    let out: Vec<Output> = run_until(&mut p, ms(1002)).into_iter().map(|(_, o)| o).collect();
+    assert!(sent_to(&out, silent).is_empty(), "paused: {out:?}");
+    let out: Vec<Output> = run_until(&mut p, ms(1003)).into_iter().map(|(_, o)| o).collect();
+    assert!(
+        sent_to(&out, silent)
+            .iter()
+            .any(|m| matches!(m, Message::Request(b) if b.piece != asked[0].piece)),
+        "asked again after its pause: {out:?}"
+    );
 }
 
 /// An uploader whose unchoked neighbours ask it for nothing for 500 ms
