@@ -222,24 +222,18 @@ fn silent_and_lying_peers_are_routed_around_on_mininet() {
         return;
     }
     let base = ["peers.count=4", "file.size=2 MiB", "file.piece_size=64 KiB"];
-    let silent = [
-        &base[..],
-        &[r#"faults=[{"kind": "silent", "host": "p2", "at": "0 s"}]"#],
-    ]
-    .concat();
-    let (mn, sim) = mininet_and_sim("silent", "swarm-homogeneous", &silent);
+    // p2 misbehaves in the way `kind` from the start.
+    let p2_is = |kind: &str| format!(r#"faults=[{{"kind": "{kind}", "host": "p2", "at": "0 s"}}]"#);
+    let silent = p2_is("silent");
+    let (mn, sim) = mininet_and_sim("silent", "swarm-homogeneous", &[&base[..], &[&silent]].concat());
     for r in [&mn, &sim] {
         let p2 = &r["hosts"][2];
         assert_eq!(p2["name"], "p2");
         assert_eq!(p2["bytes_up"], 0, "the silent peer sent blocks: {p2}");
         assert!(p2["completed_s"].is_number(), "it still downloads: {p2}");
     }
-    let lying = [
-        &base[..],
-        &[r#"faults=[{"kind": "lying", "host": "p2", "at": "0 s"}]"#],
-    ]
-    .concat();
-    let (mn, sim) = mininet_and_sim("lying", "swarm-homogeneous", &lying);
+    let lying = p2_is("lying");
+    let (mn, sim) = mininet_and_sim("lying", "swarm-homogeneous", &[&base[..], &[&lying]].concat());
     for r in [&mn, &sim] {
         for h in peers(r) {
             assert_eq!(h["completed_s"].is_number(), h["name"] != "p2", "{h}");

@@ -11,7 +11,7 @@
 //!   blocks, and a neighbour whose block differs from the good one is shown
 //!   to have sent bad data: it is banned at once, and a neighbour whose
 //!   blocks all matched loses the strike (libtorrent's smart ban works the
-//!   same way). A neighbour with [`STRIKES_TO_BAN`] strikes not yet
+//!   same way). A neighbour with [`STRIKES_TO_SUSPEND`] strikes not yet
 //!   cleared is *suspended* ([`Blame::is_suspended`]): it is asked only for
 //!   pieces no other neighbour that is not suspended holds, until a
 //!   comparison clears a strike or shows it lied. That bounds what a liar
@@ -21,7 +21,8 @@
 //!   have sent anything bad).
 //!
 //! A banned neighbour is disconnected and never accepted or dialled again,
-//! so a liar wastes at most the blocks of [`STRIKES_TO_BAN`] pieces per
+//! and a suspended one is asked only for what nobody else holds, so a liar
+//! wastes at most the blocks of [`STRIKES_TO_SUSPEND`] pieces per
 //! downloader (one, when it sends whole pieces), instead of as much as it
 //! cares to send.
 
@@ -30,9 +31,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::NodeId;
 
 /// Strikes (failed pieces shared with other senders, not yet cleared by a
-/// comparison) that suspend a neighbour; a sole sender of a failed piece
-/// gets them all at once and is banned.
-pub const STRIKES_TO_BAN: u32 = 3;
+/// comparison) that suspend a neighbour; a sole sender of a failed piece is
+/// banned at once instead.
+pub const STRIKES_TO_SUSPEND: u32 = 3;
 
 /// The strikes and bans of one node.
 #[derive(Clone, Debug, Default)]
@@ -180,10 +181,10 @@ impl Blame {
         self.banned.contains(&peer)
     }
 
-    /// Whether `peer` shared [`STRIKES_TO_BAN`] failed pieces that no
+    /// Whether `peer` shared [`STRIKES_TO_SUSPEND`] failed pieces that no
     /// comparison has cleared yet: ask it only for what nobody else has.
     pub fn is_suspended(&self, peer: NodeId) -> bool {
-        self.strikes.get(&peer).is_some_and(|&s| s >= STRIKES_TO_BAN)
+        self.strikes.get(&peer).is_some_and(|&s| s >= STRIKES_TO_SUSPEND)
     }
 }
 

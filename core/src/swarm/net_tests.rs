@@ -2,7 +2,7 @@
 //! a seed and a few leechers trading pieces, with a leecher killed and
 //! restarted, one hung, or a seed that sends corrupt blocks.
 
-use super::blame::STRIKES_TO_BAN;
+use super::blame::STRIKES_TO_SUSPEND;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -303,8 +303,8 @@ fn pieces_with_corrupt_blocks_fail_their_check_and_are_fetched_again() {
             }
         }
         assert!(
-            failed <= STRIKES_TO_BAN,
-            "{peer}: {failed} pieces failed, more than the strikes that ban"
+            failed <= STRIKES_TO_SUSPEND,
+            "{peer}: {failed} pieces failed, more than the strikes that suspend"
         );
         if failed > 0 {
             assert!(banned_at.is_some(), "{peer}: {failed} bad pieces and no ban");

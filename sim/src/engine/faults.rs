@@ -160,7 +160,7 @@ impl MessageSim {
         if link && let SimEvent::Deliver { conn, from, .. } = event {
             // A message that meets a cut link is lost: its sender's
             // retransmission timer starts.
-            let chan = 2 * conn + self.conns[conn as usize].side(from) as u32;
+            let chan = self.chan_from(conn, from);
             let now = self.now;
             channel_mut(&mut self.conns, chan).lost_at.get_or_insert(now);
         }
@@ -264,7 +264,7 @@ impl MessageSim {
                 // A message lost at the cut arrives after its direction's
                 // retransmission.
                 SimEvent::Deliver { conn, from, to, .. } if link => {
-                    let chan = 2 * conn + self.conns[conn as usize].side(from) as u32;
+                    let chan = self.chan_from(conn, from);
                     let at = match channel(&self.conns, chan).retransmit_at {
                         Some(at) => at + self.path_latency(from, to),
                         None => self.now,

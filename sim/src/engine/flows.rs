@@ -142,6 +142,11 @@ impl MessageSim {
         }
     }
 
+    /// The direction of connection `conn` that `from` sends on.
+    pub(super) fn chan_from(&self, conn: u32, from: u32) -> u32 {
+        2 * conn + self.conns[conn as usize].side(from) as u32
+    }
+
     /// The connection of direction `chan`, its sender and its receiver.
     pub(super) fn endpoints(&self, chan: u32) -> (u32, u32, u32) {
         let conn = chan / 2;
@@ -156,11 +161,11 @@ impl MessageSim {
     pub(super) fn pump(&mut self, chan: u32) {
         let (conn, from, to) = self.endpoints(chan);
         let dir = (chan % 2) as usize;
-        let arrival = self.now + self.path_latency(from, to);
-        let cut = self.hosts[from as usize].link_down || self.hosts[to as usize].link_down;
         if channel(&self.conns, chan).retransmit_at.is_some() {
             return;
         }
+        let arrival = self.now + self.path_latency(from, to);
+        let cut = self.hosts[from as usize].link_down || self.hosts[to as usize].link_down;
         loop {
             let ch = channel_mut(&mut self.conns, chan);
             let Some(head) = ch.queue.front() else {

@@ -178,19 +178,21 @@ fn a_tracker_that_cannot_be_reached_is_retried_with_backoff() {
     assert!(events(&drain(&mut p)).is_empty());
 }
 
-/// Without serial uploads, requests to a neighbour that has sent nothing
-/// for 500 ms (it hung, or its link went down) move to a neighbour that
-/// unchokes us and that we ask nothing of.
-#[test]
-fn requests_at_a_silent_neighbour_move_to_an_idle_one() {
-    let (silent, idle) = (NodeId(10), NodeId(11));
+/// The silent neighbour and the idle one of the two tests below.
+const SILENT: NodeId = NodeId(10);
+const IDLE: NodeId = NodeId(11);
+
+/// A peer connected to [`SILENT`], which holds every piece and unchokes it
+/// at time zero, and to [`IDLE`], which has said nothing yet; what it asked
+/// of [`SILENT`] (its pipeline of four blocks).
+fn asking_a_silent_neighbour() -> (Peer, Vec<BlockRef>) {
     let mut p = started(1, Bitfield::new(8), SwarmConfig::default(), vec![]);
-    for q in [silent, idle] {
+    for q in [SILENT, IDLE] {
         p.handle_connection(q, ConnectionEvent::Opened, Time::ZERO);
     }
-    p.handle_message(silent, Message::Bitfield(Bitfield::full(8)), Time::ZERO);
-    p.handle_message(silent, Message::Unchoke, Time::ZERO);
-    let asked: Vec<BlockRef> = sent_to(&drain(&mut p), silent)
+    p.handle_message(SILENT, Message::Bitfield(Bitfield::full(8)), Time::ZERO);
+    p.handle_message(SILENT, Message::Unchoke, Time::ZERO);
+    let asked: Vec<BlockRef> = sent_to(&drain(&mut p), SILENT)
         .into_iter()
         .filter_map(|m| match m {
             Message::Request(b) => Some(b),
@@ -198,27 +200,36 @@ fn requests_at_a_silent_neighbour_move_to_an_idle_one() {
         })
         .collect();
     assert_eq!(asked.len(), 4, "the pipeline");
+    (p, asked)
+}
+
+/// Without serial uploads, requests to a neighbour that has sent nothing
+/// for 500 ms (it hung, or its link went down) move to a neighbour that
+/// unchokes us and that we ask nothing of.
+#[test]
+fn requests_at_a_silent_neighbour_move_to_an_idle_one() {
+    let (mut p, asked) = asking_a_silent_neighbour();
     let piece = asked[0].piece;
     // The other neighbour holds only that piece, and unchokes us.
-    p.handle_message(idle, Message::Bitfield(Bitfield::of(8, &[piece])), ms(10));
-    p.handle_message(idle, Message::Unchoke, ms(10));
+    p.handle_message(IDLE, Message::Bitfield(Bitfield::of(8, &[piece])), ms(10));
+    p.handle_message(IDLE, Message::Unchoke, ms(10));
     assert_eq!(
-        sent_to(&drain(&mut p), idle),
+        sent_to(&drain(&mut p), IDLE),
         [Message::Interested],
         "nothing to move yet"
     );
     let out: Vec<Output> = run_until(&mut p, ms(499)).into_iter().map(|(_, o)| o).collect();
     assert!(
-        sent_to(&out, idle).is_empty(),
+        sent_to(&out, IDLE).is_empty(),
         "silent for less than 500 ms: {out:?}"
     );
     let out: Vec<Output> = run_until(&mut p, ms(500)).into_iter().map(|(_, o)| o).collect();
     let first = asked[0];
     assert!(
-        sent_to(&out, idle).contains(&Message::Request(first)),
+        sent_to(&out, IDLE).contains(&Message::Request(first)),
         "asked of the idle neighbour: {out:?}"
     );
-    assert!(sent_to(&out, silent).contains(&Message::Cancel(first)));
+    assert!(sent_to(&out, SILENT).contains(&Message::Cancel(first)));
 }
 
 /// Once every request at a silent neighbour has moved away it is paused
@@ -228,52 +239,38 @@ fn requests_at_a_silent_neighbour_move_to_an_idle_one() {
 /// neighbour and a suspect held waited for good.)
 #[test]
 fn a_silent_neighbour_whose_requests_all_moved_is_asked_again_after_a_pause() {
-    let (silent, idle) = (NodeId(10), NodeId(11));
-    let mut p = started(1, Bitfield::new(8), SwarmConfig::default(), vec![]);
-    for q in [silent, idle] {
-        p.handle_connection(q, ConnectionEvent::Opened, Time::ZERO);
-    }
-    p.handle_message(silent, Message::Bitfield(Bitfield::full(8)), Time::ZERO);
-    p.handle_message(silent, Message::Unchoke, Time::ZERO);
-    let asked: Vec<BlockRef> = sent_to(&drain(&mut p), silent)
-        .into_iter()
-        .filter_map(|m| match m {
-            Message::Request(b) => Some(b),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(asked.len(), 4, "the pipeline");
+    let (mut p, asked) = asking_a_silent_neighbour();
     assert!(asked.iter().all(|b| b.piece == asked[0].piece), "{asked:?}");
     p.handle_message(
-        idle,
+        IDLE,
         Message::Bitfield(Bitfield::of(8, &[asked[0].piece])),
         ms(10),
     );
-    p.handle_message(idle, Message::Unchoke, ms(10));
+    p.handle_message(IDLE, Message::Unchoke, ms(10));
     drain(&mut p);
     let mut out: Vec<Output> = run_until(&mut p, ms(500)).into_iter().map(|(_, o)| o).collect();
     // Each block the idle neighbour sends brings the next one over.
     for (k, &block) in asked.iter().enumerate() {
         assert!(
-            sent_to(&out, idle).contains(&Message::Request(block)),
+            sent_to(&out, IDLE).contains(&Message::Request(block)),
             "block {k} moved: {out:?}"
         );
-        assert!(sent_to(&out, silent).contains(&Message::Cancel(block)));
+        assert!(sent_to(&out, SILENT).contains(&Message::Cancel(block)));
         let last = k + 1 == asked.len();
         assert_eq!(
-            events(&out).contains(&Event::RequestsTimedOut { peer: silent }),
+            events(&out).contains(&Event::RequestsTimedOut { peer: SILENT }),
             last,
             "paused once nothing is left there (block {k})"
         );
-        p.handle_message(idle, Message::Block(block), ms(501 + k as u64));
+        p.handle_message(IDLE, Message::Block(block), ms(501 + k as u64));
         out = drain(&mut p);
     }
     // Moved at 503 ms: paused for 500 ms.
     let out: Vec<Output> = run_until(&mut p, ms(1002)).into_iter().map(|(_, o)| o).collect();
-    assert!(sent_to(&out, silent).is_empty(), "paused: {out:?}");
+    assert!(sent_to(&out, SILENT).is_empty(), "paused: {out:?}");
     let out: Vec<Output> = run_until(&mut p, ms(1003)).into_iter().map(|(_, o)| o).collect();
     assert!(
-        sent_to(&out, silent)
+        sent_to(&out, SILENT)
             .iter()
             .any(|m| matches!(m, Message::Request(b) if b.piece != asked[0].piece)),
         "asked again after its pause: {out:?}"
