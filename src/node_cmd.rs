@@ -15,8 +15,8 @@
 //!   file itself.
 //!
 //! SIGUSR1 switches the node to the misbehaviour named in `DIR/misbehave`
-//! (`corrupt every=K`, `silent` or `lying`; without the file, corrupt every
-//! piece), SIGUSR2 makes it honest again ([`peerlab_net::misbehave`]).
+//! (`corrupt every=K`, `silent`, `lying` or `flood rate=K`; without the
+//! file, corrupt every piece), SIGUSR2 makes it honest again ([`peerlab_net::misbehave`]).
 //!
 //! `DIR/events.jsonl` has one line per node event,
 //! `{"t_ns":…,"node":…,"event":…}` (the serde JSON of `peerlab_core::Event`),

@@ -212,6 +212,39 @@ fn a_silent_peer_is_routed_around_on_loopback() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A peer flooding every other host with half-sent handshakes (fault
+/// `flood`, 50 new connections a second to each) on loopback: each victim
+/// closes the flood's oldest connection in its handshake as new ones come
+/// (its log says so), the swarm completes with the source's bytes, and the
+/// flooder itself, whose own connections come from the same address,
+/// downloads too.
+#[test]
+fn a_flooding_peer_costs_the_others_a_few_sockets_on_loopback() {
+    let sets = [
+        "peers.count=8",
+        "file.size=4 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "flood", "host": "p3", "at": "0 s", "rate": 50}]"#,
+    ];
+    let (report, dir) = loopback_like_sim("flood", "swarm-homogeneous", &sets, &[]);
+    for h in report["hosts"].as_array().expect("hosts") {
+        if h["role"] == "peer" {
+            assert!(h["completed_s"].is_number(), "{h}");
+        }
+    }
+    let d = report["distribution_time_s"].as_f64().expect("complete");
+    assert!(d < 15.0, "{d} s: the flood held the swarm up");
+    for host in ["server", "p1", "p8"] {
+        let log = dir.join(format!("work/hosts/{host}/node.log"));
+        let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert!(
+            log.contains("closing the oldest connection in its handshake"),
+            "{host} never saw the flood: {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A peer that claims every piece (fault `lying`: its process sends a full
 /// bitfield and drops requests for pieces it lacks) on loopback: the
 /// honest peers complete with the source's bytes; the liar is neither

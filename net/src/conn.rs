@@ -31,8 +31,10 @@
 //!    "in a send buffer of megabytes". [`Outgoing::Close`] flushes what was
 //!    queued before it, then closes.
 //! 4. **End.** Whatever ends the connection — the peer, an I/O error, a bad
-//!    frame, a close — the task reports [`Report::Closed`] once, after every
-//!    frame it forwarded.
+//!    frame, a close, nothing from the peer for [`ConnCtx::idle_timeout`]
+//!    (the writer sends a keep-alive after half of that without sending, so
+//!    only a dead or hung peer goes quiet) — the task reports
+//!    [`Report::Closed`] once, after every frame it forwarded.
 //!
 //! Reports go through one bounded channel shared by every connection of
 //! the node: a reader whose frames the loop has not taken yet stops
@@ -171,6 +173,9 @@ pub struct ConnCtx {
     /// Bound on a dial plus the handshake (and on an accepted peer's
     /// handshake).
     pub handshake_timeout: Duration,
+    /// After the handshake: a connection that brings nothing for this long
+    /// is closed; the writer sends a keep-alive after half of it unsent.
+    pub idle_timeout: Duration,
 }
 
 /// Bytes read from a socket at a time.
@@ -391,7 +396,13 @@ async fn read_frames(
         }
         buf.drain(..start);
         buf.reserve(READ_CHUNK);
-        match read.read_buf(&mut buf).await {
+        let Ok(got) = tokio::time::timeout(ctx.idle_timeout, read.read_buf(&mut buf)).await else {
+            return Err(format!(
+                "nothing from the peer for {:?}, not even a keep-alive",
+                ctx.idle_timeout
+            ));
+        };
+        match got {
             Ok(0) if buf.is_empty() => return Ok("closed by the peer".into()),
             Ok(0) => {
                 return Err(format!(
@@ -414,7 +425,16 @@ async fn write_frames(
 ) -> Result<String, String> {
     let mut out = Vec::new();
     loop {
-        let Some(first) = queue.recv().await else {
+        let Ok(first) = tokio::time::timeout(ctx.idle_timeout / 2, queue.recv()).await else {
+            out.clear();
+            wire::encode_keep_alive(&mut out);
+            write
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("write failed: {e}"))?;
+            continue;
+        };
+        let Some(first) = first else {
             return Ok("node stopped".into());
         };
         let mut batch = Vec::new();

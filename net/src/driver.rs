@@ -85,7 +85,17 @@
 //! **Limits.** At most [`NodeIo::max_half_open`] incoming connections may
 //! be in their handshake at once and [`NodeIo::max_connections`] open in
 //! all; past either, an incoming connection is closed unread, so a flood of
-//! half-sent handshakes costs a bounded number of read buffers.
+//! half-sent handshakes costs a bounded number of read buffers. One address
+//! may hold at most [`NodeIo::max_half_open_per_address`] of them, plus one
+//! per node the address book places there (every node of a loopback run
+//! shares 127.0.0.1): a new connection past that closes the address's
+//! oldest one still in its handshake. So a flooding host takes a few
+//! handshake slots, never all of them, and its own node still gets through
+//! (an honest handshake takes a round trip, a flood slot is taken back at
+//! the flooder's next connection). After the handshake, a connection that
+//! brings nothing for [`NodeIo::idle_timeout`] is closed, and each side
+//! sends a keep-alive when it has sent nothing for half of it (BEP 3), so
+//! only a dead or hung peer's connection goes idle.
 //!
 //! # Shutdown
 //!
@@ -127,9 +137,23 @@ pub const DEFAULT_QUEUE_LIMIT: usize = 4096;
 /// does, or for up to the handshake timeout).
 pub const DEFAULT_MAX_HALF_OPEN: usize = 256;
 
+/// The default [`NodeIo::max_half_open_per_address`]: more than any peer
+/// dials at once, a small share of [`DEFAULT_MAX_HALF_OPEN`].
+pub const DEFAULT_MAX_HALF_OPEN_PER_ADDRESS: usize = 8;
+
+/// The default [`NodeIo::idle_timeout`]: BEP 3's two minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The default [`NodeIo::max_connections`]: far above any swarm's
 /// `max_peers`, far below what exhausts memory or descriptors.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// Flood connections held open to each target, the newest; older ones are
+/// dropped (a victim closes them anyway).
+const FLOOD_HOLD: usize = 64;
+
+/// How often a node that does not flood looks whether it should.
+const FLOOD_POLL: Duration = Duration::from_millis(100);
 
 /// Reports from connection tasks the loop may lag behind by.
 const REPORT_QUEUE: usize = 256;
@@ -171,9 +195,16 @@ pub struct NodeIo {
     /// handshake; more are closed at once (a flood of half-sent handshakes
     /// costs at most this many read buffers).
     pub max_half_open: usize,
+    /// Most connections in their handshake from one address, on top of one
+    /// per node of the address book at that address; a new one past it
+    /// closes the address's oldest.
+    pub max_half_open_per_address: usize,
     /// Most connections at once, either way; more incoming ones are closed
     /// at once.
     pub max_connections: usize,
+    /// A connection that brings nothing for this long after its handshake
+    /// is closed; a keep-alive goes out after half of it without sending.
+    pub idle_timeout: Duration,
 }
 
 impl NodeIo {
@@ -192,7 +223,9 @@ impl NodeIo {
             queue_limit: DEFAULT_QUEUE_LIMIT,
             http_tracker: None,
             max_half_open: DEFAULT_MAX_HALF_OPEN,
+            max_half_open_per_address: DEFAULT_MAX_HALF_OPEN_PER_ADDRESS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -275,6 +308,10 @@ struct Driver {
     listener: Option<TcpListener>,
     queue_limit: usize,
     max_half_open: usize,
+    /// The most connections in their handshake from each address book
+    /// address (others: `max_half_open_per_address`).
+    per_address: BTreeMap<std::net::IpAddr, usize>,
+    max_half_open_per_address: usize,
     max_connections: usize,
     /// Incoming connections closed for the limits, for the log.
     refused: u64,
@@ -317,6 +354,7 @@ impl Driver {
             .spawn(move || storage_thread(&worker_storage, job_rx, &result_tx))
             .map_err(DriverError::StorageThread)?;
         let (report_tx, reports) = mpsc::channel(REPORT_QUEUE);
+        let per_address = per_address_limits(&io.peers, io.max_half_open_per_address);
         let http = io.http_tracker.and_then(|tracker| {
             let port = io.peers.get(&me).map(SocketAddr::port);
             let port = port.or_else(|| io.listener.local_addr().ok().map(|a| a.port()))?;
@@ -334,10 +372,13 @@ impl Driver {
                 storage,
                 reports: report_tx,
                 handshake_timeout: io.connect_timeout,
+                idle_timeout: io.idle_timeout.max(Duration::from_millis(2)),
             }),
             listener: Some(io.listener),
             queue_limit: io.queue_limit.max(1),
             max_half_open: io.max_half_open.max(1),
+            per_address,
+            max_half_open_per_address: io.max_half_open_per_address.max(1),
             max_connections: io.max_connections.max(1),
             refused: 0,
             reports,
@@ -365,6 +406,12 @@ impl Driver {
             let reports = self.ctx.reports.clone();
             self.tasks.spawn(accept_loop(listener, reports).in_current_span());
         }
+        let others = self
+            .book
+            .iter()
+            .filter(|(id, _)| **id != self.me)
+            .map(|(_, a)| *a);
+        self.tasks.spawn(flood_loop(others.collect()).in_current_span());
         let now = self.now();
         self.node.handle_start(now);
         self.settle().await;
@@ -621,6 +668,7 @@ impl Driver {
                     drop(stream);
                     return;
                 }
+                self.evict_oldest_from(addr.ip());
                 let conn = self.next_conn;
                 self.next_conn += 1;
                 let task = conn::run(Arc::clone(&self.ctx), conn, stream, Direction::Inbound);
@@ -689,6 +737,32 @@ impl Driver {
         (open.conn == conn).then_some(peer)
     }
 
+    /// Makes room for one more connection in its handshake from `ip`: if
+    /// the address holds its most, its oldest is closed.
+    fn evict_oldest_from(&mut self, ip: std::net::IpAddr) {
+        let limit = self
+            .per_address
+            .get(&ip)
+            .copied()
+            .unwrap_or(self.max_half_open_per_address);
+        let mut from_ip = self.inbound_from.iter().filter(|(_, a)| **a == ip);
+        let oldest = from_ip.next().map(|(c, _)| *c);
+        if let Some(oldest) = oldest
+            && 1 + from_ip.count() >= limit
+        {
+            if self.refused % 1000 == 0 {
+                tracing::warn!(
+                    %ip,
+                    limit,
+                    refused = self.refused + 1,
+                    "closing the oldest connection in its handshake from an address that opened too many"
+                );
+            }
+            self.refused += 1;
+            self.abort(oldest);
+        }
+    }
+
     fn on_handshake(
         &mut self,
         conn: ConnId,
@@ -696,6 +770,11 @@ impl Driver {
         direction: Direction,
         decide: oneshot::Sender<Decision>,
     ) {
+        if !self.conns.contains_key(&conn) {
+            // Closed by the loop (evicted) after its task reported.
+            let _ = decide.send(Decision::Reject);
+            return;
+        }
         if peer == self.me || !self.book.contains_key(&peer) {
             tracing::warn!(%peer, "closing connection: peer id names a node not in the address book");
             let _ = decide.send(Decision::Reject);
@@ -775,6 +854,79 @@ impl Driver {
             self.lose(peer, conn);
         }
     }
+}
+
+/// While this process floods ([`crate::misbehave::flood_rate`]), opens that
+/// many connections a second to each of `targets`, each sending a quarter
+/// of a handshake and nothing more, and holds the newest [`FLOOD_HOLD`] per
+/// target open. Nothing of it reaches the node.
+async fn flood_loop(targets: Vec<SocketAddr>) {
+    let mut held: Vec<VecDeque<tokio::net::TcpStream>> = targets.iter().map(|_| VecDeque::new()).collect();
+    let mut dials = JoinSet::new();
+    let mut next = Instant::now();
+    let mut opened = 0u64;
+    loop {
+        let Some(rate) = crate::misbehave::flood_rate() else {
+            if opened > 0 {
+                tracing::info!(opened, "flood over");
+                opened = 0;
+            }
+            held.iter_mut().for_each(VecDeque::clear);
+            dials.abort_all();
+            tokio::time::sleep(FLOOD_POLL).await;
+            next = Instant::now();
+            continue;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {
+                next = (next + Duration::from_secs(1) / rate).max(Instant::now());
+                // A victim that does not answer holds up no more than its share.
+                if dials.len() < targets.len() * FLOOD_HOLD {
+                    for (k, &addr) in targets.iter().enumerate() {
+                        dials.spawn(async move { (k, quarter_handshake(addr).await) });
+                    }
+                }
+            }
+            Some(Ok((k, Some(stream)))) = dials.join_next(), if !dials.is_empty() => {
+                opened += 1;
+                let q = &mut held[k];
+                q.push_back(stream);
+                if q.len() > FLOOD_HOLD {
+                    q.pop_front();
+                }
+            }
+        }
+    }
+}
+
+/// A connection to `addr` that has sent a quarter of a BEP 3 handshake, or
+/// `None` if it could not be made within a second.
+async fn quarter_handshake(addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let dial = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(&[19, b'B', b'i', b't']).await.ok()?;
+        Some(stream)
+    };
+    tokio::time::timeout(Duration::from_secs(1), dial)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The most connections one address may hold in a given state: `base`,
+/// plus one per node the address book places at that address (every node
+/// of a loopback run shares 127.0.0.1). Addresses missing from the result
+/// get `base`.
+pub(crate) fn per_address_limits(
+    book: &BTreeMap<NodeId, SocketAddr>,
+    base: usize,
+) -> BTreeMap<std::net::IpAddr, usize> {
+    let mut limits = BTreeMap::new();
+    for addr in book.values() {
+        *limits.entry(addr.ip()).or_insert(base.max(1)) += 1;
+    }
+    limits
 }
 
 /// The next report of the HTTP tracker link (never, without one).

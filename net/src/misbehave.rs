@@ -7,7 +7,9 @@
 //!   the piece fails its hash check at the receiver;
 //! - silent: the driver hands the node no request ([`passes_request`]);
 //! - lying: the driver sends a full bitfield for the node's own
-//!   ([`outgoing`]) and hands it no request for a piece it lacks.
+//!   ([`outgoing`]) and hands it no request for a piece it lacks;
+//! - flood: the driver's flood task opens half-handshaked connections to
+//!   every other node of the address book ([`flood_rate`]).
 //!
 //! `peerlab node` switches it on signals: SIGUSR1 reads the wanted
 //! misbehaviour from the control file [`CONTROL_FILE`] in the node's data
@@ -28,9 +30,11 @@ const HONEST: u8 = 0;
 const CORRUPT: u8 = 1;
 const SILENT: u8 = 2;
 const LYING: u8 = 3;
+const FLOOD: u8 = 4;
 
 static MODE: AtomicU8 = AtomicU8::new(HONEST);
 static EVERY: AtomicU32 = AtomicU32::new(1);
+static RATE: AtomicU32 = AtomicU32::new(1);
 
 /// Switches this process to `mode`.
 pub fn set(mode: Misbehaviour) {
@@ -43,6 +47,10 @@ pub fn set(mode: Misbehaviour) {
         }
         Misbehaviour::Silent => SILENT,
         Misbehaviour::Lying => LYING,
+        Misbehaviour::Flood { rate } => {
+            RATE.store(rate.max(1), Ordering::Release);
+            FLOOD
+        }
     };
     MODE.store(code, Ordering::Release);
 }
@@ -55,6 +63,9 @@ pub fn current() -> Misbehaviour {
         },
         SILENT => Misbehaviour::Silent,
         LYING => Misbehaviour::Lying,
+        FLOOD => Misbehaviour::Flood {
+            rate: RATE.load(Ordering::Acquire),
+        },
         _ => Misbehaviour::Honest,
     }
 }
@@ -83,6 +94,15 @@ pub fn spoil(block: BlockRef, payload: &mut [u8]) {
 /// Whether a request reaches the node ([`Misbehaviour::passes_request`]).
 pub fn passes_request(holds_piece: impl FnOnce() -> bool) -> bool {
     current().passes_request(holds_piece)
+}
+
+/// New connections a second this process opens to each other node while
+/// it floods; `None` when it does not.
+pub fn flood_rate() -> Option<u32> {
+    match current() {
+        Misbehaviour::Flood { rate } => Some(rate),
+        _ => None,
+    }
 }
 
 /// `msg` as it leaves the node ([`Misbehaviour::outgoing`]).

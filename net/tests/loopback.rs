@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use peerlab_core::pace::Paced;
 
-use common::{Fixture, PATIENCE, bytes_received, flip_byte, listeners, spawn, until_complete};
+use common::{Fixture, PATIENCE, bytes_received, flip_byte, listeners, spawn, spawn_io, until_complete};
 use peerlab_core::client_server::{Client, ClientServerConfig, Server};
 use peerlab_core::static_tracker::{Peer, StaticTrackerConfig, TrackerFile};
 use peerlab_core::{Bitfield, Event, NodeId};
 use peerlab_net::conn::peer_id;
-use peerlab_net::driver::DEFAULT_MAX_HALF_OPEN;
+use peerlab_net::driver::{DEFAULT_MAX_HALF_OPEN, DEFAULT_MAX_HALF_OPEN_PER_ADDRESS, NodeIo};
 use peerlab_net::metainfo_file::info_hash;
 use peerlab_net::storage::Storage;
 use peerlab_net::wire::{self, Handshake};
@@ -235,45 +235,36 @@ async fn malformed_frames_close_only_their_connection() {
         "a peer id used from another address is refused"
     );
 
-    // A flood of half-sent handshakes: past the node's limit of
-    // connections still in their handshake, each is closed unread at once
-    // (the others wait for the handshake timeout); once the flood goes,
-    // the node serves as before.
-    let extra = 20;
-    let mut flood = Vec::new();
-    for _ in 0..DEFAULT_MAX_HALF_OPEN + extra {
-        let mut raw = TcpStream::connect(server_addr).await.expect("connect");
-        raw.write_all(&[19, b'B', b'i', b't'])
+    // A flood of half-sent handshakes from one address (127.0.0.2, no
+    // node's): it holds at most its share of handshake slots, each new
+    // connection closing its oldest, while a good peer elsewhere is served
+    // at once, mid-flood.
+    let per_address = DEFAULT_MAX_HALF_OPEN_PER_ADDRESS;
+    let flood = quarter_handshakes(&[[127, 0, 0, 2]], per_address + 30, server_addr).await;
+    assert!(
+        handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
             .await
-            .expect("send a quarter handshake");
-        flood.push(raw);
-    }
-    // Read every socket at once, for less than the 5 s handshake timeout.
-    let mut reads = tokio::task::JoinSet::new();
-    for mut raw in flood {
-        reads.spawn(async move {
-            let mut byte = [0u8; 1];
-            let read = tokio::time::timeout(Duration::from_secs(1), raw.read(&mut byte)).await;
-            assert!(
-                !matches!(read, Ok(Ok(n)) if n > 0),
-                "the node answered half a handshake"
-            );
-            // Closed (EOF or reset) rather than still waiting.
-            (read.is_ok(), raw)
-        });
-    }
-    let mut closed = 0;
-    let mut held = Vec::new();
-    while let Some(done) = reads.join_next().await {
-        let (was_closed, raw) = done.expect("read task");
-        closed += usize::from(was_closed);
-        held.push(raw);
-    }
+            .is_some(),
+        "a good peer is served while another address floods"
+    );
+    let (closed, held) = closed_within_a_second(flood).await;
+    assert_eq!(
+        closed, 30,
+        "one address holds at most {per_address} connections in their handshake"
+    );
+    // From many addresses (8 each, within their share), the flood meets
+    // the node's own limit: past it, each is closed unread at once.
+    let froms: Vec<[u8; 4]> = (0..(DEFAULT_MAX_HALF_OPEN - held.len()) / per_address + 3)
+        .map(|i| [127, 0, 1, u8::try_from(i + 1).expect("few addresses")])
+        .collect();
+    let extra = held.len() + froms.len() * per_address - DEFAULT_MAX_HALF_OPEN;
+    let flood = quarter_handshakes(&froms, per_address, server_addr).await;
+    let (closed, more) = closed_within_a_second(flood).await;
     assert_eq!(
         closed, extra,
         "connections past the half-open limit are closed at once"
     );
-    drop(held);
+    drop((held, more));
 
     // One bad connection open while the client downloads. The node frees
     // the flood's handshake slots as it sees each close, which a loaded
@@ -307,6 +298,133 @@ async fn malformed_frames_close_only_their_connection() {
     fx.assert_identical(client);
     server.stop().await.expect("the server survived");
     client_node.abort_and_forget();
+}
+
+/// After the handshake, a peer that sends nothing, not even a keep-alive,
+/// is closed after the idle timeout; one that sends keep-alives stays, and
+/// the node sends its own while it has nothing else to say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_and_keep_alives_keep_them() {
+    const IDLE: Duration = Duration::from_millis(800);
+    let fx = Fixture::new("idle", MIB, PIECE, 5);
+    let stranger = NodeId(1);
+    let (mut listeners, book) = listeners(&ids(2)).await;
+    let server_addr = book[&SERVER];
+    let (tx, _events) = mpsc::unbounded_channel();
+    let mut io = NodeIo::new(
+        listeners.remove(&SERVER).expect("listener"),
+        book.clone(),
+        fx.seed_storage(),
+    );
+    io.idle_timeout = IDLE;
+    let server = spawn_io(Box::new(Server::new(SERVER, fx.layout)), io, tx);
+    let hash = info_hash(&fx.metainfo);
+
+    // Quiet: closed after the idle timeout, not before. What the server
+    // sends meanwhile (its bitfield, keep-alives) is read and dropped.
+    let mut quiet = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+        .await
+        .expect("handshake");
+    let opened = tokio::time::Instant::now();
+    assert_closed(&mut quiet).await;
+    let after = opened.elapsed();
+    assert!(
+        after >= IDLE,
+        "closed after {after:?}, before the idle timeout {IDLE:?}"
+    );
+
+    // Talkative: a keep-alive every quarter of the timeout, for three
+    // timeouts; the server's own keep-alives arrive meanwhile.
+    let raw = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+        .await
+        .expect("handshake");
+    let (mut read, mut write) = raw.into_split();
+    let reader = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut keep_alives = 0;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => return keep_alives,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let limits = wire::Limits::new(fx.layout.pieces());
+            while let Ok(Some((frame, used))) = wire::decode(&buf, &limits) {
+                keep_alives += usize::from(matches!(frame, wire::Frame::KeepAlive));
+                buf.drain(..used);
+            }
+        }
+    });
+    for _ in 0..12 {
+        tokio::time::sleep(IDLE / 4).await;
+        write
+            .write_all(&[0, 0, 0, 0])
+            .await
+            .expect("the connection is still open");
+    }
+    assert!(
+        !reader.is_finished(),
+        "the server kept a peer sending keep-alives"
+    );
+    drop(write);
+    server.stop().await.expect("the server survived");
+    let keep_alives = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .expect("closed")
+        .expect("reader");
+    assert!(
+        keep_alives >= 2,
+        "the server sent {keep_alives} keep-alives in 3 idle timeouts"
+    );
+}
+
+/// `count` connections from each loopback address of `froms` to `addr`,
+/// in order, each sending a quarter of a handshake.
+async fn quarter_handshakes(froms: &[[u8; 4]], count: usize, addr: std::net::SocketAddr) -> Vec<TcpStream> {
+    let mut flood = Vec::new();
+    for &from in froms {
+        for _ in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(std::net::SocketAddr::from((from, 0)))
+                .expect("bind a loopback address");
+            let mut raw = socket.connect(addr).await.expect("connect");
+            raw.write_all(&[19, b'B', b'i', b't'])
+                .await
+                .expect("send a quarter handshake");
+            flood.push(raw);
+        }
+    }
+    flood
+}
+
+/// Reads every socket of `flood` at once for a second (less than the 5 s
+/// handshake timeout): how many the node closed, and the ones still open.
+async fn closed_within_a_second(flood: Vec<TcpStream>) -> (usize, Vec<TcpStream>) {
+    let mut reads = tokio::task::JoinSet::new();
+    for mut raw in flood {
+        reads.spawn(async move {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(1), raw.read(&mut byte)).await;
+            assert!(
+                !matches!(read, Ok(Ok(n)) if n > 0),
+                "the node answered half a handshake"
+            );
+            // Closed (EOF or reset) rather than still waiting.
+            (read.is_ok(), raw)
+        });
+    }
+    let mut closed = 0;
+    let mut held = Vec::new();
+    while let Some(done) = reads.join_next().await {
+        let (was_closed, raw) = done.expect("read task");
+        if was_closed {
+            closed += 1;
+        } else {
+            held.push(raw);
+        }
+    }
+    (closed, held)
 }
 
 /// Connects, sends `handshake`, and returns the socket once the peer's

@@ -17,6 +17,7 @@ use peerlab_net::driver::{DriverError, NodeIo, run_node};
 use peerlab_net::metainfo_file::info_hash;
 use peerlab_net::storage::Storage;
 use peerlab_net::tracker_http::query::percent_encode;
+use peerlab_net::tracker_http::server::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
 use peerlab_net::tracker_http::{TrackerIo, run_tracker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -348,4 +349,51 @@ async fn raw_http_announces_get_compact_peers_or_a_clear_failure_reason() {
     let (status, body) = get(addr, "/scrape").await;
     assert_eq!(status, 404);
     assert!(failure_reason(&body).contains("/announce"));
+}
+
+/// Idle sockets from one address (127.0.0.9, no peer's) take only that
+/// address's share of the tracker's connections, each new one closing the
+/// oldest: a peer elsewhere still announces at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_from_one_address_do_not_lock_peers_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let book: BTreeMap<NodeId, SocketAddr> = [
+        (NodeId(1), SocketAddr::from(([127, 0, 0, 1], 6881))),
+        (TRACKER, addr),
+    ]
+    .into_iter()
+    .collect();
+    let hash = [7; 20];
+    let (tx, _events) = mpsc::unbounded_channel();
+    let (_tracker, _stop) = spawn_tracker(listener, &book, hash, tx);
+
+    let flood = DEFAULT_MAX_CONNECTIONS + 100;
+    let mut idle = Vec::with_capacity(flood);
+    for _ in 0..flood {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 9], 0)))
+            .expect("bind a loopback address");
+        idle.push(socket.connect(addr).await.expect("connect"));
+    }
+    let (status, body) = get_from(
+        [127, 0, 0, 1],
+        addr,
+        &query(&hash, NodeId(1), 6881, "started", "50"),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // Every idle socket but the newest few was closed long before the
+    // tracker's 30 s header timeout.
+    let mut open = 0;
+    for mut s in idle {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(20), s.read(&mut byte)).await;
+        open += usize::from(read.is_err());
+    }
+    assert_eq!(
+        open, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        "idle sockets the tracker kept"
+    );
 }

@@ -9,7 +9,8 @@
 //!   { "kind": "bandwidth", "host": "p3",     "at": "4 s", "upload": "1 Mbit/s" },
 //!   { "kind": "corrupt",   "host": "p4",     "at": "0 s", "every": 3 },
 //!   { "kind": "silent",    "host": "p5",     "at": "2 s", "for": "10 s" },
-//!   { "kind": "lying",     "host": "p6",     "at": "0 s" }
+//!   { "kind": "lying",     "host": "p6",     "at": "0 s" },
+//!   { "kind": "flood",     "host": "p7",     "at": "1 s", "rate": 50 }
 //! ]
 //! ```
 
@@ -63,7 +64,14 @@ pub enum FaultKind {
     /// they have, and seeds drop it. With `for`, its bitfields are true
     /// again after that long.
     Lying,
-    /// A misbehaving host (corrupt, silent, lying) behaves again.
+    /// The host floods every other host with connections that send a
+    /// quarter of a handshake and nothing more, `rate` new ones a second
+    /// to each (default 20), besides its usual work. Real nodes limit what
+    /// one address may hold in its handshake, so a flood costs them a few
+    /// sockets; the simulator charges nothing for it. With `for`, it stops
+    /// after that long.
+    Flood,
+    /// A misbehaving host (corrupt, silent, lying, flood) behaves again.
     Honest,
 }
 
@@ -75,9 +83,20 @@ impl FaultKind {
             FaultKind::Hang => Some(FaultKind::Resume),
             FaultKind::LinkDown => Some(FaultKind::LinkUp),
             FaultKind::Leave => Some(FaultKind::Join),
-            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying => Some(FaultKind::Honest),
+            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Flood => {
+                Some(FaultKind::Honest)
+            }
             _ => None,
         }
+    }
+
+    /// Whether it switches the host into a misbehaviour (a real node reads
+    /// which from its control file on SIGUSR1).
+    pub fn misbehaves(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Flood
+        )
     }
 
     /// Its name in scenario files.
@@ -95,6 +114,7 @@ impl FaultKind {
             FaultKind::Corrupt => "corrupt",
             FaultKind::Silent => "silent",
             FaultKind::Lying => "lying",
+            FaultKind::Flood => "flood",
             FaultKind::Honest => "honest",
         }
     }
@@ -124,7 +144,19 @@ pub struct Fault {
     /// (at least 1; absent: every piece).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<u32>,
+    /// For flood: new connections a second to each other host (1 to
+    /// [`MAX_FLOOD_RATE`]; absent: [`DEFAULT_FLOOD_RATE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
 }
+
+/// A flood's connections a second to each host when the fault names none.
+pub const DEFAULT_FLOOD_RATE: u32 = 20;
+
+/// The most connections a second a flood may open to each host: enough to
+/// hold every handshake slot an address gets many times over, few enough
+/// that the flooding machine does not drown in its own sockets.
+pub const MAX_FLOOD_RATE: u32 = 1000;
 
 impl Fault {
     /// Checks the fields that only some kinds take; returns `(field, message)`
@@ -162,6 +194,18 @@ impl Fault {
             }
             _ => {}
         }
+        match self.rate {
+            Some(_) if self.kind != FaultKind::Flood => {
+                return Err(("rate", format!("only `flood` faults take `rate`, not `{kind}`")));
+            }
+            Some(r) if !(1..=MAX_FLOOD_RATE).contains(&r) => {
+                return Err((
+                    "rate",
+                    format!("must be 1 to {MAX_FLOOD_RATE} new connections a second to each host, not {r}"),
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -174,6 +218,9 @@ impl Fault {
             }),
             FaultKind::Silent => Some(Misbehaviour::Silent),
             FaultKind::Lying => Some(Misbehaviour::Lying),
+            FaultKind::Flood => Some(Misbehaviour::Flood {
+                rate: self.rate.unwrap_or(DEFAULT_FLOOD_RATE),
+            }),
             FaultKind::Honest => Some(Misbehaviour::Honest),
             _ => None,
         }

@@ -929,10 +929,7 @@ impl Scenario {
             }
             let role = hosts.iter().find(|h| h.name == f.host).map(|h| h.role);
             let kind = f.kind.name();
-            let misbehaves = matches!(
-                f.kind,
-                FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Honest
-            );
+            let misbehaves = f.kind.misbehaves() || f.kind == FaultKind::Honest;
             if misbehaves && role == Some(Role::Tracker) {
                 return Err((
                     format!("faults[{i}].kind"),
@@ -1172,7 +1169,8 @@ mod tests {
     }
 
     /// Misbehaviour applies to hosts that send blocks, `lying` only to a
-    /// swarm's peers, and `every` only to `corrupt`, at least 1.
+    /// swarm's peers, `every` only to `corrupt`, at least 1, and `rate` only
+    /// to `flood`, within its bounds.
     #[test]
     fn misbehaviour_faults_are_checked_by_field() {
         let swarm = r#"{ "protocol": "swarm", "file": { "size": "1 MiB" },
@@ -1208,6 +1206,24 @@ mod tests {
         err(swarm, r#""kind": "lying", "host": "tracker""#, "faults[0].kind");
         err(swarm, r#""kind": "lying", "host": "server""#, "faults[0].host");
         err(cs, r#""kind": "lying", "host": "p1""#, "faults[0].kind");
+        ok(cs, r#""kind": "flood", "host": "p1", "for": "2 s""#);
+        ok(swarm, r#""kind": "flood", "host": "server", "rate": 1000"#);
+        err(
+            swarm,
+            r#""kind": "flood", "host": "p1", "rate": 0"#,
+            "faults[0].rate",
+        );
+        err(
+            swarm,
+            r#""kind": "flood", "host": "p1", "rate": 1001"#,
+            "faults[0].rate",
+        );
+        err(
+            swarm,
+            r#""kind": "silent", "host": "p1", "rate": 5"#,
+            "faults[0].rate",
+        );
+        err(swarm, r#""kind": "flood", "host": "tracker""#, "faults[0].kind");
     }
 
     /// Sizes that would make a run endless or exhaust memory name the field.

@@ -422,7 +422,7 @@ impl Fleet {
                 Ok(false)
             }
             // The node reads what to do from its control file on SIGUSR1.
-            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying => {
+            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Flood => {
                 let mode = fault.misbehaviour(kind).unwrap_or_default();
                 let control = self.slots[i].dir.join(peerlab_net::misbehave::CONTROL_FILE);
                 std::fs::write(&control, mode.to_line() + "\n")

@@ -315,7 +315,7 @@ pub fn schedule(scenario: &Scenario) -> Vec<(Duration, FaultKind, usize, usize)>
 /// from the misbehaving node already. Nodes handle the signals before they
 /// listen.
 pub fn before_release(at: Duration, kind: FaultKind) -> bool {
-    at.is_zero() && matches!(kind, FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying)
+    at.is_zero() && kind.misbehaves()
 }
 
 /// Whether a fault counts as one (the disruptive half, as the simulator

@@ -28,6 +28,10 @@ use crate::conn::node_of;
 /// The default [`TrackerIo::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// The default [`TrackerIo::max_connections_per_address`]: a peer needs
+/// one at a time.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
+
 /// A connection that sends no complete request header for this long is
 /// closed (an idle keep-alive connection too).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +58,11 @@ pub struct TrackerIo {
     pub epoch: Instant,
     /// HTTP connections served at once; more are closed on arrival.
     pub max_connections: usize,
+    /// HTTP connections from one address at once, on top of one per node
+    /// of the address book at that address; a new one past it closes the
+    /// address's oldest, so idle sockets from one host never lock the
+    /// others out.
+    pub max_connections_per_address: usize,
 }
 
 impl TrackerIo {
@@ -66,6 +75,7 @@ impl TrackerIo {
             info_hash,
             epoch: Instant::now(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }
@@ -141,6 +151,10 @@ impl TrackerLoop {
 
     async fn run(mut self, io: TrackerIo, shutdown: impl Future<Output = ()>) {
         let (tx, mut announces) = mpsc::channel(REQUEST_QUEUE);
+        let per_address = crate::driver::per_address_limits(&io.peers, io.max_connections_per_address);
+        let base = io.max_connections_per_address.max(1);
+        // The connections served, oldest first.
+        let mut open: Vec<(tokio::task::Id, std::net::IpAddr, tokio::task::AbortHandle)> = Vec::new();
         let shared = Arc::new(Shared {
             info_hash: io.info_hash,
             book: io.peers,
@@ -160,8 +174,16 @@ impl TrackerLoop {
                 () = &mut shutdown => return,
                 accepted = io.listener.accept() => match accepted {
                     Ok((stream, addr)) if conns.len() < io.max_connections => {
+                        let ip = addr.ip();
+                        let limit = per_address.get(&ip).copied().unwrap_or(base);
+                        if open.iter().filter(|(_, a, _)| *a == ip).count() >= limit {
+                            let k = open.iter().position(|(_, a, _)| *a == ip).expect("counted above");
+                            tracing::warn!(%addr, limit, "closing the oldest HTTP connection from an address that opened too many");
+                            open.remove(k).2.abort();
+                        }
                         let span = tracing::debug_span!("http", %addr);
-                        conns.spawn(serve(stream, addr, Arc::clone(&shared)).instrument(span));
+                        let handle = conns.spawn(serve(stream, addr, Arc::clone(&shared)).instrument(span));
+                        open.push((handle.id(), ip, handle));
                     }
                     Ok((_, addr)) => tracing::warn!(%addr, "refusing an HTTP connection: {} already open", conns.len()),
                     Err(e) => {
@@ -175,7 +197,13 @@ impl TrackerLoop {
                     self.node.handle_timeout(now);
                     self.drain(None);
                 }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                Some(done) = conns.join_next_with_id(), if !conns.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    };
+                    open.retain(|(i, _, _)| *i != id);
+                }
             }
         }
     }

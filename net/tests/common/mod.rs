@@ -136,7 +136,15 @@ pub fn spawn(
     storage: Storage,
     events: mpsc::UnboundedSender<(Time, NodeId, Event)>,
 ) -> Running {
-    let io = NodeIo::new(listener, book.clone(), storage);
+    spawn_io(node, NodeIo::new(listener, book.clone(), storage), events)
+}
+
+/// Spawns `node` with `io` (its timeouts and limits set by the test).
+pub fn spawn_io(
+    node: Box<dyn Node + Send>,
+    io: NodeIo,
+    events: mpsc::UnboundedSender<(Time, NodeId, Event)>,
+) -> Running {
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(run_node(node, io, events, async {
         let _ = stopped.await;

@@ -195,10 +195,7 @@ impl MessageSim {
                 | FaultKind::LinkDown
                 | FaultKind::Bandwidth
                 | FaultKind::Leave
-                | FaultKind::Corrupt
-                | FaultKind::Silent
-                | FaultKind::Lying
-        );
+        ) || kind.misbehaves();
         if disruptive {
             self.report.count_fault();
         }
@@ -240,7 +237,12 @@ impl MessageSim {
                 self.allocator.set_capacity(host, cap.0, cap.1);
                 self.touch_host(host);
             }
-            FaultKind::Corrupt | FaultKind::Silent | FaultKind::Lying | FaultKind::Honest => {
+            // A flood costs the honest hosts nothing (see Misbehaviour::Flood).
+            FaultKind::Corrupt
+            | FaultKind::Silent
+            | FaultKind::Lying
+            | FaultKind::Flood
+            | FaultKind::Honest => {
                 self.hosts[h].misbehaviour = misbehaviour.unwrap_or_default();
             }
         }
