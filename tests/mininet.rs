@@ -49,6 +49,17 @@ fn peerlab(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 /// Mininet run completed with byte-identical files and a report of the
 /// simulator's shape. Returns (mininet report, simulator report).
 fn mininet_and_sim(name: &str, scenario: &str, sets: &[&str]) -> (Value, Value) {
+    mininet_and_sim_then(name, scenario, sets, |_| {})
+}
+
+/// [`mininet_and_sim`], handing `inspect` the Mininet run's work directory
+/// before it is removed.
+fn mininet_and_sim_then(
+    name: &str,
+    scenario: &str,
+    sets: &[&str],
+    inspect: impl Fn(&Path),
+) -> (Value, Value) {
     let _turn = MININET.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch(name);
     let mut args = vec!["run", scenario, "--on", "mininet", "--report", "mininet.json"];
@@ -108,6 +119,7 @@ fn mininet_and_sim(name: &str, scenario: &str, sets: &[&str]) -> (Value, Value) 
     key_paths(&sim, "", &mut b);
     b.retain(|k| !k.starts_with(".sim."));
     assert_eq!(a, b, "the mininet and simulator reports differ in shape");
+    inspect(&dir.join("work"));
     let _ = std::fs::remove_dir_all(dir);
     (report, sim)
 }
@@ -237,6 +249,38 @@ fn silent_and_lying_peers_are_routed_around_on_mininet() {
     for r in [&mn, &sim] {
         for h in peers(r) {
             assert_eq!(h["completed_s"].is_number(), h["name"] != "p2", "{h}");
+        }
+    }
+}
+
+/// A peer flooding every host with half-sent handshakes on Mininet: each
+/// victim closes the flood's oldest connection from that address as more
+/// come (its log says so), and every peer, the flooder too, completes with
+/// the source's bytes, as in the simulator, which charges nothing for it.
+#[test]
+fn a_flooding_peer_is_held_to_a_few_sockets_on_mininet() {
+    if !available("a_flooding_peer_is_held_to_a_few_sockets_on_mininet") {
+        return;
+    }
+    let sets = [
+        "peers.count=4",
+        "file.size=2 MiB",
+        "file.piece_size=64 KiB",
+        r#"faults=[{"kind": "flood", "host": "p2", "at": "0 s", "rate": 100}]"#,
+    ];
+    let (mn, sim) = mininet_and_sim_then("flood", "swarm-homogeneous", &sets, |work| {
+        for host in ["server", "p1", "p3", "p4"] {
+            let log =
+                std::fs::read_to_string(work.join(format!("hosts/{host}/node.log"))).unwrap_or_default();
+            assert!(
+                log.contains("closing the oldest connection in its handshake"),
+                "{host} never saw the flood:\n{log}"
+            );
+        }
+    });
+    for r in [&mn, &sim] {
+        for h in peers(r) {
+            assert!(h["completed_s"].is_number(), "{h}");
         }
     }
 }

@@ -20,7 +20,7 @@ means. The driver:
    node's start-up is timed;
 3. applies the faults at their times (misbehaviour due at 0 s just before
    the release): hang = SIGSTOP, resume = SIGCONT,
-   corrupt/silent/lying = the fault's "control" line written to the node's
+   corrupt/silent/lying/flood = the fault's "control" line written to the node's
    control file (DATA/misbehave) then SIGUSR1, honest = SIGUSR2,
    crash = SIGKILL, restart = the same command again, leave = SIGTERM,
    join = start again, link-down/up = `ip link set IF down/up` on the
@@ -235,14 +235,15 @@ class Run:
             self.signal(i, signal.SIGSTOP)
         elif kind == "resume":
             self.signal(i, signal.SIGCONT)
-        elif kind in ("corrupt", "silent", "lying"):
-            # The node reads what to do from its control file on SIGUSR1.
+        elif kind == "honest":
+            self.signal(i, signal.SIGUSR2)
+        elif "control" in f:
+            # A misbehaviour (corrupt, silent, lying, flood): the node reads
+            # what to do from its control file on SIGUSR1.
             path = os.path.join(self.plan["hosts"][i]["data"], "misbehave")
             with open(path, "w") as c:
                 c.write(f["control"] + "\n")
             self.signal(i, signal.SIGUSR1)
-        elif kind == "honest":
-            self.signal(i, signal.SIGUSR2)
         elif kind in ("link-down", "link-up"):
             # The wire is cut at the switch: the host keeps its address and
             # routes, so its kernel retransmits into the cut (SYNs, segments)
@@ -295,7 +296,7 @@ class Run:
         # before_release); the nodes handle the signals before they listen.
         faults = sorted(self.plan["faults"], key=lambda f: (f["at_s"], f["host"]))
         early = [f for f in faults
-                 if f["at_s"] == 0 and f["kind"] in ("corrupt", "silent", "lying")]
+                 if f["at_s"] == 0 and "control" in f and f["kind"] != "honest"]
         faults = [f for f in faults if f not in early]
         applied = []
         for f in early:

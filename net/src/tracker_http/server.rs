@@ -155,6 +155,8 @@ impl TrackerLoop {
         let base = io.max_connections_per_address.max(1);
         // The connections served, oldest first.
         let mut open: Vec<(tokio::task::Id, std::net::IpAddr, tokio::task::AbortHandle)> = Vec::new();
+        // Connections closed for their address's limit, for the log.
+        let mut evicted = 0u64;
         let shared = Arc::new(Shared {
             info_hash: io.info_hash,
             book: io.peers,
@@ -178,7 +180,10 @@ impl TrackerLoop {
                         let limit = per_address.get(&ip).copied().unwrap_or(base);
                         if open.iter().filter(|(_, a, _)| *a == ip).count() >= limit {
                             let k = open.iter().position(|(_, a, _)| *a == ip).expect("counted above");
-                            tracing::warn!(%addr, limit, "closing the oldest HTTP connection from an address that opened too many");
+                            if evicted % 1000 == 0 {
+                                tracing::warn!(%addr, limit, evicted = evicted + 1, "closing the oldest HTTP connection from an address that opened too many");
+                            }
+                            evicted += 1;
                             open.remove(k).2.abort();
                         }
                         let span = tracing::debug_span!("http", %addr);
