@@ -243,6 +243,7 @@ fn a_liar_sharing_pieces_with_honest_neighbours_is_the_only_one_banned() {
         ],
         &["peers.count=8", "file.size=20 MiB", "peers.download=20 Mbit/s"],
     ];
+    let mut suspensions = 0;
     for (swarm, seed) in swarms
         .iter()
         .flat_map(|w| ["seed=1", "seed=2", "seed=3"].map(|s| (w, s)))
@@ -251,11 +252,21 @@ fn a_liar_sharing_pieces_with_honest_neighbours_is_the_only_one_banned() {
         let (r, log) = run_logged(&s);
         assert_eq!(r.outcome, Outcome::Complete, "{seed}");
         assert!(r.counters.pieces_corrupt > 0, "{seed}: the liar spoiled nothing");
+        let mut suspended = 0;
         for (_, node, e) in log.borrow().iter() {
-            if let Event::PeerBanned { peer } = e {
-                assert_eq!(*peer, NodeId(3), "{seed}: {node} banned an honest neighbour");
+            match e {
+                Event::PeerBanned { peer } => {
+                    assert_eq!(*peer, NodeId(3), "{seed}: {node} banned an honest neighbour");
+                }
+                Event::PeerSuspended { .. } => suspended += 1,
+                _ => {}
             }
         }
+        assert_eq!(
+            r.counters.peers_suspended, suspended,
+            "{seed}: suspensions reported"
+        );
+        suspensions += suspended;
         for h in r.hosts.iter().filter(|h| h.name != "p3") {
             assert!(
                 h.peers_banned <= 1,
@@ -265,6 +276,9 @@ fn a_liar_sharing_pieces_with_honest_neighbours_is_the_only_one_banned() {
             );
         }
     }
+    // Shared failures suspended neighbours (the 8-peer row, seed 2: p5
+    // suspended p3 and its honest co-sender p6) where they once banned.
+    assert!(suspensions > 0, "no run suspended anyone");
 }
 
 #[test]

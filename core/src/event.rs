@@ -161,6 +161,14 @@ pub enum Event {
         /// The neighbour.
         peer: NodeId,
     },
+    /// Swarm: a neighbour had a hand in [`crate::swarm::blame::STRIKES_TO_SUSPEND`]
+    /// failed pieces that no comparison has cleared: it is asked only for
+    /// pieces no other neighbour holds until a comparison clears a strike
+    /// or bans it.
+    PeerSuspended {
+        /// The neighbour.
+        peer: NodeId,
+    },
 }
 
 /// The ways a peer can break the protocol.

@@ -49,6 +49,10 @@ pub struct HostReport {
     /// Neighbours it banned for sending bad data.
     #[serde(default)]
     pub peers_banned: u32,
+    /// Neighbours it suspended: each shared failed pieces that no
+    /// comparison had cleared yet (swarm).
+    #[serde(default)]
+    pub peers_suspended: u32,
     /// Times a neighbour left its requests unanswered too long (swarm: they
     /// were cancelled there and asked of others).
     #[serde(default)]
@@ -102,6 +106,10 @@ pub struct Counters {
     /// Neighbours banned for sending bad data (each ban by each downloader).
     #[serde(default)]
     pub peers_banned: u64,
+    /// Neighbours suspended for shared failed pieces (each time, by each
+    /// downloader).
+    #[serde(default)]
+    pub peers_suspended: u64,
     /// Requests timed out at a neighbour that unchoked but did not answer
     /// (each time, at each downloader).
     #[serde(default)]
@@ -222,6 +230,7 @@ struct Stats {
     pieces_corrupt: u32,
     corrupt_bytes: u64,
     peers_banned: u32,
+    peers_suspended: u32,
     requests_timed_out: u32,
     /// Downloaders: when it last received a block (its start at first).
     last_block: Time,
@@ -313,6 +322,10 @@ impl ReportBuilder {
             Event::PeerBanned { .. } => {
                 self.counters.peers_banned += 1;
                 self.stats[i].peers_banned += 1;
+            }
+            Event::PeerSuspended { .. } => {
+                self.counters.peers_suspended += 1;
+                self.stats[i].peers_suspended += 1;
             }
             Event::RequestsTimedOut { .. } => {
                 self.counters.requests_timed_out += 1;
@@ -431,6 +444,7 @@ impl ReportBuilder {
                     pieces_corrupt: st.pieces_corrupt,
                     corrupt_bytes: st.corrupt_bytes,
                     peers_banned: st.peers_banned,
+                    peers_suspended: st.peers_suspended,
                     requests_timed_out: st.requests_timed_out,
                     longest_stall_s: (h.role == Role::Peer).then(|| {
                         st.stall.map_or(0.0, |w| {

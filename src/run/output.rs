@@ -144,14 +144,16 @@ pub(crate) fn print_table(r: &Report, all: bool, wall: Duration) {
         + c.protocol_violations
         + c.storage_failures
         + c.peers_banned
+        + c.peers_suspended
         + c.requests_timed_out;
     if trouble > 0 {
         println!(
-            "trouble: {} sources lost, {} corrupt pieces ({}), {} peers banned, {} request timeouts, {} protocol violations, {} storage failures",
+            "trouble: {} sources lost, {} corrupt pieces ({}), {} peers banned, {} suspended, {} request timeouts, {} protocol violations, {} storage failures",
             c.sources_lost,
             c.pieces_corrupt,
             human::bytes(c.corrupt_bytes),
             c.peers_banned,
+            c.peers_suspended,
             c.requests_timed_out,
             c.protocol_violations,
             c.storage_failures

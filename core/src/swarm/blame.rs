@@ -60,6 +60,8 @@ struct Suspect {
 pub struct Verdict {
     /// The neighbours banned now, in id order.
     pub banned: Vec<NodeId>,
+    /// The neighbours suspended now ([`Blame::is_suspended`]), in id order.
+    pub suspended: Vec<NodeId>,
     /// Whether to have storage digest the failed blocks now, before they
     /// are fetched again and overwritten.
     pub digest: bool,
@@ -81,6 +83,9 @@ impl Blame {
                 verdict.banned.push(peer);
             } else {
                 *strikes += 1;
+                if *strikes == STRIKES_TO_SUSPEND {
+                    verdict.suspended.push(peer);
+                }
             }
         }
         if sources.len() > 1 {
@@ -204,6 +209,7 @@ mod tests {
             v,
             Verdict {
                 banned: ids(&[7]),
+                suspended: vec![],
                 digest: false
             }
         );
@@ -218,11 +224,14 @@ mod tests {
             b.piece_failed(0, &ids(&[1, 2])),
             Verdict {
                 banned: vec![],
+                suspended: vec![],
                 digest: true
             }
         );
         assert!(b.piece_failed(1, &ids(&[1, 3])).banned.is_empty());
-        assert!(b.piece_failed(2, &ids(&[1, 4])).banned.is_empty());
+        let third = b.piece_failed(2, &ids(&[1, 4]));
+        assert!(third.banned.is_empty());
+        assert_eq!(third.suspended, ids(&[1]), "suspended by its third strike");
         assert!(b.is_suspended(NodeId(1)) && !b.is_banned(NodeId(1)));
         for honest in [2, 3, 4] {
             assert!(!b.is_suspended(NodeId(honest)), "{honest}: one strike");
@@ -234,6 +243,12 @@ mod tests {
         assert!(b.piece_verified(0));
         assert!(b.digests(0, &[5, 7]).is_empty(), "the bad block was 2's");
         assert!(!b.is_suspended(NodeId(1)), "cleared once: two strikes left");
+        // A third strike again suspends it again, and only once.
+        assert_eq!(b.piece_failed(4, &ids(&[1, 5])).suspended, ids(&[1]));
+        assert!(
+            b.piece_failed(5, &ids(&[1, 6])).suspended.is_empty(),
+            "already suspended"
+        );
     }
 
     /// The smart ban: the good copy shows which block was bad. With strikes

@@ -426,6 +426,9 @@ impl Node for Peer {
                 if verdict.digest {
                     self.outbox.command(Command::DigestBlocks { piece });
                 }
+                for peer in verdict.suspended {
+                    self.outbox.event(Event::PeerSuspended { peer });
+                }
                 for peer in verdict.banned {
                     self.banned(peer);
                 }
