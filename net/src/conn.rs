@@ -107,6 +107,9 @@ pub enum Outgoing {
     Message(Message),
     /// Send what was queued before, then close the connection.
     Close,
+    /// Send a keep-alive now: if the peer's end is gone (it restarted),
+    /// its kernel answers with a reset and the connection ends.
+    Probe,
 }
 
 /// What a connection task tells the node loop, in order.
@@ -147,6 +150,15 @@ pub enum Report {
         conn: ConnId,
         /// How many.
         count: u32,
+    },
+    /// A second connection from a peer that has a live one was held for
+    /// [`crate::driver::PROBE_WAIT`] while the old one was probed (from a
+    /// timer task of the node loop).
+    ProbeOver {
+        /// The peer.
+        peer: NodeId,
+        /// The connection held.
+        conn: ConnId,
     },
     /// The connection ended, or never got past its handshake.
     Closed {
@@ -439,6 +451,7 @@ async fn write_frames(
         };
         let mut batch = Vec::new();
         let mut close = false;
+        let mut probe = false;
         let mut payload_bytes = 0;
         let mut payloads = 0;
         let mut next = Some(first);
@@ -448,6 +461,7 @@ async fn write_frames(
                     close = true;
                     break;
                 }
+                Outgoing::Probe => probe = true,
                 Outgoing::Message(msg) => {
                     payload_bytes += msg.payload_len();
                     payloads += u32::from(msg.payload_len() > 0);
@@ -467,6 +481,9 @@ async fn write_frames(
         } else {
             encode_messages(&batch, out)
         };
+        if probe {
+            wire::encode_keep_alive(&mut out);
+        }
         write
             .write_all(&out)
             .await

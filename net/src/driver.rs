@@ -63,13 +63,16 @@
 //!   by itself);
 //! - the higher side accepts the lower side's dial and abandons its own.
 //!
-//! Any other new connection from a peer that already has an open one
-//! replaces it (the node hears `Closed`, then `Opened`): the peer dials only
-//! when it holds no connection, so the old one is dead on its side (it
-//! restarted, or closed and came back before the close reached this node).
-//! A connection is that peer's only if it comes from the peer's address in
-//! the address book (any port): a peer id used from another address is
-//! refused, so nobody elsewhere can take over a live peer's connection.
+//! Any other new connection from a peer that already has an open one is
+//! held unanswered while the old one is probed with a keep-alive: the peer
+//! dials only when it holds no connection, so if the peer is genuine the old
+//! one is dead on its side (it restarted, or closed and came back before
+//! the close reached this node), its kernel answers the probe with a reset,
+//! and the held connection replaces it (the node hears `Closed`, then
+//! `Opened`). If the old one is still alive after [`PROBE_WAIT`], the new
+//! one is an impostor using a live peer's id and is refused. A connection
+//! is that peer's only if it comes from the peer's address in the address
+//! book (any port): a peer id used from another address is refused at once.
 //!
 //! **Backpressure.** Each connection's writer has a queue of
 //! [`NodeIo::queue_limit`] messages. Queued blocks are only references —
@@ -147,6 +150,11 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The default [`NodeIo::max_connections`]: far above any swarm's
 /// `max_peers`, far below what exhausts memory or descriptors.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// How long a second connection from a peer with a live one is held while
+/// the old one is probed ([`Outgoing::Probe`]): many round trips, even on a
+/// loaded machine.
+pub const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Flood connections held open to each target, the newest; older ones are
 /// dropped (a victim closes them anyway).
@@ -715,6 +723,15 @@ impl Driver {
                 }
                 self.settle().await;
             }
+            Report::ProbeOver { peer, conn } => {
+                let links = self.links.entry(peer).or_default();
+                if links.open.is_some() && links.held.as_ref().is_some_and(|(c, _)| *c == conn) {
+                    tracing::warn!(%peer, "closing connection: its peer id is in use by a live connection");
+                    if let Some((_, held)) = links.held.take() {
+                        let _ = held.send(Decision::Reject);
+                    }
+                }
+            }
             Report::Closed { conn, reason } => {
                 self.inbound_from.remove(&conn);
                 let Some((_, peer)) = self.conns.remove(&conn) else {
@@ -815,16 +832,21 @@ impl Driver {
                     if let Some((_, older)) = links.held.replace((conn, decide)) {
                         let _ = older.send(Decision::Reject);
                     }
-                } else if let Some(old) = links.open.take() {
-                    // The peer dials only when it holds no connection: the
-                    // old one is dead on its side.
-                    tracing::info!(%peer, "peer connected again: replacing its old connection");
-                    self.abort(old.conn);
-                    self.inputs.push_back(Input {
-                        peer,
-                        event: ConnectionEvent::Closed,
+                } else if let Some(old) = &links.open {
+                    // The peer dials only when it holds no connection: if
+                    // the old one is dead on its side, a probe ends it and
+                    // the held one takes over (`lose`); if not, the held one
+                    // is refused when the probe is over.
+                    tracing::info!(%peer, "peer connected again: probing its old connection");
+                    let _ = old.queue.try_send(Outgoing::Probe);
+                    if let Some((_, older)) = links.held.replace((conn, decide)) {
+                        let _ = older.send(Decision::Reject);
+                    }
+                    let reports = self.ctx.reports.clone();
+                    self.tasks.spawn(async move {
+                        tokio::time::sleep(PROBE_WAIT).await;
+                        let _ = reports.send(Report::ProbeOver { peer, conn }).await;
                     });
-                    self.open(peer, conn, false, decide);
                 } else {
                     // Both dialed and theirs wins, or only they dialed.
                     if let Some(ours) = links.dialing.take() {

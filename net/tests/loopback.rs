@@ -12,7 +12,7 @@ use peerlab_core::client_server::{Client, ClientServerConfig, Server};
 use peerlab_core::static_tracker::{Peer, StaticTrackerConfig, TrackerFile};
 use peerlab_core::{Bitfield, Event, NodeId};
 use peerlab_net::conn::peer_id;
-use peerlab_net::driver::{DEFAULT_MAX_HALF_OPEN, DEFAULT_MAX_HALF_OPEN_PER_ADDRESS, NodeIo};
+use peerlab_net::driver::{DEFAULT_MAX_HALF_OPEN, DEFAULT_MAX_HALF_OPEN_PER_ADDRESS, NodeIo, PROBE_WAIT};
 use peerlab_net::metainfo_file::info_hash;
 use peerlab_net::storage::Storage;
 use peerlab_net::wire::{self, Handshake};
@@ -376,6 +376,56 @@ async fn idle_connections_close_and_keep_alives_keep_them() {
         keep_alives >= 2,
         "the server sent {keep_alives} keep-alives in 3 idle timeouts"
     );
+}
+
+/// A second connection using the peer id of a peer whose connection is
+/// alive is an impostor's: it is held while the live one is probed, then
+/// refused, and the live one carries on. Once the live one is gone, the
+/// same peer id gets in again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_peers_id_is_not_taken_over() {
+    let fx = Fixture::new("impostor", MIB, PIECE, 6);
+    let stranger = NodeId(1);
+    let (mut listeners, book) = listeners(&ids(2)).await;
+    let server_addr = book[&SERVER];
+    let (tx, _events) = mpsc::unbounded_channel();
+    let server = spawn(
+        Box::new(Server::new(SERVER, fx.layout)),
+        listeners.remove(&SERVER).expect("listener"),
+        &book,
+        fx.seed_storage(),
+        tx,
+    );
+    let hash = info_hash(&fx.metainfo);
+    let mut live = handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+        .await
+        .expect("the first connection is answered");
+    let asked = tokio::time::Instant::now();
+    assert!(
+        handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+            .await
+            .is_none(),
+        "a second connection with a live peer's id is refused"
+    );
+    assert!(asked.elapsed() >= PROBE_WAIT, "refused before the probe was over");
+    // The live one is still open: reads bring data or nothing, never EOF.
+    let mut sink = [0; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    while let Ok(read) = tokio::time::timeout_at(deadline, live.read(&mut sink)).await {
+        assert!(
+            matches!(read, Ok(n) if n > 0),
+            "the live connection was closed: {read:?}"
+        );
+    }
+    drop(live);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while handshaken(server_addr, Handshake::new(hash, peer_id(stranger)))
+        .await
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the peer id stays taken");
+    }
+    server.stop().await.expect("the server survived");
 }
 
 /// `count` connections from each loopback address of `froms` to `addr`,
