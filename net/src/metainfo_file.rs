@@ -205,7 +205,7 @@ fn check_name(name: &str) -> Result<(), InvalidMetainfo> {
         "must be a plain file name, without a directory"
     } else if RESERVED_NAMES.contains(&name) || name.ends_with(crate::storage::RESUME_SUFFIX) {
         "is a name a node gives its own files in the data directory (its events, its log, \
-         a download's resume journal): rename the file"
+         its misbehaviour control file, a download's resume journal): rename the file"
     } else {
         return Ok(());
     };
@@ -213,9 +213,10 @@ fn check_name(name: &str) -> Result<(), InvalidMetainfo> {
 }
 
 /// What a node writes next to the file in its data directory: its events
-/// (one JSON line each) and, run by `peerlab run` on a real backend, its log.
-/// A metainfo may not name its file so.
-pub const RESERVED_NAMES: [&str; 2] = [EVENTS_FILE, LOG_FILE];
+/// (one JSON line each), run by `peerlab run` on a real backend its log, and
+/// the control file a driver writes a misbehaviour fault to. A metainfo may
+/// not name its file so.
+pub const RESERVED_NAMES: [&str; 3] = [EVENTS_FILE, LOG_FILE, crate::misbehave::CONTROL_FILE];
 
 /// A node's events in its data directory.
 pub const EVENTS_FILE: &str = "events.jsonl";
@@ -657,6 +658,7 @@ mod tests {
             (ok.replace(r#""name":"f""#, r#""name":"../f""#), "name"),
             (ok.replace(r#""name":"f""#, r#""name":"events.jsonl""#), "name"),
             (ok.replace(r#""name":"f""#, r#""name":"node.log""#), "name"),
+            (ok.replace(r#""name":"f""#, r#""name":"misbehave""#), "name"),
             (
                 ok.replace(r#""name":"f""#, r#""name":"g.peerlab-resume""#),
                 "name",
