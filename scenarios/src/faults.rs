@@ -31,7 +31,8 @@ pub enum FaultKind {
     Restart,
     /// The process stops reading (SIGSTOP): messages to it wait, its timers
     /// wait, its connections stall so senders see no progress. With `for`,
-    /// it resumes after that long.
+    /// it resumes after that long. (A real node's peers close connections
+    /// idle for 2 minutes; the simulator keeps them however long the hang.)
     Hang,
     /// A hung host carries on (SIGCONT).
     Resume,
