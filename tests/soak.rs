@@ -14,13 +14,13 @@ mod common;
 
 use std::time::Duration;
 
-/// Bound on the run: it takes about two minutes.
+/// Bound on the run, which takes two minutes or more.
 const PATIENCE: Duration = Duration::from_secs(600);
 
 /// Downloaders.
 const PEERS: usize = 32;
 
-/// Most peak RSS of any process: nodes use 12-18 MiB in this run, and a
+/// Most peak RSS of any process: nodes use 12-21 MiB in this run, and a
 /// flood without per-address limits took one to 456 MiB.
 const MAX_RSS: u64 = 64 * 1024 * 1024;
 
@@ -35,12 +35,12 @@ fn a_hostile_churning_swarm_of_32_completes_with_bounded_memory() {
     let faults = [
         r#"{"kind": "corrupt", "host": "p5", "at": "0 s"}"#,
         r#"{"kind": "flood", "host": "p7", "at": "0 s", "rate": 20}"#,
-        r#"{"kind": "leave", "host": "p10", "at": "10 s", "for": "20 s"}"#,
-        r#"{"kind": "crash", "host": "p12", "at": "20 s", "for": "10 s"}"#,
-        r#"{"kind": "leave", "host": "p11", "at": "25 s", "for": "15 s"}"#,
-        r#"{"kind": "hang", "host": "p13", "at": "35 s", "for": "10 s"}"#,
-        r#"{"kind": "leave", "host": "p14", "at": "45 s", "for": "20 s"}"#,
-        r#"{"kind": "crash", "host": "p15", "at": "60 s", "for": "5 s"}"#,
+        r#"{"kind": "leave", "host": "p10", "at": "15 s", "for": "30 s"}"#,
+        r#"{"kind": "crash", "host": "p12", "at": "30 s", "for": "15 s"}"#,
+        r#"{"kind": "leave", "host": "p11", "at": "40 s", "for": "20 s"}"#,
+        r#"{"kind": "hang", "host": "p13", "at": "50 s", "for": "15 s"}"#,
+        r#"{"kind": "leave", "host": "p14", "at": "70 s", "for": "30 s"}"#,
+        r#"{"kind": "crash", "host": "p15", "at": "90 s", "for": "5 s"}"#,
     ];
     let faults = format!("faults=[{}]", faults.join(", "));
     let peers = format!("peers.count={PEERS}");
@@ -52,7 +52,7 @@ fn a_hostile_churning_swarm_of_32_completes_with_bounded_memory() {
         "--set",
         &peers,
         "--set",
-        "file.size=32 MiB",
+        "file.size=48 MiB",
         "--set",
         "file.piece_size=256 KiB",
         "--set",
