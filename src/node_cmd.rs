@@ -679,4 +679,9 @@ Example: client-server on two machines
 
 The scenario's file.size and piece size must match the metainfo. Events go to
 DIR/events.jsonl; the node runs (and serves) until Ctrl-C or SIGTERM; killed,
-it resumes from DIR on the next start.";
+it resumes from DIR on the next start.
+
+To test how others cope, SIGUSR1 switches the node to the misbehaviour named
+in DIR/misbehave (one line: corrupt [every=K], silent, lying, or flood
+rate=K; no file: corrupt) and SIGUSR2 makes it honest again:
+  echo 'flood rate=50' > dl/misbehave && kill -USR1 $(pgrep -f 'host p1')";
