@@ -23,7 +23,7 @@
 //!   charges the honest hosts nothing for them, because a real node's
 //!   per-address limit on connections in their handshake makes them cost
 //!   the victims a few sockets and nothing more (measured on loopback and
-//!   Mininet: the scenario docs give the numbers).
+//!   Mininet: the README's "When things break" gives the numbers).
 //!
 //! A host has one misbehaviour at a time; a new one replaces the last, and
 //! [`Misbehaviour::Honest`] ends any.

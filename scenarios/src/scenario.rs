@@ -933,7 +933,10 @@ impl Scenario {
             if misbehaves && role == Some(Role::Tracker) {
                 return Err((
                     format!("faults[{i}].kind"),
-                    format!("the tracker sends no blocks: `{kind}` applies to a server or a peer"),
+                    format!(
+                        "the tracker is no peer-wire node (it answers announces, sends no blocks): \
+                         `{kind}` applies to a server or a peer"
+                    ),
                 ));
             }
             if f.kind == FaultKind::Silent && self.protocol == Protocol::Relay {
