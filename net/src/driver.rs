@@ -316,10 +316,8 @@ struct Driver {
     listener: Option<TcpListener>,
     queue_limit: usize,
     max_half_open: usize,
-    /// The most connections in their handshake from each address book
-    /// address (others: `max_half_open_per_address`).
-    per_address: BTreeMap<std::net::IpAddr, usize>,
-    max_half_open_per_address: usize,
+    /// The most connections in their handshake from one address.
+    per_address: AddressLimits,
     max_connections: usize,
     /// Incoming connections closed for the limits, for the log.
     refused: u64,
@@ -362,7 +360,7 @@ impl Driver {
             .spawn(move || storage_thread(&worker_storage, job_rx, &result_tx))
             .map_err(DriverError::StorageThread)?;
         let (report_tx, reports) = mpsc::channel(REPORT_QUEUE);
-        let per_address = per_address_limits(&io.peers, io.max_half_open_per_address);
+        let per_address = AddressLimits::new(&io.peers, io.max_half_open_per_address);
         let http = io.http_tracker.and_then(|tracker| {
             let port = io.peers.get(&me).map(SocketAddr::port);
             let port = port.or_else(|| io.listener.local_addr().ok().map(|a| a.port()))?;
@@ -386,7 +384,6 @@ impl Driver {
             queue_limit: io.queue_limit.max(1),
             max_half_open: io.max_half_open.max(1),
             per_address,
-            max_half_open_per_address: io.max_half_open_per_address.max(1),
             max_connections: io.max_connections.max(1),
             refused: 0,
             reports,
@@ -757,11 +754,7 @@ impl Driver {
     /// Makes room for one more connection in its handshake from `ip`: if
     /// the address holds its most, its oldest is closed.
     fn evict_oldest_from(&mut self, ip: std::net::IpAddr) {
-        let limit = self
-            .per_address
-            .get(&ip)
-            .copied()
-            .unwrap_or(self.max_half_open_per_address);
+        let limit = self.per_address.of(ip);
         let mut from_ip = self.inbound_from.iter().filter(|(_, a)| **a == ip);
         let oldest = from_ip.next().map(|(c, _)| *c);
         if let Some(oldest) = oldest
@@ -938,17 +931,27 @@ async fn quarter_handshake(addr: SocketAddr) -> Option<tokio::net::TcpStream> {
 
 /// The most connections one address may hold in a given state: `base`,
 /// plus one per node the address book places at that address (every node
-/// of a loopback run shares 127.0.0.1). Addresses missing from the result
-/// get `base`.
-pub(crate) fn per_address_limits(
-    book: &BTreeMap<NodeId, SocketAddr>,
+/// of a loopback run shares 127.0.0.1).
+#[derive(Debug)]
+pub(crate) struct AddressLimits {
     base: usize,
-) -> BTreeMap<std::net::IpAddr, usize> {
-    let mut limits = BTreeMap::new();
-    for addr in book.values() {
-        *limits.entry(addr.ip()).or_insert(base.max(1)) += 1;
+    known: BTreeMap<std::net::IpAddr, usize>,
+}
+
+impl AddressLimits {
+    pub(crate) fn new(book: &BTreeMap<NodeId, SocketAddr>, base: usize) -> Self {
+        let base = base.max(1);
+        let mut known = BTreeMap::new();
+        for addr in book.values() {
+            *known.entry(addr.ip()).or_insert(base) += 1;
+        }
+        AddressLimits { base, known }
     }
-    limits
+
+    /// The limit for `ip`.
+    pub(crate) fn of(&self, ip: std::net::IpAddr) -> usize {
+        self.known.get(&ip).copied().unwrap_or(self.base)
+    }
 }
 
 /// The next report of the HTTP tracker link (never, without one).

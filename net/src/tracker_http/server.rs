@@ -151,8 +151,7 @@ impl TrackerLoop {
 
     async fn run(mut self, io: TrackerIo, shutdown: impl Future<Output = ()>) {
         let (tx, mut announces) = mpsc::channel(REQUEST_QUEUE);
-        let per_address = crate::driver::per_address_limits(&io.peers, io.max_connections_per_address);
-        let base = io.max_connections_per_address.max(1);
+        let per_address = crate::driver::AddressLimits::new(&io.peers, io.max_connections_per_address);
         // The connections served, oldest first.
         let mut open: Vec<(tokio::task::Id, std::net::IpAddr, tokio::task::AbortHandle)> = Vec::new();
         // Connections closed for their address's limit, for the log.
@@ -177,7 +176,7 @@ impl TrackerLoop {
                 accepted = io.listener.accept() => match accepted {
                     Ok((stream, addr)) if conns.len() < io.max_connections => {
                         let ip = addr.ip();
-                        let limit = per_address.get(&ip).copied().unwrap_or(base);
+                        let limit = per_address.of(ip);
                         if open.iter().filter(|(_, a, _)| *a == ip).count() >= limit {
                             let k = open.iter().position(|(_, a, _)| *a == ip).expect("counted above");
                             if evicted % 1000 == 0 {
